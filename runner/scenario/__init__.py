@@ -1,0 +1,1 @@
+"""Scenarios: the YAML format, its loading and validation, and the typed model."""

@@ -1,0 +1,132 @@
+"""Schema-valid scenario documents -> frozen Scenario dataclasses, defaults applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runner import durations
+from runner.pipeline import config as pipeline_config
+from runner.resources import default_images_dir
+from runner.scenario import model
+from runner.scenario.semantics import expected_steps, resolve_image
+from runner.scenario.yamlsource import Located
+
+
+def scenario(doc: dict[str, Any], root: Located, path: Path) -> model.Scenario:
+    """The Scenario a validated document describes; `path` is the file it came from."""
+    start = doc.get("start", "user_img_input")
+    return model.Scenario(
+        path=path,
+        name=doc.get("name") or path.stem,
+        description=doc.get("description", ""),
+        tags=tuple(doc.get("tags", ())),
+        tenant=model.Tenant(**doc.get("tenant", {})),
+        store=_row_ref(doc.get("store", "none")),
+        tone_style=_row_ref(doc.get("tone_style", "none")),
+        images=_images(doc, root),
+        job_inputs=_job_inputs(doc.get("job_inputs", {})),
+        variants=doc.get("variants", 3),
+        start=start,
+        mode=_mode(doc.get("mode", "once")),
+        simulate_img_gen=_simulation(doc.get("simulate_img_gen", False)),
+        observe=doc.get("observe", True),
+        cleanup=doc.get("cleanup", "on_success"),
+        expect=_expect(doc),
+        timeouts=_timeouts(doc.get("timeouts", {})),
+        fixtures=tuple(_fixture(f) for f in doc.get("fixtures", ())),
+        reference_pipeline=pipeline_config.build(doc.get("reference_pipeline")),
+    )
+
+
+def _row_ref(value: Any) -> model.RowRef:
+    if isinstance(value, dict):
+        return model.RowRef("id", value["id"])
+    return model.RowRef(value)
+
+
+def _images(doc: dict[str, Any], root: Located) -> tuple[Path, ...]:
+    if "images" not in doc:
+        return tuple(default_images_dir() / name for name in model.DEFAULT_IMAGE_NAMES)
+    return tuple(resolve_image(root, i) for i in range(len(doc["images"])))
+
+
+def _job_inputs(doc: dict[str, Any]) -> model.JobInputs:
+    defaults = model.JobInputs()
+    return model.JobInputs(desc_kor=doc.get("desc_kor", defaults.desc_kor),
+                           extra=tuple(doc.get("extra", {}).items()))
+
+
+def _mode(value: Any) -> model.Mode:
+    if isinstance(value, str):
+        return model.Mode(type=value)
+    defaults = model.Mode()
+    return model.Mode(
+        type=value["type"],
+        jobs=value.get("jobs"),
+        duration=durations.parse(value["duration"]) if "duration" in value else None,
+        interval=durations.parse(value["interval"]) if "interval" in value else defaults.interval,
+        max_in_flight=value.get("max_in_flight", defaults.max_in_flight),
+    )
+
+
+def _simulation(value: Any) -> model.Simulation:
+    if isinstance(value, bool):
+        return model.Simulation(enabled=value)
+    return model.Simulation(
+        enabled=True,
+        delay=durations.parse(value.get("delay", "0")),
+        fail_variants=tuple(value.get("fail_variants", ())),
+    )
+
+
+def _expect(doc: dict[str, Any]) -> model.Expectations:
+    expect = doc.get("expect", {})
+    expected = tuple(expected_steps(doc))
+    final = expect.get("final", {})
+    return model.Expectations(
+        steps=expected,
+        final_variant=_state(final["variant"]) if "variant" in final else model.State(expected[-1], "done"),
+        final_variant_given="variant" in final,
+        final_job=_state(final["job"]) if "job" in final else None,
+        retries=tuple(expect.get("retries", {}).items()),
+        failures=tuple(_failure(f) for f in expect.get("failures", ())),
+        latency=tuple((step, _latency(limits)) for step, limits in expect.get("latency", {}).items()),
+        sql=tuple(_sql(check) for check in expect.get("sql", ())),
+    )
+
+
+def _state(value: dict[str, Any]) -> model.State:
+    return model.State(value["step"], value.get("status", "done"))
+
+
+def _failure(value: dict[str, Any]) -> model.ExpectedFailure:
+    targets = value.get("variants", "all")
+    return model.ExpectedFailure(
+        step=value["step"],
+        variants=None if targets == "all" else tuple(targets),
+        required=value.get("required", True),
+    )
+
+
+def _latency(limits: dict[str, str]) -> model.LatencyLimit:
+    return model.LatencyLimit(**{key: durations.parse(text) for key, text in limits.items()})
+
+
+def _sql(check: dict[str, Any]) -> model.SqlCheck:
+    return model.SqlCheck(name=check["name"], query=check["query"], equals=check.get("equals"),
+                          rows=check.get("rows"), compare_value="equals" in check)
+
+
+def _timeouts(value: dict[str, Any]) -> model.Timeouts:
+    defaults = model.Timeouts()
+    return model.Timeouts(
+        step=durations.parse(value["step"]) if "step" in value else defaults.step,
+        steps=tuple((step, durations.parse(text)) for step, text in value.get("steps", {}).items()),
+        stall=durations.parse(value["stall"]) if "stall" in value else defaults.stall,
+        job=durations.parse(value["job"]) if "job" in value else defaults.job,
+    )
+
+
+def _fixture(value: dict[str, Any]) -> model.Fixture:
+    return model.Fixture(table=value["table"], rows=tuple(tuple(row.items()) for row in value["rows"]))

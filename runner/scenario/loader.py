@@ -1,0 +1,104 @@
+"""Loading a scenario file: read, resolve `extends`, validate, check, build.
+
+Every problem of a file is reported at once, each as `file:line:col: json.path: message`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from runner import resources
+from runner.errors import Problem, ScenarioError
+from runner.pipeline.config import PipelineConfig
+from runner.pipeline import config as pipeline_config
+from runner.scenario import build, schema_errors, semantics, yamlsource
+from runner.scenario.model import Scenario
+from runner.scenario.yamlsource import Located, Mark
+
+MAX_EXTENDS = 8
+
+
+def load(path: str | Path) -> Scenario:
+    """The Scenario in `path`; raises ScenarioError listing every problem found."""
+    display = str(path)
+    root = _read_with_extends(Path(path), display, chain=())
+    doc = yamlsource.to_plain(root)
+    problems = check_document(doc, root, "scenario.schema.json")
+    if not problems:
+        problems = semantics.Checker(doc, root).run()
+    if problems:
+        raise ScenarioError(problems)
+    return build.scenario(doc, root, Path(path))
+
+
+def load_pipeline_config(path: str | Path) -> PipelineConfig:
+    """A reference pipeline configuration file (`ye-run pipeline --config`)."""
+    root = yamlsource.read(Path(path), str(path))
+    doc = yamlsource.to_plain(root)
+    problems = check_document(doc, root, "pipeline.schema.json")
+    if not problems:
+        problems = semantics.pipeline_problems(doc, root, [])
+    if problems:
+        raise ScenarioError(problems)
+    return pipeline_config.build(doc)
+
+
+def check_document(doc: Any, root: Located, schema_name: str) -> list[Problem]:
+    """Located schema problems of a document against one of the shipped schemas."""
+    validator = resources.validator(schema_name)
+    return schema_errors.translate(validator.iter_errors(doc), root, _resolver(schema_name))
+
+
+def _resolver(schema_name: str):
+    documents = [resources.schema(schema_name)] + [
+        resources.schema(n) for n in ("scenario.schema.json", "pipeline.schema.json") if n != schema_name
+    ]
+
+    def resolve(ref: str) -> dict:
+        if not ref.startswith("#/"):
+            return resources.schema(ref)
+        for document in documents:
+            node: Any = document
+            for part in ref[2:].split("/"):
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                return node
+        return {}
+
+    return resolve
+
+
+def _read_with_extends(path: Path, display: str, chain: tuple[Path, ...]) -> Located:
+    root = yamlsource.read(path, display)
+    if not isinstance(root.value, dict) or "extends" not in root.value:
+        return root
+    key_mark, target = root.value["extends"]
+    if not isinstance(target.value, str) or not target.value:
+        raise yamlsource.problem(target.mark, "$.extends", "expected a file name (a string)")
+    base_path = (path.parent / target.value).resolve()
+    here = path.resolve()
+    if base_path in chain + (here,):
+        raise yamlsource.problem(target.mark, "$.extends", f"extends cycle: {target.value} already extends this file")
+    if len(chain) >= MAX_EXTENDS:
+        raise yamlsource.problem(target.mark, "$.extends", f"more than {MAX_EXTENDS} levels of extends")
+    base_display = os.path.normpath(os.path.join(os.path.dirname(display), target.value))
+    if not base_path.is_file():
+        raise yamlsource.problem(target.mark, "$.extends", f"file not found: {base_display}")
+    base = _read_with_extends(base_path, base_display, chain + (here,))
+    if not isinstance(base.value, dict):
+        raise yamlsource.problem(target.mark, "$.extends", f"{target.value} is not a scenario mapping")
+    own = {k: v for k, v in root.value.items() if k != "extends"}
+    return Located(_merge(base.value, own), root.mark)
+
+
+def _merge(base: dict[str, tuple[Mark, Located]], own: dict[str, tuple[Mark, Located]]) -> dict:
+    """Mappings merge key by key; anything else in `own` replaces what `base` had."""
+    merged = dict(base)
+    for key, (key_mark, node) in own.items():
+        if key in base and isinstance(node.value, dict) and isinstance(base[key][1].value, dict):
+            merged[key] = (key_mark, Located(_merge(base[key][1].value, node.value), node.mark))
+        else:
+            merged[key] = (key_mark, node)
+    return merged

@@ -1,0 +1,175 @@
+"""A scenario as typed, frozen data: defaults applied, durations in seconds.
+
+Nothing downstream of the loader reads raw YAML dicts; it reads these. A test keeps the
+defaults here in step with the `default`s of `schemas/scenario.schema.json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from runner.pipeline.config import PipelineConfig
+
+Scalar = str | int | float | bool | None
+RowRefKind = Literal["none", "any", "id"]
+ModeType = Literal["once", "wait_for_completion", "interval"]
+CleanupPolicy = Literal["always", "on_success", "never"]
+
+DEFAULT_IMAGE_NAMES: tuple[str, ...] = (
+    "pipeline_test_image9.jpg",
+    "pipeline_test_image1.png",
+    "pipeline_test_image16.jpg",
+    "pipeline_test_image10.jpg",
+    "pipeline_test_image11.jpg",
+)
+"""The original tool's priority list; the files ship with ye-run under `pipeline_test/`."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowRef:
+    """How a nullable foreign key (store_id, tone_style_id) is filled."""
+
+    kind: RowRefKind = "none"
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str = "ye_pipeline_test_tenant"
+    name: str = "YE pipeline test tenant"
+    isolate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobInputs:
+    desc_kor: str = "YE 파트 테스트용 이미지"
+    extra: tuple[tuple[str, Scalar], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    type: ModeType = "once"
+    jobs: int | None = None
+    duration: float | None = None
+    interval: float = 60.0
+    max_in_flight: int = 100
+
+    @property
+    def job_limit(self) -> int | None:
+        """How many jobs to create; None means 'until the duration is up'."""
+        if self.jobs is not None:
+            return self.jobs
+        return None if self.duration is not None else 1
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """The runner writing img_gen itself. `enabled=False` waits for a real YE part."""
+
+    enabled: bool = False
+    delay: float = 0.0
+    fail_variants: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    step: str
+    status: str = "done"
+
+    def __str__(self) -> str:
+        return f"({self.step}, {self.status})"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedFailure:
+    step: str
+    variants: tuple[int, ...] | None = None
+    """creation_order values; None means every variant."""
+    required: bool = True
+
+    def covers(self, creation_order: int) -> bool:
+        return self.variants is None or creation_order in self.variants
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyLimit:
+    p50: float | None = None
+    p95: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SqlCheck:
+    name: str
+    query: str
+    equals: Scalar = None
+    rows: int | None = None
+    compare_value: bool = False
+    """True when `equals` was given (it may legitimately be null)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expectations:
+    steps: tuple[str, ...]
+    """The steps every variant walks after the start state, in order."""
+    final_variant: State
+    final_job: State | None
+    """None: derived per job (done at the last step, or failed where a declared failure hit)."""
+    retries: tuple[tuple[str, int], ...] = ()
+    failures: tuple[ExpectedFailure, ...] = ()
+    latency: tuple[tuple[str, LatencyLimit], ...] = ()
+    sql: tuple[SqlCheck, ...] = ()
+    final_variant_given: bool = False
+
+    def retries_at(self, step: str) -> int:
+        return dict(self.retries).get(step, 0)
+
+    def failure_for(self, step: str, creation_order: int) -> ExpectedFailure | None:
+        for failure in self.failures:
+            if failure.step == step and failure.covers(creation_order):
+                return failure
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    step: float = 300.0
+    steps: tuple[tuple[str, float], ...] = ()
+    stall: float = 300.0
+    job: float = 1800.0
+
+    def for_step(self, step: str) -> float:
+        return dict(self.steps).get(step, self.step)
+
+
+@dataclass(frozen=True, slots=True)
+class Fixture:
+    table: str
+    rows: tuple[tuple[tuple[str, Scalar], ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    path: Path
+    name: str
+    expect: Expectations
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    tenant: Tenant = field(default_factory=Tenant)
+    store: RowRef = field(default_factory=RowRef)
+    tone_style: RowRef = field(default_factory=RowRef)
+    images: tuple[Path, ...] = ()
+    """Candidate images, resolved; empty means the images shipped with ye-run."""
+    job_inputs: JobInputs = field(default_factory=JobInputs)
+    variants: int = 3
+    start: str = "user_img_input"
+    mode: Mode = field(default_factory=Mode)
+    simulate_img_gen: Simulation = field(default_factory=Simulation)
+    observe: bool = True
+    cleanup: CleanupPolicy = "on_success"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    fixtures: tuple[Fixture, ...] = ()
+    reference_pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    """Latency and faults for the built-in reference pipeline (embedded default only)."""

@@ -1,0 +1,270 @@
+"""Checks a JSON Schema cannot express: step order, cross references, placeholders, SQL.
+
+Runs only on documents that passed the schema, so shapes and types are known here.
+Every complaint is located at the offending key or value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runner import durations, steps
+from runner.errors import Problem
+from runner.scenario.yamlsource import Located, locate, path_text
+
+PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+PLACEHOLDER_NAMES = re.compile(r"^(job\.id|tenant\.id|image\.id|variant\.([1-9][0-9]*)\.id)$")
+SQL_PARAMS = ("job_id", "tenant_id")
+_SQL_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_SQL_LITERALS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.S)
+SEEDED_JOB_INPUT_COLUMNS = ("job_id", "img_asset_id", "tone_style_id", "desc_kor", "created_at", "updated_at")
+MISSING_IMAGE = "이미지 파일을 찾을 수 없습니다"
+
+
+class Checker:
+    """Collects located problems for one schema-valid scenario document."""
+
+    def __init__(self, doc: dict[str, Any], root: Located):
+        self.doc = doc
+        self.root = root
+        self.problems: list[Problem] = []
+
+    def add(self, parts: list[str | int], message: str, at_key: bool = False) -> None:
+        mark = locate(self.root, parts, at_key=at_key)
+        self.problems.append(Problem(mark.file, mark.line, mark.col, path_text(parts), message))
+
+    def run(self) -> list[Problem]:
+        for check in (self.images, self.mode, self.simulation, self.expected_steps, self.step_keys,
+                      self.failures, self.final_states, self.latency, self.sql, self.fixtures,
+                      self.job_inputs, self.reference_pipeline):
+            check()
+        return self.problems
+
+    # --- what the scenario seeds -------------------------------------------------------
+
+    @property
+    def start(self) -> str:
+        return self.doc.get("start", "user_img_input")
+
+    @property
+    def variant_count(self) -> int:
+        return self.doc.get("variants", 3)
+
+    def images(self) -> None:
+        if "images" not in self.doc:
+            return
+        candidates = [resolve_image(self.root, i) for i in range(len(self.doc["images"]))]
+        if not any(path.is_file() for path in candidates):
+            tried = ", ".join(str(p) for p in candidates)
+            self.add(["images"], f"{MISSING_IMAGE} (image file not found); tried: {tried}")
+
+    def job_inputs(self) -> None:
+        for column in self.doc.get("job_inputs", {}).get("extra", {}):
+            if column in SEEDED_JOB_INPUT_COLUMNS:
+                self.add(["job_inputs", "extra", column], f"{column!r} is set by ye-run itself; "
+                         "it cannot be an extra column", at_key=True)
+
+    def mode(self) -> None:
+        mode = self.doc.get("mode", "once")
+        if isinstance(mode, str):
+            return
+        kind = mode["type"]
+        if kind == "once" and mode.get("jobs", 1) != 1:
+            self.add(["mode", "jobs"], f"mode 'once' runs one job; use wait_for_completion or interval "
+                     f"for {mode['jobs']}")
+        if kind == "once" and "duration" in mode:
+            self.add(["mode", "duration"], "mode 'once' runs one job; a duration needs "
+                     "wait_for_completion or interval", at_key=True)
+        for key in ("interval", "max_in_flight"):
+            if key in mode and kind != "interval":
+                self.add(["mode", key], f"{key!r} applies to mode 'interval' only", at_key=True)
+
+    def simulation(self) -> None:
+        sim = self.doc.get("simulate_img_gen", False)
+        if sim is False:
+            return
+        if self.start != "user_img_input":
+            self.add(["simulate_img_gen"], "img_gen can only be simulated when the variants start at "
+                     "user_img_input (this scenario has start: img_gen)")
+            return
+        if not isinstance(sim, dict):
+            return
+        for i, order in enumerate(sim.get("fail_variants", [])):
+            if order > self.variant_count:
+                self.add(["simulate_img_gen", "fail_variants", i], self._no_variant(order))
+            elif not self._declares_failure("img_gen", order):
+                self.add(["simulate_img_gen", "fail_variants", i],
+                         f"variant #{order} is made to fail at img_gen, but expect.failures does not declare "
+                         "it (add {step: img_gen, variants: [" + str(order) + "]})")
+
+    def _no_variant(self, order: int) -> str:
+        return f"variant #{order} does not exist: this scenario seeds {self.variant_count} variant(s)"
+
+    def _declares_failure(self, step: str, order: int) -> bool:
+        for failure in self.doc.get("expect", {}).get("failures", []):
+            targets = failure.get("variants", "all")
+            if failure["step"] == step and (targets == "all" or order in targets):
+                return True
+        return False
+
+    # --- expectations ------------------------------------------------------------------
+
+    def expected_steps(self) -> None:
+        expect = self.doc.get("expect", {})
+        if "steps" in expect and "stop_after" in expect:
+            self.add(["expect", "stop_after"], "give either 'steps' or 'stop_after', not both", at_key=True)
+        if "stop_after" in expect and not self._after_start(expect["stop_after"]):
+            self.add(["expect", "stop_after"], self._not_after_start(expect["stop_after"]))
+        seen: dict[str, int] = {}
+        previous: str | None = None
+        for i, step in enumerate(expect.get("steps", [])):
+            if step in seen:
+                self.add(["expect", "steps", i], f"step {step!r} is listed twice (first at [{seen[step]}])")
+                continue
+            seen[step] = i
+            if not self._after_start(step):
+                self.add(["expect", "steps", i], self._not_after_start(step))
+            elif previous is not None and steps.index(step) < steps.index(previous):
+                self.add(["expect", "steps", i], f"step {step!r} is out of the pipeline's order: it comes "
+                         f"before {previous!r} (order: {' -> '.join(steps.PIPELINE)})")
+            previous = step if self._after_start(step) else previous
+
+    def _after_start(self, step: str) -> bool:
+        return steps.index(step) > steps.index(self.start)
+
+    def _not_after_start(self, step: str) -> str:
+        return (f"step {step!r} is not after the start state ({self.start}, done); "
+                f"expected steps come from: {', '.join(steps.steps_after(self.start))}")
+
+    def expected(self) -> list[str]:
+        """The expected step list this document resolves to (defaults applied)."""
+        return expected_steps(self.doc)
+
+    def step_keys(self) -> None:
+        expected = self.expected()
+        sections = (["expect", "retries"], ["expect", "latency"], ["timeouts", "steps"])
+        for parts in sections:
+            section = _dig(self.doc, parts) or {}
+            for step in section:
+                if step not in expected:
+                    self.add(parts + [step], f"{step!r} is not one of this scenario's expected steps "
+                             f"({', '.join(expected)})", at_key=True)
+
+    def failures(self) -> None:
+        expected = self.expected()
+        for i, failure in enumerate(self.doc.get("expect", {}).get("failures", [])):
+            if failure["step"] not in expected:
+                self.add(["expect", "failures", i, "step"], f"{failure['step']!r} is not one of this "
+                         f"scenario's expected steps ({', '.join(expected)})")
+            targets = failure.get("variants", "all")
+            for j, order in enumerate(targets if isinstance(targets, list) else []):
+                if order > self.variant_count:
+                    self.add(["expect", "failures", i, "variants", j], self._no_variant(order))
+
+    def final_states(self) -> None:
+        final = self.doc.get("expect", {}).get("final", {})
+        allowed = [self.start] + self.expected()
+        for key in ("variant", "job"):
+            if key in final and final[key]["step"] not in allowed:
+                self.add(["expect", "final", key, "step"], f"{final[key]['step']!r} is not a state this "
+                         f"scenario's variants can reach ({', '.join(allowed)})")
+
+    def latency(self) -> None:
+        for step, limits in self.doc.get("expect", {}).get("latency", {}).items():
+            values = [(k, durations.parse(limits[k])) for k in ("p50", "p95", "max") if k in limits]
+            for (low_key, low), (high_key, high) in zip(values, values[1:]):
+                if low > high:
+                    self.add(["expect", "latency", step, high_key],
+                             f"{high_key} ({limits[high_key]}) is below {low_key} ({limits[low_key]})")
+
+    def sql(self) -> None:
+        for i, check in enumerate(self.doc.get("expect", {}).get("sql", [])):
+            if ("equals" in check) == ("rows" in check):
+                self.add(["expect", "sql", i], "give exactly one of 'equals' or 'rows'")
+            code = _SQL_LITERALS.sub(" ", check["query"])
+            if ";" in code.strip().rstrip(";"):
+                self.add(["expect", "sql", i, "query"], "one statement only (found ';' inside the query)")
+            for name in _SQL_PARAM.findall(code):
+                if name not in SQL_PARAMS:
+                    self.add(["expect", "sql", i, "query"], f"unknown parameter :{name}; available: "
+                             + ", ".join(f":{p}" for p in SQL_PARAMS))
+
+    def fixtures(self) -> None:
+        for i, fixture in enumerate(self.doc.get("fixtures", [])):
+            for j, row in enumerate(fixture["rows"]):
+                for column, value in row.items():
+                    for message in self._placeholder_errors(value):
+                        self.add(["fixtures", i, "rows", j, column], message)
+
+    def _placeholder_errors(self, value: Any) -> Iterator[str]:
+        if not isinstance(value, str):
+            return
+        for name in PLACEHOLDER.findall(value):
+            match = PLACEHOLDER_NAMES.match(name)
+            if match is None:
+                yield (f"unknown placeholder ${{{name}}}; available: ${{job.id}}, ${{tenant.id}}, "
+                       "${image.id}, ${variant.N.id}")
+            elif match.group(2) and int(match.group(2)) > self.variant_count:
+                yield self._no_variant(int(match.group(2)))
+
+    def reference_pipeline(self) -> None:
+        config = self.doc.get("reference_pipeline")
+        if config is not None:
+            self.problems.extend(pipeline_problems(config, self.root, ["reference_pipeline"]))
+
+
+def pipeline_problems(config: dict[str, Any], root: Located, prefix: list[str | int]) -> list[Problem]:
+    """Cross-field checks of a schema-valid reference pipeline configuration."""
+    problems = []
+
+    def add(parts: list[str | int], message: str) -> None:
+        mark = locate(root, prefix + parts)
+        problems.append(Problem(mark.file, mark.line, mark.col, path_text(prefix + parts), message))
+
+    for i, fault in enumerate(config.get("faults", [])):
+        kind, step = fault["kind"], fault["step"]
+        if step == "user_img_input":
+            add(["faults", i, "step"], "user_img_input is seeded, never run; a fault cannot happen there")
+        if "to" in fault and kind != "backwards":
+            add(["faults", i, "to"], "'to' applies to kind 'backwards' only")
+        if "times" in fault and kind != "fail_then_retry":
+            add(["faults", i, "times"], "'times' applies to kind 'fail_then_retry' only")
+        if kind == "backwards":
+            target = fault.get("to") or (steps.PIPELINE[steps.index(step) - 1])
+            if steps.index(target) >= steps.index(step) or target == "user_img_input":
+                add(["faults", i, "to" if "to" in fault else "step"],
+                    f"'backwards' must return to a step run before {step!r} (got {target!r})")
+        if kind == "fail_then_retry" and fault.get("times", 1) > config.get("max_retries", 2):
+            add(["faults", i, "times"], f"fails {fault['times']} time(s) but max_retries is "
+                f"{config.get('max_retries', 2)}: it would end failed (use kind 'fail' for that)")
+    return problems
+
+
+def expected_steps(doc: dict[str, Any]) -> list[str]:
+    """The expected step list with defaults: explicit `steps`, else start..stop_after/iou_eval."""
+    expect = doc.get("expect", {})
+    if "steps" in expect:
+        return list(expect["steps"])
+    following = list(steps.steps_after(doc.get("start", "user_img_input")))
+    stop = expect.get("stop_after")
+    if stop in following:
+        return following[: following.index(stop) + 1]
+    return following
+
+
+def resolve_image(root: Located, index: int) -> Path:
+    """An `images` entry as a path, relative to the file that declared it."""
+    node = root.value["images"][1].value[index]
+    path = Path(node.value).expanduser()
+    return path if path.is_absolute() else Path(node.mark.file).parent / path
+
+
+def _dig(doc: dict[str, Any], parts: list[str]) -> Any:
+    for part in parts:
+        if not isinstance(doc, dict) or part not in doc:
+            return None
+        doc = doc[part]
+    return doc

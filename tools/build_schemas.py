@@ -1,0 +1,307 @@
+"""Writes schemas/*.json from the readable definitions below (run after editing them).
+
+The JSON files are what ships and what editors read; this script keeps them consistent
+(every property described, durations and steps defined once). A test fails if the
+committed files drift from what this script produces.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runner import durations, steps  # noqa: E402
+
+DURATION = {"type": "string", "pattern": durations.PATTERN}
+STEP = {"enum": list(steps.PIPELINE)}
+STATUS = {"enum": list(steps.STATUSES)}
+IDENT = "^[a-z_][a-z0-9_]{0,62}$"
+DEFAULT_IMAGES = [
+    "pipeline_test/pipeline_test_image9.jpg",
+    "pipeline_test/pipeline_test_image1.png",
+    "pipeline_test/pipeline_test_image16.jpg",
+    "pipeline_test/pipeline_test_image10.jpg",
+    "pipeline_test/pipeline_test_image11.jpg",
+]
+
+
+def obj(description, properties, required=(), default=None, **extra):
+    schema = {"type": "object", "description": description, "additionalProperties": False,
+              "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if default is not None:
+        schema["default"] = default
+    schema.update(extra)
+    return schema
+
+
+def prop(description, schema, default=None):
+    out = {"description": description, **schema}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+STATE = obj("A (current_step, status) pair.", {
+    "step": prop("The `current_step` value.", {"$ref": "#/$defs/step"}),
+    "status": prop("The `status` value.", {"$ref": "#/$defs/status"}, "done"),
+}, required=["step"])
+
+ROW_REF = {
+    "anyOf": [
+        {"enum": ["none", "any"]},
+        obj("An exact existing row.", {"id": prop("The row's primary key.", {"type": "string", "minLength": 1})},
+            required=["id"]),
+    ]
+}
+
+SCENARIO = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "ye-run scenario",
+    "description": "One test of the ad-image pipeline: what to seed, how to drive it, what to expect.",
+    "type": "object",
+    "additionalProperties": False,
+    "$defs": {
+        "duration": prop("A duration: a number and a unit (ms, s, m, h), e.g. 250ms, 30s, 5m, 1h; or 0.", DURATION),
+        "step": prop("A pipeline step.", STEP),
+        "status": prop("A step status.", STATUS),
+        "state": STATE,
+        "scalar": {"description": "A column value.", "type": ["string", "number", "boolean", "null"]},
+    },
+    "properties": {
+        "$schema": prop("The schema this file follows (for editors); ignored by ye-run.", {"type": "string"}),
+        "name": prop("The scenario's name in reports. Default: the file name without extension.",
+                     {"type": "string", "minLength": 1, "maxLength": 200}),
+        "description": prop("What the scenario proves, for people reading reports.", {"type": "string"}, ""),
+        "tags": prop("Labels for selecting scenarios (lowercase words).",
+                     {"type": "array", "uniqueItems": True,
+                      "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"}}, []),
+        "extends": prop("Another scenario file (relative to this one) whose keys this file overrides; "
+                        "mappings merge key by key, lists and values replace.", {"type": "string", "minLength": 1}),
+        "tenant": obj("The tenant the job is seeded for.", {
+            "id": prop("The tenant_id. Must look like test data (see the tenant guard).",
+                       {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$"},
+                       "ye_pipeline_test_tenant"),
+            "name": prop("Display name, used when the tenant row is created.", {"type": "string"},
+                         "YE pipeline test tenant"),
+            "isolate": prop("Append the run id to the tenant id, so parallel runs never share rows.",
+                            {"type": "boolean"}, False),
+        }, default={}),
+        "store": prop("jobs.store_id: `none` (NULL), `any` (any existing row, NULL if there is none: the "
+                      "original tool's behaviour), or `{id: ...}` (that row, which must exist).", ROW_REF, "none"),
+        "tone_style": prop("job_inputs.tone_style_id: `none`, `any` or `{id: ...}`, as for store.", ROW_REF, "none"),
+        "images": prop("Candidate image files, relative to the scenario file; the first that exists is used "
+                       "and every variant shares its one image asset. Default: the images shipped with ye-run.",
+                       {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                       DEFAULT_IMAGES),
+        "job_inputs": obj("The job_inputs row.", {
+            "desc_kor": prop("The Korean description of the product photo.", {"type": "string"},
+                             "YE 파트 테스트용 이미지"),
+            "extra": prop("Further job_inputs columns and their values (checked against the database).",
+                          {"type": "object", "propertyNames": {"pattern": IDENT},
+                           "additionalProperties": {"$ref": "#/$defs/scalar"}}, {}),
+        }, default={}),
+        "variants": prop("How many jobs_variants rows each job gets (creation_order 1..N).",
+                         {"type": "integer", "minimum": 1, "maximum": 100}, 3),
+        "start": prop("The state the variants are seeded in (status `done`): `user_img_input` for a YE "
+                      "test, `img_gen` for a YH-only test.", {"enum": list(steps.START_STEPS)}, "user_img_input"),
+        "mode": prop("How jobs are created: `once` (one job), `wait_for_completion` (the next when the "
+                     "previous finished), `interval` (one every interval). A name, or a mapping with `type`.", {
+            "anyOf": [
+                {"enum": ["once", "wait_for_completion", "interval"]},
+                obj("A mode with its settings.", {
+                    "type": prop("The mode.", {"enum": ["once", "wait_for_completion", "interval"]}),
+                    "jobs": prop("How many jobs to create (default 1 unless a duration is given).",
+                                 {"type": "integer", "minimum": 1, "maximum": 100000}),
+                    "duration": prop("Keep creating jobs for this long.", {"$ref": "#/$defs/duration"}),
+                    "interval": prop("Time between job creations (interval mode).",
+                                     {"$ref": "#/$defs/duration"}, "60s"),
+                    "max_in_flight": prop("At most this many unfinished jobs at once (interval mode).",
+                                          {"type": "integer", "minimum": 1, "maximum": 10000}, 100),
+                }, required=["type"]),
+            ]}, "once"),
+        "simulate_img_gen": prop("Let the runner write img_gen itself (running, then done), as the original "
+                                 "tool documented for testing the YH part alone: `true`, `false`, or a mapping.", {
+            "anyOf": [
+                {"type": "boolean"},
+                obj("Simulation settings.", {
+                    "delay": prop("Time between (img_gen, running) and (img_gen, done).",
+                                  {"$ref": "#/$defs/duration"}, "0"),
+                    "fail_variants": prop("creation_order of variants whose img_gen ends (img_gen, failed).",
+                                          {"type": "array", "uniqueItems": True,
+                                           "items": {"type": "integer", "minimum": 1}}, []),
+                }),
+            ]}, False),
+        "observe": prop("Watch the variants and assert. `false` seeds and exits (the original `--once`).",
+                        {"type": "boolean"}, True),
+        "cleanup": prop("When to delete the rows the run created: `always`, `on_success` or `never`.",
+                        {"enum": ["always", "on_success", "never"]}, "on_success"),
+        "expect": obj("What the run must observe.", {
+            "steps": prop("The steps every variant must walk, in pipeline order. Default: every step after "
+                          "`start` (or up to `stop_after`).", {"type": "array", "minItems": 1,
+                                                               "items": {"$ref": "#/$defs/step"}}),
+            "stop_after": prop("The last step of a partial pipeline; the variants must stop there.",
+                               {"$ref": "#/$defs/step"}),
+            "final": obj("The final states. Default: the last expected step, done (failed at a declared "
+                         "failure's step).", {
+                "variant": prop("Every variant's last state.", {"$ref": "#/$defs/state"}),
+                "job": prop("The jobs row's last state.", {"$ref": "#/$defs/state"}),
+            }, default={}),
+            "retries": prop("Retries allowed per step (a failed step run again); default 0 everywhere.",
+                            {"type": "object", "propertyNames": STEP,
+                             "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 10}}, {}),
+            "failures": prop("Failures the scenario expects: these variants end (step, failed).", {
+                "type": "array",
+                "items": obj("One expected failure.", {
+                    "step": prop("The step that fails.", {"$ref": "#/$defs/step"}),
+                    "variants": prop("creation_order of the variants that fail; `all` for every one.",
+                                     {"anyOf": [{"const": "all"},
+                                                {"type": "array", "minItems": 1, "uniqueItems": True,
+                                                 "items": {"type": "integer", "minimum": 1}}]}, "all"),
+                    "required": prop("`true`: the failure must happen. `false`: it may (a flaky step).",
+                                     {"type": "boolean"}, True),
+                }, required=["step"]),
+            }, []),
+            "latency": prop("Latency limits per step (from the previous step's done to this step's done).", {
+                "type": "object", "propertyNames": STEP,
+                "additionalProperties": obj("Limits for one step.", {
+                    "p50": prop("Median limit.", {"$ref": "#/$defs/duration"}),
+                    "p95": prop("95th percentile limit.", {"$ref": "#/$defs/duration"}),
+                    "max": prop("Maximum.", {"$ref": "#/$defs/duration"}),
+                }),
+            }, {}),
+            "sql": prop("Read-only SQL checks run after each job; `:job_id` and `:tenant_id` are bound.", {
+                "type": "array",
+                "items": obj("One check: exactly one of `equals` or `rows`.", {
+                    "name": prop("What the check proves.", {"type": "string", "minLength": 1}),
+                    "query": prop("One SELECT statement.", {"type": "string", "minLength": 1}),
+                    "equals": prop("The expected value of the first column of the single row.",
+                                   {"$ref": "#/$defs/scalar"}),
+                    "rows": prop("The expected number of rows.", {"type": "integer", "minimum": 0}),
+                }, required=["name", "query"]),
+            }, []),
+        }, default={}),
+        "timeouts": obj("Time limits; a timeout is a failure and the run ends on time.", {
+            "step": prop("Default limit per step (previous step's done to this step's done).",
+                         {"$ref": "#/$defs/duration"}, "5m"),
+            "steps": prop("Per-step overrides.", {"type": "object", "propertyNames": STEP,
+                                                  "additionalProperties": {"$ref": "#/$defs/duration"}}, {}),
+            "stall": prop("Fail a variant that makes no transition for this long.", {"$ref": "#/$defs/duration"},
+                          "5m"),
+            "job": prop("Limit for one job, from seeding to its final state.", {"$ref": "#/$defs/duration"}, "30m"),
+        }, default={}),
+        "fixtures": prop("Extra rows seeded with each job (after the variants), e.g. the ad-copy rows the "
+                         "overlay step needs. Values may use ${job.id}, ${tenant.id}, ${image.id}, "
+                         "${variant.N.id}.", {
+            "type": "array",
+            "items": obj("Rows for one table.", {
+                "table": prop("The table (checked against the database catalog).",
+                              {"type": "string", "pattern": IDENT}),
+                "rows": prop("The rows: column -> value.", {
+                    "type": "array", "minItems": 1,
+                    "items": {"type": "object", "minProperties": 1, "propertyNames": {"pattern": IDENT},
+                              "additionalProperties": {"$ref": "#/$defs/scalar"}}}),
+            }, required=["table", "rows"]),
+        }, []),
+        "reference_pipeline": prop("Settings for ye-run's built-in reference pipeline (latency, faults), "
+                                   "used on the embedded default only; ignored against an external database.",
+                                   {"$ref": "pipeline.schema.json"}, {}),
+    },
+}
+
+LATENCY = {
+    "anyOf": [
+        {"$ref": "#/$defs/duration"},
+        obj("Uniformly distributed between two durations.", {
+            "uniform": prop("[low, high].", {"type": "array", "minItems": 2, "maxItems": 2,
+                                             "items": {"$ref": "#/$defs/duration"}})}, required=["uniform"]),
+        obj("Log-normally distributed.", {
+            "lognormal": obj("Median and shape.", {
+                "median": prop("The median.", {"$ref": "#/$defs/duration"}),
+                "sigma": prop("The shape (standard deviation of the log).", {"type": "number", "minimum": 0,
+                                                                              "maximum": 5}, 0.5),
+            }, required=["median"])}, required=["lognormal"]),
+    ]
+}
+
+FAULT_KINDS = ["fail", "fail_then_retry", "hang", "skip", "backwards", "duplicate", "stall_notify", "crash"]
+
+PIPELINE = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "ye-run reference pipeline configuration",
+    "description": "Latency and faults of the reference pipeline worker (`ye-run pipeline --config`).",
+    "type": "object",
+    "additionalProperties": False,
+    "$defs": {
+        "duration": prop("A duration: a number and a unit (ms, s, m, h), e.g. 250ms, 30s; or 0.", DURATION),
+        "step": prop("A pipeline step.", STEP),
+        "latency": prop("A latency: a fixed duration, `{uniform: [a, b]}` or `{lognormal: {median, sigma}}`.",
+                        LATENCY),
+    },
+    "properties": {
+        "seed": prop("Seed of the random generator (latency, probabilistic faults): runs are reproducible.",
+                     {"type": "integer"}, 0),
+        "slots": prop("Step executions that may run at once (models GPU contention).",
+                      {"type": "integer", "minimum": 1, "maximum": 256}, 8),
+        "with_ye": prop("Also run the YE part: pick up (user_img_input, done) variants and run img_gen.",
+                        {"type": "boolean"}, False),
+        "ye_poll": prop("How often the YE part looks for new (user_img_input, done) variants.",
+                        {"$ref": "#/$defs/duration"}, "200ms"),
+        "sweep": prop("How often the worker sweeps for variants stuck at (step, done) (missed notifications).",
+                      {"$ref": "#/$defs/duration"}, "5s"),
+        "max_retries": prop("A failed step is retried at most this many times, as the real system does.",
+                            {"type": "integer", "minimum": 0, "maximum": 10}, 2),
+        "stop_after": prop("Stop driving variants after this step (a partial deployment).",
+                           {"$ref": "#/$defs/step"}),
+        "latency": obj("Time each step takes between running and done.", {
+            "default": prop("For steps not listed.", {"$ref": "#/$defs/latency"}, "0"),
+            "steps": prop("Per step.", {"type": "object", "propertyNames": STEP,
+                                        "additionalProperties": {"$ref": "#/$defs/latency"}}, {}),
+        }, default={}),
+        "faults": prop("Faults to inject; each applies where all its targets match.", {
+            "type": "array",
+            "items": obj("One fault.", {
+                "kind": prop("fail: end at (step, failed). fail_then_retry: fail `times` times, then succeed "
+                             "after the retry. hang: stay running. skip: never visit the step. backwards: after "
+                             "done, return to `to`. duplicate: write the done state twice. stall_notify: "
+                             "ignore the step's own notification, so only the sweep moves on. crash: the "
+                             "worker exits mid-step; a restarted worker continues.", {"enum": FAULT_KINDS}),
+                "step": prop("The step where it happens.", {"$ref": "#/$defs/step"}),
+                "variants": prop("creation_order of affected variants (default: all).",
+                                 {"type": "array", "minItems": 1, "uniqueItems": True,
+                                  "items": {"type": "integer", "minimum": 1}}),
+                "jobs": prop("Ordinal of affected jobs, in the order the worker first sees them (default: all).",
+                             {"type": "array", "minItems": 1, "uniqueItems": True,
+                              "items": {"type": "integer", "minimum": 1}}),
+                "probability": prop("Chance that a matching step is affected.",
+                                    {"type": "number", "minimum": 0, "maximum": 1}, 1),
+                "times": prop("fail_then_retry: how many attempts fail before one succeeds.",
+                              {"type": "integer", "minimum": 1, "maximum": 10}, 1),
+                "to": prop("backwards: the earlier step returned to (default: the previous step).",
+                           {"$ref": "#/$defs/step"}),
+            }, required=["kind", "step"]),
+        }, []),
+    },
+}
+
+
+def render(schema: dict) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+OUTPUTS = {"scenario.schema.json": SCENARIO, "pipeline.schema.json": PIPELINE}
+
+
+def main() -> None:
+    for name, schema in OUTPUTS.items():
+        (ROOT / "schemas" / name).write_text(render(schema), encoding="utf-8")
+        print(f"wrote schemas/{name}")
+
+
+if __name__ == "__main__":
+    main()
