@@ -71,9 +71,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from runner.cli import validate
+    from runner.cli import database, validate
 
     validate.register(cli)
+    database.register(cli)
 
 
 _register()

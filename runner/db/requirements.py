@@ -1,0 +1,84 @@
+"""What ye-run needs from a database, defined once for `db check` and the seeder's pre-check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.db.catalog import Catalog
+
+SEEDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "jobs": ("job_id", "tenant_id", "store_id", "status", "current_step"),
+    "image_assets": ("image_asset_id", "image_type", "image_url", "width", "height", "tenant_id", "job_id"),
+    "job_inputs": ("job_id", "img_asset_id", "tone_style_id", "desc_kor"),
+    "jobs_variants": ("job_variants_id", "job_id", "img_asset_id", "creation_order", "status", "current_step"),
+}
+"""Tables and columns every seed writes (DESIGN.md section 1), in foreign-key insert order."""
+
+OPTIONAL_TABLES = ("tenants", "stores", "tone_styles")
+TIMESTAMP_COLUMNS = ("created_at", "updated_at")
+REFERENCE_TABLES = ("tenants", "stores", "tone_styles", "jobs", "image_assets", "job_inputs", "jobs_variants")
+RUNNER_TABLES = ("ye_run_runs", "ye_run_seeded", "ye_run_history")
+VARIANT_CHANNEL = "job_variant_state_changed"
+JOB_CHANNEL = "job_state_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of `db check`: a thing the runner looks for, and whether it is there."""
+
+    what: str
+    ok: bool
+    required: bool
+    detail: str = ""
+
+
+def missing_columns(catalog: Catalog, extra: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Human lines for every required table or column the database lacks."""
+    wanted = {table: list(columns) for table, columns in SEEDED_COLUMNS.items()}
+    for table, columns in (extra or {}).items():
+        wanted.setdefault(table, []).extend(columns)
+    lines = []
+    for table, columns in wanted.items():
+        if catalog.table(table) is None:
+            lines.append(f"table {table} is missing")
+            continue
+        absent = [c for c in dict.fromkeys(columns) if not catalog.has(table, c)]
+        if absent:
+            lines.append(f"table {table} lacks column(s): {', '.join(absent)}")
+    return lines
+
+
+def history_available(catalog: Catalog) -> bool:
+    """ye-run's history table and its triggers are installed (transitions cannot be missed)."""
+    names = {t.name for t in catalog.triggers}
+    return catalog.has("ye_run_history") and {"ye_run_history_variant", "ye_run_history_job"} <= names
+
+
+def registry_available(catalog: Catalog) -> bool:
+    return catalog.has("ye_run_runs") and catalog.has("ye_run_seeded")
+
+
+def findings(catalog: Catalog, variant_channel: str = VARIANT_CHANNEL,
+             job_channel: str = JOB_CHANNEL) -> list[Finding]:
+    """Everything `db check` reports, required parts first."""
+    out = []
+    for table, columns in SEEDED_COLUMNS.items():
+        found = catalog.table(table)
+        absent = [c for c in columns if found is None or not found.has(c)]
+        detail = "missing" if found is None else (f"lacks {', '.join(absent)}" if absent else ", ".join(columns))
+        out.append(Finding(f"table {table}", found is not None and not absent, True, detail))
+    out.append(Finding(f"notify trigger on jobs_variants ({variant_channel})",
+                       catalog.notifies("jobs_variants", variant_channel), True,
+                       "the runner LISTENs on it" if catalog.notifies("jobs_variants", variant_channel)
+                       else "no trigger on jobs_variants calls pg_notify on this channel"))
+    out.append(Finding(f"notify trigger on jobs ({job_channel})", catalog.notifies("jobs", job_channel), False,
+                       "" if catalog.notifies("jobs", job_channel) else "job rows are read instead"))
+    for table in OPTIONAL_TABLES:
+        out.append(Finding(f"table {table}", catalog.has(table), False,
+                           "" if catalog.has(table) else "optional; not seeded"))
+    out.append(Finding("ye-run history (ye_run_history + triggers)", history_available(catalog), False,
+                       "complete traces" if history_available(catalog)
+                       else "absent: LISTEN + reconciling reads, gaps possible (ye-run db init installs it)"))
+    out.append(Finding("ye-run run registry (ye_run_runs, ye_run_seeded)", registry_available(catalog), False,
+                       "" if registry_available(catalog) else "absent: runs are recorded in reports only"))
+    return out

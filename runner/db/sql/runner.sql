@@ -1,0 +1,65 @@
+-- ye-run's own objects, kept apart by the ye_run_ prefix: the run registry and the
+-- transition history. Idempotent. Needs the jobs and jobs_variants tables.
+
+CREATE TABLE IF NOT EXISTS ye_run_runs (
+    run_id          text PRIMARY KEY,
+    scenario        text NOT NULL,
+    tenant_id       text NOT NULL,
+    tenant_created  boolean NOT NULL DEFAULT false,
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz,
+    outcome         text,
+    cleaned_at      timestamptz
+);
+
+-- Every row a run seeded, by table and primary key (JSON array of the key's values).
+CREATE TABLE IF NOT EXISTS ye_run_seeded (
+    run_id      text NOT NULL REFERENCES ye_run_runs (run_id) ON DELETE CASCADE,
+    table_name  text NOT NULL,
+    row_key     jsonb NOT NULL,
+    PRIMARY KEY (run_id, table_name, row_key)
+);
+
+-- Every write of (current_step, status), with the time it happened (clock_timestamp(), not
+-- the transaction's start). `kind` is 'v' for a variant row, 'j' for a job row. Ids grow in
+-- commit order per row (a row's writers are serialised by its lock), which is why readers
+-- keep a cursor per row and never one global cursor.
+CREATE TABLE IF NOT EXISTS ye_run_history (
+    id            bigserial PRIMARY KEY,
+    kind          char(1) NOT NULL,
+    row_id        uuid NOT NULL,
+    job_id        uuid NOT NULL,
+    current_step  text,
+    status        text,
+    retry_count   integer,
+    changed_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS ye_run_history_row_idx ON ye_run_history (row_id, id);
+CREATE INDEX IF NOT EXISTS ye_run_history_job_idx ON ye_run_history (job_id);
+
+CREATE OR REPLACE FUNCTION ye_run_record_variant() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ye_run_history (kind, row_id, job_id, current_step, status, retry_count)
+    VALUES ('v', NEW.job_variants_id, NEW.job_id, NEW.current_step, NEW.status,
+            (to_jsonb(NEW) ->> 'retry_count')::integer);
+    RETURN NEW;
+END $$;
+
+CREATE OR REPLACE FUNCTION ye_run_record_job() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ye_run_history (kind, row_id, job_id, current_step, status)
+    VALUES ('j', NEW.job_id, NEW.job_id, NEW.current_step, NEW.status);
+    RETURN NEW;
+END $$;
+
+-- UPDATE OF fires whenever the columns are written, even with the same value: that is how a
+-- duplicate terminal write becomes visible. The notify trigger fires only on a change.
+CREATE OR REPLACE TRIGGER ye_run_history_variant
+AFTER INSERT OR UPDATE OF current_step, status ON jobs_variants
+FOR EACH ROW EXECUTE FUNCTION ye_run_record_variant();
+
+CREATE OR REPLACE TRIGGER ye_run_history_job
+AFTER INSERT OR UPDATE OF current_step, status ON jobs
+FOR EACH ROW EXECUTE FUNCTION ye_run_record_job();

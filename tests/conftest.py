@@ -1,0 +1,93 @@
+"""Real PostgreSQL for the tests: the embedded server, and an external one when configured.
+
+`YE_TEST_DATABASE_URL` (e.g. postgresql://postgres@127.0.0.1:5432/postgres) adds the external
+server: a fresh database is created there for the session and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.db import embedded, schema
+from runner.db.connect import Database, parse_url
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _drop(admin: Database, name: str) -> None:
+    with contextlib.closing(admin.connect("ye-run tests", autocommit=True)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                    "pg_backend_pid()", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def _create(admin: Database, name: str) -> Database:
+    with contextlib.closing(admin.connect("ye-run tests", autocommit=True)) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    return admin.with_database(name)
+
+
+@pytest.fixture(scope="session")
+def embedded_server() -> Iterator[Database]:
+    with embedded.server(ephemeral=True) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def external_server() -> Iterator[Database]:
+    url = os.environ.get("YE_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("YE_TEST_DATABASE_URL is not set")
+    admin = Database(parse_url(url))
+    name = f"ye_run_test_{uuid.uuid4().hex[:10]}"
+    database = _create(admin, name)
+    try:
+        with contextlib.closing(database.connect("ye-run tests")) as conn:
+            schema.install(conn)
+        yield database
+    finally:
+        _drop(admin, name)
+
+
+@pytest.fixture(scope="session", params=["embedded", "external"])
+def db(request: pytest.FixtureRequest) -> Database:
+    """The reference schema on each available server (tests run once per server)."""
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+@pytest.fixture
+def fresh_database(db: Database) -> Iterator[Callable[[], Database]]:
+    """Makes empty databases on the same server (for schemas built by a test); drops them after."""
+    admin = db.with_database("postgres")
+    made: list[str] = []
+
+    def make() -> Database:
+        name = f"ye_run_t_{uuid.uuid4().hex[:10]}"
+        made.append(name)
+        return _create(admin, name)
+
+    yield make
+    for name in made:
+        _drop(admin, name)
+
+
+@pytest.fixture
+def conn(db: Database) -> Iterator:
+    with contextlib.closing(db.connect("ye-run tests")) as connection:
+        yield connection
+
+
+def new_tenant() -> str:
+    return f"ye_test_{uuid.uuid4().hex[:10]}"
+
+
+def scenario_file(tmp_path: Path, text: str, name: str = "case.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path

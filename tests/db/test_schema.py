@@ -1,0 +1,87 @@
+"""`db init` installs idempotently and never alters existing tables; `db check` changes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from click.testing import CliRunner
+
+from runner.cli.main import cli
+from runner.db import catalog, requirements, schema
+from runner.errors import SchemaMissingError
+
+
+def _url(database) -> str:
+    return database.url.render_as_string(hide_password=False)
+
+
+def test_init_is_idempotent(fresh_database):
+    database = fresh_database()
+    runner = CliRunner()
+    first = runner.invoke(cli, ["db", "init", "--database-url", _url(database)])
+    assert first.exit_code == 0 and "reference schema and ye-run objects installed" in first.stdout
+    with contextlib.closing(database.connect()) as conn:
+        before = catalog.read(conn)
+    second = runner.invoke(cli, ["db", "init", "--database-url", _url(database)])
+    assert second.exit_code == 0 and "already installed" in second.stdout
+    with contextlib.closing(database.connect()) as conn:
+        after = catalog.read(conn)
+    assert before == after
+    assert requirements.history_available(after) and requirements.registry_available(after)
+    assert after.notifies("jobs_variants", "job_variant_state_changed") and after.notifies("jobs", "job_state_changed")
+
+
+def test_check_reports_missing_parts_and_changes_nothing(fresh_database):
+    database = fresh_database()
+    with contextlib.closing(database.connect()) as conn:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE jobs (job_id uuid primary key, tenant_id text, status text)")
+        conn.commit()
+        before = catalog.read(conn)
+    result = CliRunner().invoke(cli, ["db", "check", "--database-url", _url(database)])
+    assert result.exit_code == 3
+    assert "MISSING  table jobs: lacks store_id, current_step" in result.stdout
+    assert "MISSING  table jobs_variants: missing" in result.stdout
+    assert "absent   ye-run history" in result.stdout
+    with contextlib.closing(database.connect()) as conn:
+        assert catalog.read(conn) == before
+
+
+def test_check_passes_on_the_reference_schema(db):
+    result = CliRunner().invoke(cli, ["db", "check", "--database-url", _url(db)])
+    assert result.exit_code == 0, result.output
+    assert "MISSING" not in result.stdout and "ok       ye-run history" in result.stdout
+
+
+def test_partial_pipeline_schema_is_refused(fresh_database):
+    database = fresh_database()
+    with contextlib.closing(database.connect()) as conn:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE tenants (tenant_id text primary key)")
+        conn.commit()
+        with pytest.raises(SchemaMissingError, match="refusing to guess"):
+            schema.install(conn)
+        assert set(catalog.read(conn).tables) == {"tenants"}
+
+
+def test_existing_deployment_gets_only_ye_runs_objects(fresh_database):
+    database = fresh_database()
+    with contextlib.closing(database.connect()) as conn:
+        with conn.cursor() as cur:
+            cur.execute("""
+                CREATE TABLE jobs (job_id uuid primary key, tenant_id text, store_id uuid, status text,
+                                   current_step text, legacy_flag boolean);
+                CREATE TABLE image_assets (image_asset_id uuid primary key, image_type text, image_url text,
+                                           width int, height int, tenant_id text, job_id uuid);
+                CREATE TABLE job_inputs (job_id uuid primary key, img_asset_id uuid, tone_style_id uuid, desc_kor text);
+                CREATE TABLE jobs_variants (job_variants_id uuid primary key, job_id uuid, img_asset_id uuid,
+                                            creation_order int, status text, current_step text);
+            """)
+        conn.commit()
+        result = schema.install(conn)
+        after = catalog.read(conn)
+    assert not result.reference_installed and result.runner_installed
+    assert not after.has("ad_copies") and not after.has("tenants")
+    assert after.has("jobs", "legacy_flag") and not after.has("jobs_variants", "retry_count")
+    assert {t.name for t in after.triggers} == {"ye_run_history_variant", "ye_run_history_job"}
