@@ -71,10 +71,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from runner.cli import database, validate
+    from runner.cli import database, pipeline, validate
 
     validate.register(cli)
     database.register(cli)
+    pipeline.register(cli)
 
 
 _register()
