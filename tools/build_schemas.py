@@ -290,11 +290,131 @@ PIPELINE = {
 }
 
 
+NULLABLE_STR = {"type": ["string", "null"]}
+NULLABLE_NUM = {"type": ["number", "null"]}
+NULLABLE_INT = {"type": ["integer", "null"]}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def closed(description, properties, **extra):
+    """An object with every listed property required and nothing else allowed."""
+    return obj(description, properties, required=list(properties), **extra)
+
+
+TRANSITION = closed("One write of (current_step, status), as observed.", {
+    "step": prop("current_step.", {"type": "string"}),
+    "status": prop("status.", {"type": "string"}),
+    "retry_count": prop("retry_count at that write (history only).", NULLABLE_INT),
+    "db_time": prop("When the database recorded it.", TIME),
+    "seen_time": prop("When the runner read it.", TIME),
+    "since_seed": prop("Seconds from seeding the job to the runner seeing this.", {"type": "number"}),
+    "source": prop("How the runner learned of it.", {"enum": ["history", "notify", "reconcile", "seed"]}),
+})
+
+FAILURE = closed("One failed assertion.", {
+    "kind": prop("The failure kind.", {"type": "string"}),
+    "message": prop("One line: scenario, job, variant, step, what.", {"type": "string"}),
+    "detail": prop("Expected vs observed trace, time spent vs limit.", {"type": "string"}),
+    "job_ordinal": prop("Job number in the run.", NULLABLE_INT),
+    "job_id": prop("The job.", NULLABLE_STR),
+    "creation_order": prop("The variant's creation_order.", NULLABLE_INT),
+    "variant_id": prop("The variant.", NULLABLE_STR),
+    "step": prop("The step concerned.", NULLABLE_STR),
+    "spent": prop("Seconds spent.", NULLABLE_NUM),
+    "limit": prop("The limit in seconds.", NULLABLE_NUM),
+})
+
+JOB = closed("One job of the run.", {
+    "ordinal": prop("Job number in the run, from 1.", {"type": "integer", "minimum": 1}),
+    "job_id": prop("jobs.job_id.", {"type": "string"}),
+    "tenant_id": prop("The tenant it was seeded for.", {"type": "string"}),
+    "asset_id": prop("The shared image asset.", {"type": "string"}),
+    "outcome": prop("How it ended.", {"enum": ["passed", "failed", "interrupted", "running", "seeded"]}),
+    "seeded_at": prop("When it was seeded.", TIME),
+    "finished_at": prop("When it was judged.", TIME),
+    "duration": prop("Seconds from seeding to judgement.", NULLABLE_NUM),
+    "final_state": prop("The job row's state when judged.", {"anyOf": [
+        {"type": "null"}, closed("A state.", {"step": prop("Step.", {"type": "string"}),
+                                              "status": prop("Status.", {"type": "string"})})]}),
+    "job_trace": prop("Writes to the job row.", {"type": "array", "items": TRANSITION}),
+    "variants": prop("Each variant's trace.", {"type": "array", "items": closed("A variant.", {
+        "creation_order": prop("1..N.", {"type": "integer", "minimum": 1}),
+        "variant_id": prop("jobs_variants.job_variants_id.", {"type": "string"}),
+        "trace": prop("Every observed transition, in order.", {"type": "array", "items": TRANSITION}),
+    })}),
+    "failures": prop("This job's failed assertions.", {"type": "array", "items": FAILURE}),
+})
+
+REPORT = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "ye-run JSON report",
+    "description": "Everything a ye-run invocation observed and concluded (`ye-run run --json PATH`).",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["format", "ye_run_version", "started_at", "finished_at", "exit_code", "scenarios"],
+    "properties": {
+        "format": prop("Version of this format.", {"const": 1}),
+        "ye_run_version": prop("The ye-run that wrote it.", {"type": "string"}),
+        "started_at": prop("Start of the invocation.", TIME),
+        "finished_at": prop("End of the invocation.", TIME),
+        "exit_code": prop("The exit code (0 passed, 1 failed, 2 bad input, 3 infrastructure, 130 interrupted).",
+                          {"enum": [0, 1, 2, 3, 130]}),
+        "scenarios": prop("One entry per scenario run.", {"type": "array", "items": closed("A scenario run.", {
+            "name": prop("Scenario name.", {"type": "string"}),
+            "file": prop("Scenario file.", {"type": "string"}),
+            "outcome": prop("How it ended.", {"enum": ["passed", "failed", "interrupted", "error", "seeded",
+                                                       "running"]}),
+            "error": prop("What ended it early, if anything.", NULLABLE_STR),
+            "run": prop("The run id and what it seeded.", closed("The run.", {
+                "run_id": prop("The run id.", {"type": "string"}),
+                "record": prop("Seeded rows by table (what `ye-run cleanup --report` deletes).", {"anyOf": [
+                    {"type": "null"}, closed("Seeded rows.", {
+                        "run_id": prop("The run id.", {"type": "string"}),
+                        "scenario": prop("Scenario name.", {"type": "string"}),
+                        "tenant_id": prop("Tenant seeded for.", {"type": "string"}),
+                        "tenant_created": prop("Whether the run created the tenant row.", {"type": "boolean"}),
+                        "rows": prop("Table -> primary keys.", {"type": "object", "additionalProperties": {
+                            "type": "array", "items": {"type": "array"}}}),
+                    })]}),
+            })),
+            "database": prop("Where it ran.", closed("Database.", {
+                "url": prop("Masked URL.", {"type": "string"}),
+                "embedded": prop("The embedded default.", {"type": "boolean"})})),
+            "started_at": prop("Start.", TIME),
+            "finished_at": prop("End.", TIME),
+            "duration": prop("Seconds.", {"type": "number"}),
+            "plan": prop("The plan (as `--dry-run` prints it).", {"type": "object"}),
+            "observation": prop("How transitions were observed.", {"anyOf": [{"type": "null"}, closed(
+                "Observation.", {
+                    "method": prop("history or listen.", {"enum": ["history", "listen"]}),
+                    "complete": prop("Whether gaps were impossible.", {"type": "boolean"}),
+                    "description": prop("In words.", {"type": "string"}),
+                    "reconnects": prop("LISTEN reconnects.", {"type": "integer", "minimum": 0}),
+                    "notifications": prop("Notifications received.", {"type": "integer", "minimum": 0}),
+                    "queries": prop("Queries sent by the observer.", {"type": "integer", "minimum": 0}),
+                    "notes": prop("Events worth knowing.", {"type": "array", "items": {"type": "string"}})})]}),
+            "jobs": prop("Per job.", {"type": "array", "items": JOB}),
+            "failures": prop("Failures of the scenario as a whole.", {"type": "array", "items": FAILURE}),
+            "latency": prop("Per step: n, p50, p95, max seconds.", {"type": "object", "additionalProperties": closed(
+                "Latency.", {k: prop(k, {"type": "number"}) for k in ("n", "p50", "p95", "max")})}),
+            "cleanup": prop("The cleanup policy and what it deleted.", closed("Cleanup.", {
+                "policy": prop("always, on_success, never.", {"enum": ["always", "on_success", "never"]}),
+                "applied": prop("Whether rows were deleted.", {"type": "boolean"}),
+                "counts": prop("Rows deleted per table.", {"type": "object",
+                                                           "additionalProperties": {"type": "integer"}}),
+                "notes": prop("Notes.", {"type": "array", "items": {"type": "string"}})})),
+            "pipeline_restarts": prop("Restarts of the in-process reference pipeline.", {"type": "integer"}),
+            "delayed_creations": prop("Job creations that waited for max_in_flight.", {"type": "integer"}),
+        })}),
+    },
+}
+
+
 def render(schema: dict) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
-OUTPUTS = {"scenario.schema.json": SCENARIO, "pipeline.schema.json": PIPELINE}
+OUTPUTS = {"scenario.schema.json": SCENARIO, "pipeline.schema.json": PIPELINE, "report.schema.json": REPORT}
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from runner.cli import options
+from runner.cli.common import handle_errors
 from runner.db import catalog, cleanup as cleanup_module, guard, registry, requirements, schema
 from runner.db.target import open_database
 from runner.errors import InputError, SchemaMissingError
@@ -29,8 +30,6 @@ def db_init(database_url: str | None, runner_only: bool) -> None:
     Tables that exist are never altered: against a real deployment (its pipeline tables
     exist), only ye-run's own ye_run_* objects are added.
     """
-    from runner.cli.main import handle_errors
-
     handle_errors(_db_init)(database_url, runner_only)
 
 
@@ -47,8 +46,6 @@ def db_check(database_url: str | None) -> None:
 
     Exit 0 when everything required is there, 3 when something required is missing.
     """
-    from runner.cli.main import handle_errors
-
     handle_errors(_db_check)(database_url)
 
 
@@ -81,8 +78,6 @@ def cleanup(run_id: str | None, report: Path | None, tenant: str | None, dry_run
     another run or tenant are never touched: if the rows to delete reach them, nothing is
     deleted. Prints the number of rows per table.
     """
-    from runner.cli.main import handle_errors
-
     handle_errors(_cleanup)(run_id, report, tenant, dry_run, database_url, tenant_pattern, force)
 
 

@@ -2,51 +2,20 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from runner import __version__
-from runner.errors import ExitCode, ScenarioError, YeRunError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0    every scenario passed (or: valid)
-  1    an assertion failed (or: a scenario is invalid, for validate)
-  2    bad input or usage
-  3    infrastructure: database unreachable, refused, or schema missing
-  130  interrupted (Ctrl+C, SIGTERM)
-"""
-
-
-def handle_errors(command: F) -> F:
-    """Print a YeRunError as one short message and exit with its code; bugs keep tracebacks."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ScenarioError as exc:
-            for problem in exc.problems:
-                click.echo(str(problem), err=True)
-            sys.exit(exc.exit_code)
-        except YeRunError as exc:
-            click.echo(f"ye-run: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper  # type: ignore[return-value]
+from runner.cli.common import EXIT_CODES_HELP
 
 
 class ShortcutGroup(click.Group):
     """A group where `ye-run FILE...` means `ye-run run FILE...`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and "run" in self.commands and _looks_like_path(args[0]) and args[0] not in self.commands:
+        if args and "run" in self.commands and args[0] not in self.commands \
+                and args[0] not in ("-h", "--help", "--version") and any(_looks_like_path(a) for a in args):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
@@ -71,8 +40,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from runner.cli import database, pipeline, validate
+    from runner.cli import database, pipeline, run, validate
 
+    run.register(cli)
     validate.register(cli)
     database.register(cli)
     pipeline.register(cli)
@@ -88,5 +58,3 @@ def main() -> None:
 if __name__ == "__main__":  # pragma: no cover
     main()
 
-
-__all__ = ["cli", "main", "handle_errors", "ExitCode"]

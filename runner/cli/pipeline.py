@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from runner.cli import options
+from runner.cli.common import handle_errors
 from runner.db import guard
 from runner.db.target import open_database
 from runner.errors import InputError
@@ -42,8 +43,6 @@ def pipeline(database_url: str | None, config_path: Path | None, with_ye: bool, 
     drives the jobs of test tenants only (the tenant guard's pattern). Prints one line per
     transition and a summary on exit (Ctrl+C). Exits 70 after an injected crash.
     """
-    from runner.cli.main import handle_errors
-
     handle_errors(_pipeline)(database_url, config_path, with_ye, tenant, all_tenants, tenant_pattern, force, quiet)
 
 

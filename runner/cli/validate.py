@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from runner.cli.common import handle_errors
+
 from runner import resources
 from runner.errors import ExitCode, ScenarioError
 from runner.scenario import discover, loader
@@ -21,8 +23,6 @@ def validate(paths: tuple[str, ...], quiet: bool) -> None:
     glob. Every problem is printed, one per line, as file:line:col: json.path: message.
     Exit 0 when all files are valid, 1 when any is invalid, 2 for usage errors.
     """
-    from runner.cli.main import handle_errors
-
     files = handle_errors(discover.scenario_files)(list(paths))
     invalid = 0
     for file in files:

@@ -39,7 +39,7 @@ def first_existing(candidates: tuple[Path, ...] | list[Path], where: str) -> Pat
 def store(source: Path, asset_dir: Path, base_url: str | None = None) -> StoredImage:
     """Read the image's size and format, and copy it into `asset_dir` under its content hash."""
     data = source.read_bytes()
-    width, height, fmt = _inspect(source)
+    width, height, fmt = inspect(source)
     digest = hashlib.sha256(data).hexdigest()
     name = f"{digest[:32]}.{fmt.lower().replace('jpeg', 'jpg')}"
     asset_dir.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,8 @@ def store(source: Path, asset_dir: Path, base_url: str | None = None) -> StoredI
     return StoredImage(source, target, url, width, height, fmt, digest)
 
 
-def _inspect(path: Path) -> tuple[int, int, str]:
+def inspect(path: Path) -> tuple[int, int, str]:
+    """Width, height and format; InputError for a file that is not a whole, supported image."""
     try:
         with Image.open(path) as image:
             fmt = image.format or "unknown"

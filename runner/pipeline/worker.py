@@ -331,14 +331,11 @@ class Worker:
             return
         self._commit(conn, info, [(step, "failed", False)])
         target = steps.RETRY_TARGET.get(step, (step, "queued"))
+        with self._lock:  # the retry's own notification may arrive before this task returns
+            self._in_flight.discard((info.variant_id, step))
         self._commit(conn, info, [(*target, True)])
         if target == (step, "queued"):
-            self._enqueue_retry(Task(info, step, (step, "queued"), resumed=True))
-
-    def _enqueue_retry(self, task: Task) -> None:
-        with self._lock:
-            self._in_flight.discard((task.info.variant_id, task.step))
-        self._enqueue(task)
+            self._enqueue(Task(info, step, (step, "queued"), resumed=True))
 
     def _finish(self, conn: psycopg2.extensions.connection, info: VariantInfo, step: str) -> None:
         writes = [(step, "done", False)]

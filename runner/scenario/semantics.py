@@ -11,15 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runner import durations, steps
+from runner import durations, sqlparams, steps
 from runner.errors import Problem
 from runner.scenario.yamlsource import Located, locate, path_text
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 PLACEHOLDER_NAMES = re.compile(r"^(job\.id|tenant\.id|image\.id|variant\.([1-9][0-9]*)\.id)$")
 SQL_PARAMS = ("job_id", "tenant_id")
-_SQL_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-_SQL_LITERALS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.S)
 SEEDED_JOB_INPUT_COLUMNS = ("job_id", "img_asset_id", "tone_style_id", "desc_kor", "created_at", "updated_at")
 MISSING_IMAGE = "이미지 파일을 찾을 수 없습니다"
 
@@ -184,10 +182,10 @@ class Checker:
         for i, check in enumerate(self.doc.get("expect", {}).get("sql", [])):
             if ("equals" in check) == ("rows" in check):
                 self.add(["expect", "sql", i], "give exactly one of 'equals' or 'rows'")
-            code = _SQL_LITERALS.sub(" ", check["query"])
+            code = sqlparams.code_only(check["query"])
             if ";" in code.strip().rstrip(";"):
                 self.add(["expect", "sql", i, "query"], "one statement only (found ';' inside the query)")
-            for name in _SQL_PARAM.findall(code):
+            for name in sqlparams.names(check["query"]):
                 if name not in SQL_PARAMS:
                     self.add(["expect", "sql", i, "query"], f"unknown parameter :{name}; available: "
                              + ", ".join(f":{p}" for p in SQL_PARAMS))

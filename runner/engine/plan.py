@@ -1,0 +1,88 @@
+"""What a run will do, worked out from the scenario alone (`--dry-run` prints it; nothing is touched)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.db import images as images_module
+from runner.durations import format_seconds
+from runner.scenario.model import Scenario
+
+
+def build(scenario: Scenario, database: str) -> dict[str, Any]:
+    """The plan as data (it also goes into the JSON report)."""
+    mode = scenario.mode
+    image = images_module.first_existing(scenario.images, f"{scenario.path}: $.images")
+    width, height, fmt = images_module.inspect(image)
+    per_job: dict[str, int] = {"tenants (upsert, first job)": 1, "jobs": 1,
+                               "image_assets (first job; then shared)": 1, "job_inputs": 1,
+                               "jobs_variants": scenario.variants}
+    for fixture in scenario.fixtures:
+        per_job[fixture.table] = per_job.get(fixture.table, 0) + len(fixture.rows)
+    expect = scenario.expect
+    return {
+        "scenario": scenario.name,
+        "file": str(scenario.path),
+        "database": database,
+        "tenant": {"id": scenario.tenant.id, "isolated": scenario.tenant.isolate},
+        "mode": mode.type,
+        "jobs": mode.job_limit,
+        "duration": mode.duration,
+        "interval": mode.interval if mode.type == "interval" else None,
+        "max_in_flight": mode.max_in_flight if mode.type == "interval" else None,
+        "variants": scenario.variants,
+        "start": scenario.start,
+        "rows_per_job": per_job,
+        "image": {"path": str(image), "width": width, "height": height, "format": fmt},
+        "img_gen": ("simulated by the runner" if scenario.simulate_img_gen.enabled else
+                    "run by the pipeline's YE part") if scenario.start == "user_img_input" else "not run (start: img_gen)",
+        "simulation_delay": scenario.simulate_img_gen.delay,
+        "simulated_failures": list(scenario.simulate_img_gen.fail_variants),
+        "expected_steps": list(expect.steps),
+        "final_variant": [expect.final_variant.step, expect.final_variant.status],
+        "final_job": [expect.final_job.step, expect.final_job.status] if expect.final_job else None,
+        "expected_failures": [{"step": f.step, "variants": list(f.variants) if f.variants else "all",
+                               "required": f.required} for f in expect.failures],
+        "retries": dict(expect.retries),
+        "sql_checks": [c.name for c in expect.sql],
+        "timeouts": {"step": scenario.timeouts.step, "steps": dict(scenario.timeouts.steps),
+                     "stall": scenario.timeouts.stall, "job": scenario.timeouts.job},
+        "observe": scenario.observe,
+        "cleanup": scenario.cleanup,
+    }
+
+
+def render(plan: dict[str, Any]) -> str:
+    """The plan for people."""
+    jobs = plan["jobs"]
+    count = f"{jobs} job(s)" if jobs is not None else "jobs"
+    if plan["duration"] is not None:
+        count += f" for up to {format_seconds(plan['duration'])}"
+    if plan["mode"] == "interval":
+        count += f", one every {format_seconds(plan['interval'])}, at most {plan['max_in_flight']} in flight"
+    timeouts = plan["timeouts"]
+    overrides = ", ".join(f"{s} {format_seconds(v)}" for s, v in timeouts["steps"].items())
+    lines = [
+        f"scenario {plan['scenario']} ({plan['file']})",
+        f"  database:   {plan['database']}",
+        f"  tenant:     {plan['tenant']['id']}" + (" + run id (isolated)" if plan["tenant"]["isolated"] else ""),
+        f"  mode:       {plan['mode']}: {count}",
+        f"  per job:    " + ", ".join(f"{table} {n}" for table, n in plan["rows_per_job"].items()),
+        f"  image:      {plan['image']['path']} ({plan['image']['width']}x{plan['image']['height']} "
+        f"{plan['image']['format']})",
+        f"  start:      ({plan['start']}, done); img_gen {plan['img_gen']}",
+        f"  steps:      {' -> '.join(plan['expected_steps'])}",
+        f"  final:      variants ({', '.join(plan['final_variant'])})"
+        + (f"; job ({', '.join(plan['final_job'])})" if plan["final_job"] else "; job derived from the variants"),
+    ]
+    for failure in plan["expected_failures"]:
+        lines.append(f"  failure:    {failure['step']} for variant(s) {failure['variants']}"
+                     + ("" if failure["required"] else " (allowed, not required)"))
+    if plan["sql_checks"]:
+        lines.append(f"  sql checks: {', '.join(plan['sql_checks'])}")
+    lines += [
+        f"  timeouts:   step {format_seconds(timeouts['step'])}" + (f" ({overrides})" if overrides else "")
+        + f", stall {format_seconds(timeouts['stall'])}, job {format_seconds(timeouts['job'])}",
+        f"  observe:    {'yes' if plan['observe'] else 'no (seed only)'}; cleanup: {plan['cleanup']}",
+    ]
+    return "\n".join(lines)

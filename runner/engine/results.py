@@ -1,0 +1,102 @@
+"""What a scenario run produced: per-job results, per-step latency, the outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from runner.db.cleanup import CleanupResult
+from runner.db.registry import RunRecord, SeededJob
+from runner.engine.trace import Failure, Transition, VariantTrace
+from runner.observe.observer import ObservationReport
+from runner.pipeline.stats import percentile
+
+
+@dataclass
+class JobResult:
+    seeded: SeededJob
+    seeded_at: datetime
+    seeded_mono: float
+    variants: dict[str, VariantTrace]
+    job_trace: list[Transition] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    outcome: str = "running"
+    """running, passed, failed or interrupted."""
+    finished_at: datetime | None = None
+    finished_mono: float | None = None
+    final_state: tuple[str, str] | None = None
+
+    @property
+    def ordinal(self) -> int:
+        return self.seeded.ordinal
+
+    @property
+    def job_id(self) -> str:
+        return self.seeded.job_id
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_mono is None else self.finished_mono - self.seeded_mono
+
+
+@dataclass(frozen=True, slots=True)
+class StepLatency:
+    n: int
+    p50: float
+    p95: float
+    max: float
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    path: str
+    run_id: str
+    record: RunRecord | None = None
+    jobs: list[JobResult] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    """Failures that belong to the scenario, not to one job (latency limits, errors)."""
+    outcome: str = "running"
+    """passed, failed, interrupted or error."""
+    error: str | None = None
+    observation: ObservationReport | None = None
+    latency: dict[str, StepLatency] = field(default_factory=dict)
+    cleanup: CleanupResult | None = None
+    cleanup_policy: str = "on_success"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: float = 0.0
+    database: str = ""
+    embedded: bool = False
+    plan: dict = field(default_factory=dict)
+    pipeline_restarts: int = 0
+    delayed_creations: int = 0
+
+    @property
+    def all_failures(self) -> list[Failure]:
+        return [f for job in self.jobs for f in job.failures] + self.failures
+
+
+def step_latencies(jobs: list[JobResult]) -> dict[str, list[float]]:
+    """Per step: seconds from the previous `done` to this step's `done` (database clock when known)."""
+    out: dict[str, list[float]] = {}
+    for job in jobs:
+        for trace in job.variants.values():
+            previous = None
+            for transition in trace.transitions:
+                if transition.status != "done":
+                    continue
+                if previous is not None and transition.step != previous.step:
+                    out.setdefault(transition.step, []).append(_seconds(previous, transition))
+                previous = transition
+    return out
+
+
+def _seconds(earlier: Transition, later: Transition) -> float:
+    if earlier.db_time is not None and later.db_time is not None and earlier.source != "seed":
+        return max(0.0, (later.db_time - earlier.db_time).total_seconds())
+    return max(0.0, later.seen_mono - earlier.seen_mono)
+
+
+def summarise(values: dict[str, list[float]]) -> dict[str, StepLatency]:
+    return {step: StepLatency(len(v), percentile(v, 0.5), percentile(v, 0.95), max(v)) for step, v in values.items() if v}

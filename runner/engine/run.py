@@ -1,0 +1,347 @@
+"""Running one scenario: plan -> seed -> (simulate img_gen) -> observe -> assert -> report -> cleanup.
+
+One loop on one thread: it creates jobs when the mode says so, writes simulated img_gen
+states when they are due, enforces deadlines, judges finished jobs, and otherwise waits on
+the observer (which wakes on NOTIFY). An interrupt stops job creation and observation; the
+partial result marks unfinished jobs, and the cleanup policy is still applied. Seeding is one
+transaction per job, so no job is ever half-seeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import psycopg2
+import psycopg2.extensions
+
+from runner.db import catalog as catalog_module, cleanup, images, registry, requirements
+from runner.db.connect import Database
+from runner.db.seed import Seeder
+from runner.durations import format_seconds
+from runner.engine import checks, messages, plan as plan_module
+from runner.engine.events import (AssertionFailed, Emitter, JobFinished, JobSeeded, Note, ScenarioFinished,
+                                  ScenarioStarted, TransitionObserved)
+from runner.engine.results import JobResult, ScenarioResult, step_latencies, summarise
+from runner.engine.schedule import JobSchedule
+from runner.engine.simulate import ImgGenSimulator
+from runner.engine.trace import Failure, Transition, VariantTrace
+from runner.engine.tracker import Tracker
+from runner.errors import InfrastructureError, YeRunError
+from runner.observe.observer import ObserveSettings, Observer
+from runner.pipeline.host import PipelineHost
+from runner.pipeline.scope import Scope
+from runner.scenario.model import Scenario
+
+TICK = 0.2
+"""The longest the loop waits before looking at the clock again (interrupts, deadlines)."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    observe: Literal["auto", "history", "listen"] = "auto"
+    variant_channel: str = requirements.VARIANT_CHANNEL
+    job_channel: str = requirements.JOB_CHANNEL
+    tenant_pattern: str | None = None
+    force: bool = False
+    asset_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "ye-run" / "assets")
+    asset_base_url: str | None = None
+    reference_pipeline: bool = False
+    """Run the built-in reference pipeline in-process (the embedded default)."""
+    job_settle: float = 5.0
+    """How long the job row may lag behind its last variant before its state counts as wrong."""
+    heartbeat: float = 5.0
+    reconcile: float = 2.0
+
+
+class ScenarioRun:
+    def __init__(self, scenario: Scenario, database: Database, settings: RunSettings, emit: Emitter,
+                 stop: threading.Event | None = None):
+        self.scenario = scenario
+        self.database = database
+        self.settings = settings
+        self.emit = emit
+        self.stop = stop or threading.Event()
+        run_id = registry.new_run_id()
+        tenant = registry.isolated_tenant(scenario.tenant.id, run_id) if scenario.tenant.isolate else scenario.tenant.id
+        self.result = ScenarioResult(scenario.name, str(scenario.path), run_id,
+                                     record=registry.RunRecord(run_id, scenario.name, tenant),
+                                     cleanup_policy=scenario.cleanup, database=database.display,
+                                     embedded=database.embedded)
+        self.tracker = Tracker(scenario)
+        self.error: YeRunError | None = None
+        self.conn: psycopg2.extensions.connection | None = None
+        self.observer: Observer | None = None
+        self.has_registry = False
+        self._settle: dict[str, float] = {}
+
+    # --- the whole run ------------------------------------------------------------------
+
+    def execute(self) -> ScenarioResult:
+        """Run the scenario; YeRunErrors end it with outcome 'error' (the CLI decides the exit code)."""
+        result = self.result
+        result.started_at = datetime.now(timezone.utc)
+        started = time.monotonic()
+        result.plan = plan_module.build(self.scenario, self.database.display)
+        self.emit(ScenarioStarted(result))
+        try:
+            with contextlib.ExitStack() as stack:
+                self._run(stack)
+        except YeRunError as exc:
+            result.outcome = "error"
+            result.error = str(exc)
+            self.error = exc
+        finally:
+            result.duration = time.monotonic() - started
+            result.finished_at = datetime.now(timezone.utc)
+            self._finish_registry()
+            self._cleanup()
+            self.emit(ScenarioFinished(result))
+        return result
+
+    def _run(self, stack: contextlib.ExitStack) -> None:
+        scenario, settings = self.scenario, self.settings
+        conn = self.database.connect("ye-run")
+        stack.callback(conn.close)
+        self.conn = conn
+        snapshot = catalog_module.read(conn)
+        record = self.result.record
+        assert record is not None
+        source = images.first_existing(scenario.images, f"{scenario.path}: $.images")
+        stored = images.store(source, settings.asset_dir, settings.asset_base_url)
+        self.has_registry = requirements.registry_available(snapshot)
+        seeder = Seeder(conn, snapshot, scenario, record, stored, self.has_registry, settings.tenant_pattern,
+                        settings.force)
+        if self.has_registry:
+            registry.start(conn, record)
+        if not scenario.observe:
+            self._seed_only(seeder)
+            return
+        method = self._method(snapshot)
+        observer = Observer(self.database, ObserveSettings(method, settings.variant_channel, settings.job_channel,
+                                                           settings.heartbeat, settings.reconcile))
+        observer.start()
+        stack.callback(observer.close)
+        self.observer = observer
+        self.result.observation = observer.report
+        host = self._pipeline(stack)
+        simulator = ImgGenSimulator(conn, snapshot, scenario.simulate_img_gen) \
+            if scenario.simulate_img_gen.enabled else None
+        self._loop(seeder, observer, host, simulator)
+        self._latency()
+        if host is not None:
+            self.result.pipeline_restarts = host.restarts
+
+    def _method(self, snapshot: catalog_module.Catalog) -> Literal["history", "listen"]:
+        wanted = self.settings.observe
+        available = requirements.history_available(snapshot)
+        if wanted == "history" and not available:
+            raise InfrastructureError("--observe history: this database has no ye-run history table "
+                                      "(install it with `ye-run db init`)")
+        if not snapshot.notifies("jobs_variants", self.settings.variant_channel):
+            raise InfrastructureError(f"no trigger on jobs_variants notifies channel "
+                                      f"{self.settings.variant_channel!r}; `ye-run db check` shows what is missing")
+        return "history" if available and wanted != "listen" else "listen"
+
+    def _pipeline(self, stack: contextlib.ExitStack) -> PipelineHost | None:
+        if not self.settings.reference_pipeline:
+            return None
+        config = self.scenario.reference_pipeline
+        if self.scenario.start == "user_img_input" and not self.scenario.simulate_img_gen.enabled:
+            config = replace(config, with_ye=True)
+        host = PipelineHost(self.database, config, Scope.jobs())
+        host.start()
+        stack.callback(host.stop)
+        return host
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def _loop(self, seeder: Seeder, observer: Observer, host: PipelineHost | None,
+              simulator: ImgGenSimulator | None) -> None:
+        schedule = JobSchedule(self.scenario.mode, time.monotonic())
+        reconnects = 0
+        while True:
+            now = time.monotonic()
+            if self.stop.is_set():
+                self._interrupted()
+                break
+            if schedule.due(now, self.tracker.in_flight()):
+                self._seed(seeder, observer, host, simulator, now)
+                schedule.created_one(now)
+                continue
+            if simulator is not None:
+                simulator.run_due(now)
+            for failure in self.tracker.enforce(now):
+                self._failed(failure)
+            self._judge_ready(observer, now)
+            if schedule.exhausted(now) and not self.tracker.unjudged():
+                break
+            wake = [t for t in (schedule.next_time(now), simulator.next_time() if simulator else None,
+                                self.tracker.next_deadline(), *self._settle.values()) if t is not None]
+            timeout = min([TICK] + [max(0.0, t - now) for t in wake])
+            self._apply(observer.poll(timeout))
+            if observer.report.reconnects != reconnects:
+                reconnects = observer.report.reconnects
+                self.emit(Note(self.result, f"observer reconnected ({reconnects}); caught up"))
+        self.result.delayed_creations = schedule.delayed
+        if schedule.delayed:
+            self.emit(Note(self.result, f"{schedule.delayed} job creation(s) waited for max_in_flight"))
+
+    def _seed(self, seeder: Seeder, observer: Observer, host: PipelineHost | None,
+              simulator: ImgGenSimulator | None, now: float) -> None:
+        seeded = seeder.seed_job(len(self.result.jobs) + 1)
+        wall, mono = datetime.now(timezone.utc), time.monotonic()
+        job = JobResult(seeded, wall, mono, {v.id: VariantTrace(v.id, v.creation_order) for v in seeded.variants})
+        self.result.jobs.append(job)
+        self.tracker.add(job)
+        self.emit(JobSeeded(self.result, job))
+        seed_state = (self.scenario.start, "done")
+        self._apply(observer.track(seeded.job_id, [v.id for v in seeded.variants], seed_state, wall, mono))
+        if host is not None:
+            host.scope.add(seeded.job_id)
+        if simulator is not None:
+            simulator.schedule(seeded, now)
+
+    def _apply(self, transitions: list[Transition]) -> None:
+        for job, transition, order in self.tracker.apply(transitions):
+            self.emit(TransitionObserved(self.result, job, transition, order))
+
+    def _failed(self, failure: Failure) -> None:
+        for job in self.result.jobs:
+            if job.job_id == failure.job_id:
+                job.failures.append(failure)
+                break
+        else:
+            self.result.failures.append(failure)
+        self.emit(AssertionFailed(self.result, failure))
+
+    # --- judging a job ------------------------------------------------------------------
+
+    def _judge_ready(self, observer: Observer, now: float) -> None:
+        for job in self.tracker.unjudged():
+            if not self.tracker.finished(job.job_id):
+                continue
+            if job.job_id not in self._settle:
+                self._apply(observer.refresh(job.job_id))
+                if not self.tracker.finished(job.job_id):
+                    continue
+                self._settle[job.job_id] = min(now + self.settings.job_settle,
+                                               job.seeded_mono + self.scenario.timeouts.job)
+            acceptable = self.tracker.acceptable_job_states(job.job_id)
+            state = self._read(lambda: checks.job_state(self._writer, job.job_id))
+            if acceptable and state not in acceptable and now < self._settle[job.job_id]:
+                continue
+            self._judge(job, state, acceptable)
+
+    def _judge(self, job: JobResult, state: tuple[str, str] | None, acceptable: list[tuple[str, str]]) -> None:
+        del self._settle[job.job_id]
+        job.final_state = state
+        # Sequence problems are reported once the job's traces are complete, so every diff is whole.
+        for failure in self.tracker.new_failures(job.job_id):
+            self._failed(failure)
+        for failure in self.tracker.final_variant_failures(job.job_id):
+            self._failed(failure)
+        if acceptable and state not in acceptable:
+            wanted = " or ".join(f"({s}, {st})" for s, st in acceptable)
+            got = f"({state[0]}, {state[1]})" if state else "no job row"
+            self._failed(messages.job_failure(self.scenario.name, job.ordinal, job.job_id, "job_final_state",
+                                              f"job row ended {got}; expected {wanted}"))
+        for failure in self._read(lambda: checks.integrity(self._writer, self.scenario, job)):
+            self._failed(failure)
+        for failure in self._read(lambda: checks.sql_checks(self._writer, self.scenario, job)):
+            self._failed(failure)
+        job.finished_at = datetime.now(timezone.utc)
+        job.finished_mono = time.monotonic()
+        job.outcome = "failed" if job.failures else "passed"
+        self.tracker.mark_judged(job.job_id)
+        if self.observer is not None:
+            self.observer.untrack(job.job_id)
+        self.emit(JobFinished(self.result, job))
+
+    @property
+    def _writer(self) -> psycopg2.extensions.connection:
+        assert self.conn is not None
+        return self.conn
+
+    def _read(self, read):  # type: ignore[no-untyped-def]
+        try:
+            return read()
+        except psycopg2.OperationalError as exc:
+            raise InfrastructureError(f"lost the database connection: {str(exc).strip()}") from None
+
+    def _interrupted(self) -> None:
+        for job in self.tracker.unjudged():
+            for failure in self.tracker.new_failures(job.job_id):
+                self._failed(failure)
+            job.outcome = "interrupted"
+            self.tracker.mark_judged(job.job_id)
+            self.emit(JobFinished(self.result, job))
+
+    # --- the end ------------------------------------------------------------------------
+
+    def _latency(self) -> None:
+        values = step_latencies(self.result.jobs)
+        self.result.latency = summarise(values)
+        for step, limits in self.scenario.expect.latency:
+            measured = self.result.latency.get(step)
+            if measured is None:
+                continue
+            for name in ("p50", "p95", "max"):
+                limit = getattr(limits, name)
+                actual = getattr(measured, name)
+                if limit is not None and actual > limit:
+                    self._failed(Failure("latency_limit", f"{self.scenario.name} › {step}: {name} latency "
+                                         f"{format_seconds(actual)} is over the limit {format_seconds(limit)} "
+                                         f"(n={measured.n})", step=step, spent=actual, limit=limit))
+
+    def _seed_only(self, seeder: Seeder) -> None:
+        """observe: false — create the jobs the mode asks for and leave them (the original --once)."""
+        schedule = JobSchedule(self.scenario.mode, time.monotonic())
+        while not schedule.exhausted(time.monotonic()) and not self.stop.is_set():
+            now = time.monotonic()
+            if schedule.due(now, 0):
+                seeded = seeder.seed_job(schedule.created + 1)
+                job = JobResult(seeded, datetime.now(timezone.utc), now, {})
+                job.outcome = "seeded"
+                self.result.jobs.append(job)
+                self.emit(JobSeeded(self.result, job))
+                schedule.created_one(now)
+                continue
+            wake = schedule.next_time(now)
+            self.stop.wait(min(TICK, max(0.0, (wake or now) - now)))
+        self.result.outcome = "interrupted" if self.stop.is_set() else "seeded"
+
+    def _outcome(self) -> str:
+        if self.result.outcome in ("error", "seeded"):
+            return self.result.outcome
+        if self.stop.is_set():
+            return "interrupted"
+        return "failed" if self.result.all_failures else "passed"
+
+    def _finish_registry(self) -> None:
+        self.result.outcome = self._outcome()
+        record = self.result.record
+        if record is None or not self.has_registry:
+            return
+        with contextlib.suppress(InfrastructureError, psycopg2.Error):
+            with contextlib.closing(self.database.connect("ye-run registry")) as conn:
+                registry.finish(conn, record, self.result.outcome)
+
+    def _cleanup(self) -> None:
+        record = self.result.record
+        policy = self.scenario.cleanup
+        outcome = self.result.outcome
+        if record is None or not record.jobs or outcome == "seeded":
+            return
+        if policy == "never" or (policy == "on_success" and outcome != "passed"):
+            return
+        try:
+            with contextlib.closing(self.database.connect("ye-run cleanup")) as conn:
+                self.result.cleanup = cleanup.cleanup_run(conn, catalog_module.read(conn), record)
+        except YeRunError as exc:
+            self.emit(Note(self.result, f"cleanup failed: {exc}"))

@@ -1,0 +1,53 @@
+"""The runner writing img_gen itself, per variant, as the original tool documented.
+
+`(img_gen, running)`, then after the scenario's delay `(img_gen, done)` — or `(img_gen,
+failed)` for the variants the scenario names — exactly like a YE part would.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+import psycopg2.extensions
+
+from runner.db.catalog import Catalog
+from runner.db.registry import SeededJob
+from runner.scenario.model import Simulation
+
+
+class ImgGenSimulator:
+    def __init__(self, conn: psycopg2.extensions.connection, catalog: Catalog, simulation: Simulation):
+        self.conn = conn
+        self.simulation = simulation
+        stamp = ", updated_at = clock_timestamp()" if catalog.has("jobs_variants", "updated_at") else ""
+        self._sql = (f"UPDATE jobs_variants SET current_step = 'img_gen', status = %s{stamp} "
+                     "WHERE job_variants_id = ANY(%s::uuid[])")
+        self._queue: list[tuple[float, int, str, list[str]]] = []
+        self._order = itertools.count()
+
+    def schedule(self, job: SeededJob, now: float) -> None:
+        failing = [v.id for v in job.variants if v.creation_order in self.simulation.fail_variants]
+        passing = [v.id for v in job.variants if v.creation_order not in self.simulation.fail_variants]
+        self._push(now, "running", [v.id for v in job.variants])
+        finish = now + self.simulation.delay
+        if passing:
+            self._push(finish, "done", passing)
+        if failing:
+            self._push(finish, "failed", failing)
+
+    def _push(self, at: float, status: str, variant_ids: list[str]) -> None:
+        heapq.heappush(self._queue, (at, next(self._order), status, variant_ids))
+
+    def next_time(self) -> float | None:
+        return self._queue[0][0] if self._queue else None
+
+    def run_due(self, now: float) -> None:
+        while self._queue and self._queue[0][0] <= now:
+            _, _, status, variant_ids = heapq.heappop(self._queue)
+            with self.conn.cursor() as cur:
+                cur.execute(self._sql, (status, variant_ids))
+            self.conn.commit()
+
+    def cancel(self) -> None:
+        self._queue.clear()

@@ -1,0 +1,65 @@
+"""What the runner observed: transitions with both clocks, and the failures it found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One write of (current_step, status) to a variant or job row."""
+
+    row_id: str
+    job_id: str
+    kind: str
+    """'v' for a variant row, 'j' for the job row."""
+    step: str
+    status: str
+    db_time: datetime | None
+    """When the database recorded it (history: clock_timestamp(); LISTEN: the row's updated_at)."""
+    seen_time: datetime
+    """When the runner read it (wall clock, UTC)."""
+    seen_mono: float
+    """The same moment on the runner's monotonic clock (timeouts use this)."""
+    retry_count: int | None = None
+    source: str = "history"
+    """history, notify, reconcile or seed: how the runner learned of it."""
+
+    @property
+    def state(self) -> tuple[str, str]:
+        return (self.step, self.status)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed assertion, with everything a reader needs to act on it."""
+
+    kind: str
+    message: str
+    detail: str = ""
+    job_ordinal: int | None = None
+    job_id: str | None = None
+    creation_order: int | None = None
+    variant_id: str | None = None
+    step: str | None = None
+    spent: float | None = None
+    limit: float | None = None
+
+    def text(self) -> str:
+        return self.message + ("\n" + self.detail if self.detail else "")
+
+
+@dataclass
+class VariantTrace:
+    variant_id: str
+    creation_order: int
+    transitions: list[Transition] = field(default_factory=list)
+
+    @property
+    def states(self) -> list[tuple[str, str]]:
+        return [t.state for t in self.transitions]
+
+    @property
+    def last(self) -> Transition | None:
+        return self.transitions[-1] if self.transitions else None

@@ -1,0 +1,174 @@
+"""The console: live progress on a terminal, plain timestamped lines in CI, failures always.
+
+Verbosity: 0 (`-q`) prints only failures; 1 (default) a line per job and a summary per
+scenario; 2 (`-v`) also a line per transition. On a TTY, jobs in flight are redrawn in place
+(variants x current step, elapsed, a progress bar) above the permanent lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import Counter
+from datetime import datetime
+from typing import TextIO
+
+from runner.durations import format_seconds
+from runner.engine.events import (AssertionFailed, Event, JobFinished, JobSeeded, Note, ScenarioFinished,
+                                  ScenarioStarted, TransitionObserved)
+from runner.engine.results import JobResult, ScenarioResult
+
+REDRAW = 0.1
+MAX_LIVE = 8
+BAR = 20
+
+
+class ConsoleReporter:
+    def __init__(self, stream: TextIO, verbosity: int = 1, tty: bool = False):
+        self.stream = stream
+        self.verbosity = verbosity
+        self.tty = tty
+        self._live: dict[str, tuple[ScenarioResult, JobResult]] = {}
+        self._drawn = 0
+        self._last_draw = 0.0
+        self.closed = False
+
+    def __call__(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        if handler is not None:
+            handler(event)
+        if self.tty:
+            self._redraw(force=isinstance(event, (JobSeeded, JobFinished, ScenarioFinished)))
+
+    # --- events -------------------------------------------------------------------------
+
+    def _on_ScenarioStarted(self, event: ScenarioStarted) -> None:
+        result = event.result
+        where = "embedded PostgreSQL" if result.embedded else result.database
+        tenant = result.record.tenant_id if result.record else result.plan.get("tenant", {}).get("id")
+        self._line(1, f"{result.name}: run {result.run_id} on {where} (tenant {tenant})")
+
+    def _on_JobSeeded(self, event: JobSeeded) -> None:
+        job = event.job
+        if job.outcome == "seeded":
+            self._line(1, f"{event.scenario.name}: job {job.ordinal} seeded: {job.job_id} "
+                          f"({len(job.seeded.variants)} variants, tenant {job.seeded.tenant_id})")
+            return
+        self._live[job.job_id] = (event.scenario, job)
+        self._line(2, f"{event.scenario.name}: job {job.ordinal} seeded: {job.job_id} "
+                      f"({len(job.seeded.variants)} variants)")
+
+    def _on_TransitionObserved(self, event: TransitionObserved) -> None:
+        t = event.transition
+        who = f"variant #{event.creation_order}" if event.creation_order is not None else "job row"
+        offset = format_seconds(max(0.0, t.seen_mono - event.job.seeded_mono))
+        self._line(2, f"{event.scenario.name}: job {event.job.ordinal} {who}: {t.step} {t.status} (+{offset})")
+
+    def _on_Note(self, event: Note) -> None:
+        self._line(1, f"{event.scenario.name}: {event.text}")
+
+    def _on_AssertionFailed(self, event: AssertionFailed) -> None:
+        self._line(0, "FAIL " + event.failure.text(), stamp=False)
+
+    def _on_JobFinished(self, event: JobFinished) -> None:
+        job = event.job
+        self._live.pop(job.job_id, None)
+        took = f" in {format_seconds(job.duration)}" if job.duration is not None else ""
+        self._line(1, f"{event.scenario.name}: job {job.ordinal} {job.outcome.upper()}{took}"
+                      + (f" ({len(job.failures)} failure(s))" if job.failures else ""))
+
+    def _on_ScenarioFinished(self, event: ScenarioFinished) -> None:
+        head, *rest = summary(event.result)
+        bad = event.result.outcome in ("failed", "error", "interrupted")
+        self._line(0 if bad else 1, head, stamp=False)
+        for line in rest:
+            self._line(1, line, stamp=False)
+
+    # --- output -------------------------------------------------------------------------
+
+    def _line(self, level: int, text: str, stamp: bool = True) -> None:
+        if self.verbosity < level:
+            return
+        prefix = f"{datetime.now():%H:%M:%S} " if stamp and not self.tty else ""
+        self._write(lambda: (self._erase(), self.stream.write(prefix + text + "\n")))
+
+    def _write(self, action) -> None:  # type: ignore[no-untyped-def]
+        """Write, unless the reader went away (`| head`): the run and its reports go on regardless."""
+        if self.closed:
+            return
+        try:
+            action()
+            self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+
+    def _erase(self) -> None:
+        if self.tty and self._drawn:
+            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
+
+    def _redraw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_draw < REDRAW:
+            return
+        self._last_draw = now
+        lines = [progress_line(scenario, job) for scenario, job in list(self._live.values())[-MAX_LIVE:]]
+        if len(self._live) > MAX_LIVE:
+            lines.insert(0, f"  ... {len(self._live) - MAX_LIVE} more job(s) in flight")
+
+        def draw() -> None:
+            self._erase()
+            if lines and self.verbosity >= 1:
+                self.stream.write("\n".join(lines) + "\n")
+                self._drawn = len(lines)
+
+        self._write(draw)
+
+
+def progress_line(scenario: ScenarioResult, job: JobResult) -> str:
+    expected = scenario.plan.get("expected_steps", [])
+    done = 0
+    at: Counter[str] = Counter()
+    for trace in job.variants.values():
+        reached = {t.step for t in trace.transitions if t.status == "done"}
+        done += sum(1 for step in expected if step in reached)
+        last = trace.last
+        at[f"{last.step} {last.status}" if last else "seeded"] += 1
+    total = max(1, len(expected) * len(job.variants))
+    filled = round(BAR * done / total)
+    where = ", ".join(f"{state} x{n}" for state, n in at.most_common(3))
+    elapsed = format_seconds(time.monotonic() - job.seeded_mono)
+    return f"  {scenario.name} job {job.ordinal} [{'#' * filled}{'.' * (BAR - filled)}] {elapsed:>6}  {where}"
+
+
+def summary(result: ScenarioResult) -> list[str]:
+    """The scenario's closing lines: outcome, counts, observation, latency table."""
+    jobs = [j for j in result.jobs]
+    passed = sum(j.outcome == "passed" for j in jobs)
+    failed = sum(j.outcome == "failed" for j in jobs)
+    unfinished = sum(j.outcome in ("interrupted", "running") for j in jobs)
+    variants = sum(len(j.seeded.variants) for j in jobs)
+    head = (f"{result.name}: {result.outcome.upper()} - {len(jobs)} job(s): {passed} passed, {failed} failed"
+            + (f", {unfinished} unfinished" if unfinished else "")
+            + f"; {variants} variants; {format_seconds(result.duration)}")
+    lines = [head]
+    if result.error:
+        lines.append(f"  error: {result.error}")
+    if result.observation is not None:
+        obs = result.observation
+        extra = f"; {obs.reconnects} reconnect(s)" if obs.reconnects else ""
+        lines.append(f"  observed: {obs.description}{extra}")
+    if result.latency:
+        lines.append(f"  {'step':18}{'n':>5}{'p50':>10}{'p95':>10}{'max':>10}")
+        for step, lat in result.latency.items():
+            lines.append(f"  {step:18}{lat.n:>5}{format_seconds(lat.p50):>10}{format_seconds(lat.p95):>10}"
+                         f"{format_seconds(lat.max):>10}")
+    if result.cleanup is not None:
+        lines.append(f"  cleanup ({result.cleanup_policy}): deleted {result.cleanup.total} row(s)")
+    elif result.record is not None and result.record.jobs and result.outcome != "seeded":
+        lines.append(f"  rows kept (cleanup: {result.cleanup_policy}); remove them with: "
+                     f"ye-run cleanup --run {result.run_id}")
+    return lines

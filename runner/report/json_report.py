@@ -1,0 +1,93 @@
+"""The JSON report: everything a run knows (plan, seeded ids, full traces with both clocks,
+how it observed, every assertion). Its format is `schemas/report.schema.json`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runner import __version__
+from runner.engine.results import JobResult, ScenarioResult
+from runner.engine.trace import Failure, Transition
+
+FORMAT_VERSION = 1
+
+
+def document(results: list[ScenarioResult], exit_code: int, started: datetime, finished: datetime) -> dict:
+    return {
+        "format": FORMAT_VERSION,
+        "ye_run_version": __version__,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "exit_code": exit_code,
+        "scenarios": [_scenario(r) for r in results],
+    }
+
+
+def write(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _scenario(result: ScenarioResult) -> dict[str, Any]:
+    observation = result.observation
+    return {
+        "name": result.name,
+        "file": result.path,
+        "outcome": result.outcome,
+        "error": result.error,
+        "run": {"run_id": result.run_id, "record": result.record.to_json() if result.record else None},
+        "database": {"url": result.database, "embedded": result.embedded},
+        "started_at": _time(result.started_at),
+        "finished_at": _time(result.finished_at),
+        "duration": round(result.duration, 6),
+        "plan": result.plan,
+        "observation": None if observation is None else {
+            "method": observation.method, "complete": observation.complete,
+            "description": observation.description, "reconnects": observation.reconnects,
+            "notifications": observation.notifications, "queries": observation.queries, "notes": observation.notes},
+        "jobs": [_job(job) for job in result.jobs],
+        "failures": [_failure(f) for f in result.failures],
+        "latency": {step: {"n": s.n, "p50": s.p50, "p95": s.p95, "max": s.max} for step, s in result.latency.items()},
+        "cleanup": {"policy": result.cleanup_policy, "applied": result.cleanup is not None,
+                    "counts": result.cleanup.counts if result.cleanup else {},
+                    "notes": result.cleanup.notes if result.cleanup else []},
+        "pipeline_restarts": result.pipeline_restarts,
+        "delayed_creations": result.delayed_creations,
+    }
+
+
+def _job(job: JobResult) -> dict[str, Any]:
+    return {
+        "ordinal": job.ordinal,
+        "job_id": job.job_id,
+        "tenant_id": job.seeded.tenant_id,
+        "asset_id": job.seeded.asset_id,
+        "outcome": job.outcome,
+        "seeded_at": _time(job.seeded_at),
+        "finished_at": _time(job.finished_at),
+        "duration": None if job.duration is None else round(job.duration, 6),
+        "final_state": None if job.final_state is None else {"step": job.final_state[0], "status": job.final_state[1]},
+        "job_trace": [_transition(t, job) for t in job.job_trace],
+        "variants": [{"creation_order": trace.creation_order, "variant_id": trace.variant_id,
+                      "trace": [_transition(t, job) for t in trace.transitions]}
+                     for trace in sorted(job.variants.values(), key=lambda v: v.creation_order)],
+        "failures": [_failure(f) for f in job.failures],
+    }
+
+
+def _transition(t: Transition, job: JobResult) -> dict[str, Any]:
+    return {"step": t.step, "status": t.status, "retry_count": t.retry_count, "db_time": _time(t.db_time),
+            "seen_time": _time(t.seen_time), "since_seed": round(t.seen_mono - job.seeded_mono, 6), "source": t.source}
+
+
+def _failure(f: Failure) -> dict[str, Any]:
+    return {"kind": f.kind, "message": f.message, "detail": f.detail, "job_ordinal": f.job_ordinal,
+            "job_id": f.job_id, "creation_order": f.creation_order, "variant_id": f.variant_id, "step": f.step,
+            "spent": f.spent, "limit": f.limit}
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

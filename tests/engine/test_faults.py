@@ -1,0 +1,122 @@
+"""Each fault the reference pipeline injects is caught with its own message; declared, it passes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from runner.db.connect import Database
+from tests.engine.helpers import run
+
+BASE = "simulate_img_gen: true\ntimeouts: {step: 20s, stall: 20s, job: 60s}\n"
+
+CAUGHT = {
+    "fail": ("{kind: fail, step: ocr_eval, variants: [2]}", "unexpected_failure",
+             "variant #2 (", "ocr_eval: failed at ocr_eval"),
+    "fail_then_retry": ("{kind: fail_then_retry, step: vlm_judge, variants: [1]}", "retry_limit",
+                        "variant #1 (", "vlm_judge: retried vlm_judge 1 time(s); 0 allowed"),
+    "overlay_retry": ("{kind: fail_then_retry, step: overlay, variants: [3]}", "retry_limit",
+                      "variant #3 (", "overlay: retried overlay 1 time(s); 0 allowed"),
+    "skip": ("{kind: skip, step: yolo_detect, variants: [2]}", "skipped_step",
+             "variant #2 (", "yolo_detect: skipped yolo_detect (went from vlm_analyze straight to planner)"),
+    "backwards": ("{kind: backwards, step: overlay, to: yolo_detect, variants: [1]}", "backwards",
+                  "variant #1 (", "yolo_detect: returned to yolo_detect after overlay (not a declared retry)"),
+    "duplicate": ("{kind: duplicate, step: planner, variants: [3]}", "duplicate_terminal",
+                  "variant #3 (", "planner: wrote (planner, done) twice in a row"),
+}
+
+DECLARED = {
+    "fail": ("{kind: fail, step: ocr_eval, variants: [2]}",
+             "expect: {failures: [{step: ocr_eval, variants: [2]}], final: {job: {step: ocr_eval, status: failed}}}"),
+    "fail_then_retry": ("{kind: fail_then_retry, step: vlm_judge, times: 2}", "expect: {retries: {vlm_judge: 2}}"),
+    "overlay_retry": ("{kind: fail_then_retry, step: overlay}", "expect: {retries: {overlay: 1}}"),
+    "skip": ("{kind: skip, step: yolo_detect}",
+             "expect: {steps: [img_gen, vlm_analyze, planner, overlay, vlm_judge, ocr_eval, readability_eval, iou_eval]}"),
+    "partial": ("{kind: skip, step: iou_eval}", "expect: {stop_after: readability_eval, final: {job: "
+                                               "{step: readability_eval, status: done}}}"),
+    "optional_failure": ("{kind: fail, step: ocr_eval, variants: [2]}",
+                         "expect: {failures: [{step: ocr_eval, required: false}]}"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CAUGHT))
+def test_fault_is_caught_with_its_message(db: Database, tmp_path: Path, name: str):
+    fault, kind, who, what = CAUGHT[name]
+    outcome = run(db, tmp_path, f"name: {name}\n{BASE}reference_pipeline: {{faults: [{fault}]}}\n")
+    assert outcome.result.outcome == "failed"
+    assert outcome.kinds() == {kind}, [f.text() for f in outcome.result.all_failures]
+    failure = outcome.failure(kind)
+    job = outcome.result.jobs[0]
+    assert failure.message.startswith(f"{name} › job 1 ({job.job_id}) › {who}")
+    assert failure.message.endswith(what)
+    assert "expected (-) vs observed (+):" in failure.detail and "time at" in failure.detail
+
+
+@pytest.mark.parametrize("name", sorted(DECLARED))
+def test_declared_fault_passes(db: Database, tmp_path: Path, name: str):
+    fault, expect = DECLARED[name]
+    outcome = run(db, tmp_path, f"name: {name}\n{BASE}{expect}\nreference_pipeline: {{faults: [{fault}]}}\n")
+    assert outcome.result.outcome == "passed", [f.text() for f in outcome.result.all_failures]
+
+
+def test_required_failure_that_does_not_happen_fails(db: Database, tmp_path: Path):
+    outcome = run(db, tmp_path, f"name: missing\n{BASE}expect: {{failures: [{{step: ocr_eval, variants: [2]}}]}}\n")
+    assert "expected_failure_missing" in outcome.kinds()
+    assert outcome.failure("expected_failure_missing").message.endswith(
+        "ocr_eval: was expected to fail at ocr_eval, but ended (iou_eval, done)")
+
+
+def test_hang_times_out_on_time(db: Database, tmp_path: Path):
+    started = time.monotonic()
+    outcome = run(db, tmp_path, "name: hang\nsimulate_img_gen: true\ntimeouts: {step: 1s, stall: 30s, job: 60s}\n"
+                                "reference_pipeline: {faults: [{kind: hang, step: planner, variants: [1]}]}\n")
+    elapsed = time.monotonic() - started
+    assert outcome.kinds() == {"step_timeout"}
+    failure = outcome.failure("step_timeout")
+    assert failure.message.endswith("planner: did not finish within 1s (now planner running)")
+    assert failure.spent >= 1.0 and failure.limit == 1.0
+    assert 1.0 <= elapsed < 60  # ended by the step limit, not the job limit
+    assert outcome.result.jobs[0].outcome == "failed"
+
+
+def test_stall_is_caught_when_only_the_sweep_would_move_on(db: Database, tmp_path: Path):
+    text = ("name: stall\nsimulate_img_gen: true\ntimeouts: {step: 30s, stall: 1s, job: 60s}\n"
+            "reference_pipeline: {sweep: 20s, faults: [{kind: stall_notify, step: yolo_detect, variants: [2]}]}\n")
+    outcome = run(db, tmp_path, text)
+    assert outcome.kinds() == {"stall_timeout"}
+    assert outcome.failure("stall_timeout").message.endswith(
+        "yolo_detect: no transition for 1s (stalled at yolo_detect done)")
+
+
+def test_stall_notify_passes_when_the_sweep_is_within_the_stall_limit(db: Database, tmp_path: Path):
+    text = ("name: stall-ok\nsimulate_img_gen: true\ntimeouts: {step: 30s, stall: 20s, job: 60s}\n"
+            "reference_pipeline: {sweep: 300ms, faults: [{kind: stall_notify, step: yolo_detect}]}\n")
+    outcome = run(db, tmp_path, text)
+    assert outcome.result.outcome == "passed", [f.text() for f in outcome.result.all_failures]
+
+
+def test_job_timeout_names_the_unfinished_variants(db: Database, tmp_path: Path):
+    text = ("name: job-limit\nsimulate_img_gen: true\ntimeouts: {step: 30s, stall: 30s, job: 1s}\n"
+            "reference_pipeline: {faults: [{kind: hang, step: overlay, variants: [2, 3]}]}\n")
+    outcome = run(db, tmp_path, text)
+    assert outcome.kinds() == {"job_timeout"}
+    assert "unfinished variants: #2 at overlay running, #3 at overlay running" in outcome.failure("job_timeout").message
+
+
+def test_crashed_pipeline_is_restarted_and_the_run_passes(db: Database, tmp_path: Path):
+    outcome = run(db, tmp_path, f"name: crash\n{BASE}reference_pipeline: {{faults: [{{kind: crash, step: planner, "
+                                "variants: [2]}]}\n")
+    assert outcome.result.outcome == "passed", [f.text() for f in outcome.result.all_failures]
+    assert outcome.result.pipeline_restarts == 1
+    variant = outcome.result.jobs[0].variants[outcome.result.jobs[0].seeded.variant(2).id]
+    assert [t.state for t in variant.transitions].count(("planner", "running")) == 2
+
+
+def test_every_failure_of_a_run_is_reported(db: Database, tmp_path: Path):
+    faults = ("[{kind: skip, step: yolo_detect, variants: [1]}, {kind: duplicate, step: planner, variants: [2]}, "
+              "{kind: fail, step: ocr_eval, variants: [3]}]")
+    outcome = run(db, tmp_path, f"name: many\n{BASE}reference_pipeline: {{faults: {faults}}}\n")
+    assert outcome.kinds() == {"skipped_step", "duplicate_terminal", "unexpected_failure"}
+    assert {f.creation_order for f in outcome.result.all_failures} == {1, 2, 3}
