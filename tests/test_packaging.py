@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -30,15 +31,22 @@ def test_wheel_holds_the_data_files(wheel: Path):
         assert required in names
 
 
-def test_installed_wheel_validates_outside_the_repository(wheel: Path, tmp_path: Path):
-    env_dir = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding ye-run from the wheel only (its dependencies come from this environment)."""
+    env_dir = tmp_path_factory.mktemp("venv")
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    # Dependencies come from this test environment; ye-run itself only from the wheel.
     purelib = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                            text=True).strip())
     (purelib / "test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
+    return env_dir
+
+
+def test_installed_wheel_validates_outside_the_repository(installed: Path, tmp_path: Path):
+    env_dir = installed
+    python = env_dir / "bin" / "python"
     work = tmp_path / "elsewhere"
     work.mkdir()
     (work / "mine.yaml").write_text("name: mine\nvariants: 2\nsimulate_img_gen: true\n")
@@ -51,3 +59,18 @@ def test_installed_wheel_validates_outside_the_repository(wheel: Path, tmp_path:
     bad = subprocess.run([str(ye_run), "validate", "bad.yaml"], cwd=work, capture_output=True, text=True)
     assert bad.returncode == 1
     assert bad.stdout.strip() == "bad.yaml:2:11: $.variants: expected a whole number, got a string ('lots')"
+
+
+def test_readme_first_command_runs_the_smoke_scenario_on_the_embedded_default(installed: Path, tmp_path: Path):
+    """`pip install .` then `ye-run scenarios/smoke.yaml`: embedded server, in-process pipeline, a pass."""
+    scenarios = tmp_path / "checkout" / "scenarios"
+    scenarios.mkdir(parents=True)
+    (scenarios / "smoke.yaml").write_text((ROOT / "scenarios" / "smoke.yaml").read_text())
+    env = {**os.environ, "YE_EMBEDDED_DIR": str(tmp_path / "cache" / "pg"), "CI": "true"}
+    env.pop("YE_DATABASE_URL", None)
+    run = subprocess.run([str(installed / "bin" / "ye-run"), "scenarios/smoke.yaml", "--asset-dir",
+                          str(tmp_path / "assets")], cwd=scenarios.parent, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "smoke: PASSED - 1 job(s): 1 passed, 0 failed; 3 variants" in run.stdout
+    assert "on embedded PostgreSQL" in run.stdout and (tmp_path / "cache" / "pg" / "PG_VERSION").is_file()

@@ -405,6 +405,7 @@ REPORT = {
                 "notes": prop("Notes.", {"type": "array", "items": {"type": "string"}})})),
             "pipeline_restarts": prop("Restarts of the in-process reference pipeline.", {"type": "integer"}),
             "delayed_creations": prop("Job creations that waited for max_in_flight.", {"type": "integer"}),
+            "statements": prop("Statements the runner itself sent to the database.", {"type": "integer"}),
         })}),
     },
 }

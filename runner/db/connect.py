@@ -65,6 +65,23 @@ def connect_args(url: URL) -> dict[str, Any]:
     return args
 
 
+class StatementCounter:
+    """Counts the statements sent through connections made with it (thread-safe enough: GIL-atomic +=)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def cursor_factory(self) -> type:
+        counter = self
+
+        class CountingCursor(psycopg2.extensions.cursor):
+            def execute(self, query, vars=None):  # type: ignore[no-untyped-def, override]
+                counter.count += 1
+                return super().execute(query, vars)
+
+        return CountingCursor
+
+
 @dataclass(frozen=True)
 class Database:
     """Where the runner's data lives; makes connections that report failures plainly."""

@@ -7,6 +7,7 @@ parameters, so a check can read anything and change nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -22,30 +23,50 @@ from runner.scenario.model import Scenario, SqlCheck
 SQL_CHECK_TIMEOUT = "30s"
 
 
-def job_state(conn: psycopg2.extensions.connection, job_id: str) -> tuple[str, str] | None:
+_ROWS = """
+SELECT j.current_step, j.status,
+       (SELECT count(*) FROM jobs_variants v WHERE v.job_id = j.job_id),
+       (SELECT count(DISTINCT img_asset_id) FROM jobs_variants v WHERE v.job_id = j.job_id),
+       (SELECT count(img_asset_id) FROM jobs_variants v WHERE v.job_id = j.job_id),
+       (SELECT min(img_asset_id::text) FROM jobs_variants v WHERE v.job_id = j.job_id),
+       ARRAY(SELECT img_asset_id::text FROM job_inputs i WHERE i.job_id = j.job_id)
+FROM jobs j WHERE j.job_id = %s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRows:
+    """What the rows of one job say, read in one round trip."""
+
+    state: tuple[str, str] | None
+    variants: int = 0
+    distinct_assets: int = 0
+    with_asset: int = 0
+    asset: str | None = None
+    input_assets: tuple[str, ...] = ()
+
+
+def job_rows(conn: psycopg2.extensions.connection, job_id: str) -> JobRows:
     with conn.cursor() as cur:
-        cur.execute("SELECT current_step, status FROM jobs WHERE job_id = %s", (job_id,))
+        cur.execute(_ROWS, (job_id,))
         row = cur.fetchone()
     conn.rollback()
-    return (row[0], row[1]) if row else None
+    if row is None:
+        return JobRows(None)
+    return JobRows((row[0], row[1]), row[2], row[3], row[4], row[5], tuple(row[6]))
 
 
-def integrity(conn: psycopg2.extensions.connection, scenario: Scenario, job: JobResult) -> list[Failure]:
+def integrity(rows: JobRows, scenario: Scenario, job: JobResult) -> list[Failure]:
     """N variants, all sharing the seeded image asset, as does the job input."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT count(*), count(DISTINCT img_asset_id), min(img_asset_id::text) FROM jobs_variants "
-                    "WHERE job_id = %s", (job.job_id,))
-        count, distinct, asset = cur.fetchone()
-        cur.execute("SELECT img_asset_id::text FROM job_inputs WHERE job_id = %s", (job.job_id,))
-        inputs = [row[0] for row in cur.fetchall()]
-    conn.rollback()
+    count, distinct, with_asset, asset, inputs = (rows.variants, rows.distinct_assets, rows.with_asset, rows.asset,
+                                                  list(rows.input_assets))
     out = []
     if count != scenario.variants:
         out.append(_job(scenario, job, "variant_count", f"has {count} variant row(s); expected {scenario.variants}"))
-    if distinct != 1 or asset != job.seeded.asset_id or inputs != [job.seeded.asset_id]:
+    if distinct != 1 or with_asset != count or asset != job.seeded.asset_id or inputs != [job.seeded.asset_id]:
         out.append(_job(scenario, job, "shared_asset",
                         f"variants do not share the seeded image asset {job.seeded.asset_id}: {distinct} distinct "
-                        f"img_asset_id value(s) among variants, job_inputs has {inputs}"))
+                        f"img_asset_id value(s), {count - with_asset} variant(s) without one, job_inputs has {inputs}"))
     return out
 
 

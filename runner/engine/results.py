@@ -71,6 +71,8 @@ class ScenarioResult:
     plan: dict = field(default_factory=dict)
     pipeline_restarts: int = 0
     delayed_creations: int = 0
+    statements: int = 0
+    """Statements the runner itself sent (seeding, simulation, observation, checks)."""
 
     @property
     def all_failures(self) -> list[Failure]:

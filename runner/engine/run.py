@@ -21,7 +21,7 @@ import psycopg2
 import psycopg2.extensions
 
 from runner.db import catalog as catalog_module, cleanup, images, registry, requirements
-from runner.db.connect import Database
+from runner.db.connect import Database, StatementCounter
 from runner.db.seed import Seeder
 from runner.durations import format_seconds
 from runner.engine import checks, messages, plan as plan_module
@@ -40,6 +40,8 @@ from runner.scenario.model import Scenario
 
 TICK = 0.2
 """The longest the loop waits before looking at the clock again (interrupts, deadlines)."""
+CHECK_EVERY = 0.1
+"""Deadlines are enforced this often: the loop's cost must not grow with the jobs in flight."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,12 @@ class ScenarioRun:
         self.conn: psycopg2.extensions.connection | None = None
         self.observer: Observer | None = None
         self.has_registry = False
+        self.statements = StatementCounter()
         self._settle: dict[str, float] = {}
+        self._touched: set[str] = set()
+        """Jobs with news since the loop last looked: the only candidates for judging."""
+        self._next_check = 0.0
+        self._deadline: float | None = None
 
     # --- the whole run ------------------------------------------------------------------
 
@@ -98,6 +105,7 @@ class ScenarioRun:
             self.error = exc
         finally:
             result.duration = time.monotonic() - started
+            result.statements = self.statements.count
             result.finished_at = datetime.now(timezone.utc)
             self._finish_registry()
             self._cleanup()
@@ -106,7 +114,7 @@ class ScenarioRun:
 
     def _run(self, stack: contextlib.ExitStack) -> None:
         scenario, settings = self.scenario, self.settings
-        conn = self.database.connect("ye-run")
+        conn = self.database.connect("ye-run", cursor_factory=self.statements.cursor_factory())
         stack.callback(conn.close)
         self.conn = conn
         snapshot = catalog_module.read(conn)
@@ -124,7 +132,8 @@ class ScenarioRun:
             return
         method = self._method(snapshot)
         observer = Observer(self.database, ObserveSettings(method, settings.variant_channel, settings.job_channel,
-                                                           settings.heartbeat, settings.reconcile))
+                                                           settings.heartbeat, settings.reconcile),
+                            cursor_factory=self.statements.cursor_factory())
         observer.start()
         stack.callback(observer.close)
         self.observer = observer
@@ -176,13 +185,18 @@ class ScenarioRun:
                 continue
             if simulator is not None:
                 simulator.run_due(now)
-            for failure in self.tracker.enforce(now):
-                self._failed(failure)
+            if now >= self._next_check:
+                for failure in self.tracker.enforce(now):
+                    self._failed(failure)
+                    self._touched.add(failure.job_id or "")
+                self._deadline = self.tracker.next_deadline()
+                self._next_check = now + CHECK_EVERY
             self._judge_ready(observer, now)
-            if schedule.exhausted(now) and not self.tracker.unjudged():
+            if schedule.exhausted(now) and not self.tracker.in_flight():
                 break
             wake = [t for t in (schedule.next_time(now), simulator.next_time() if simulator else None,
-                                self.tracker.next_deadline(), *self._settle.values()) if t is not None]
+                                self._deadline, self._next_check if self.tracker.in_flight() else None,
+                                *self._settle.values()) if t is not None]
             timeout = min([TICK] + [max(0.0, t - now) for t in wake])
             self._apply(observer.poll(timeout))
             if observer.report.reconnects != reconnects:
@@ -199,6 +213,7 @@ class ScenarioRun:
         job = JobResult(seeded, wall, mono, {v.id: VariantTrace(v.id, v.creation_order) for v in seeded.variants})
         self.result.jobs.append(job)
         self.tracker.add(job)
+        self._next_check = 0.0
         self.emit(JobSeeded(self.result, job))
         seed_state = (self.scenario.start, "done")
         self._apply(observer.track(seeded.job_id, [v.id for v in seeded.variants], seed_state, wall, mono))
@@ -209,6 +224,7 @@ class ScenarioRun:
 
     def _apply(self, transitions: list[Transition]) -> None:
         for job, transition, order in self.tracker.apply(transitions):
+            self._touched.add(job.job_id)
             self.emit(TransitionObserved(self.result, job, transition, order))
 
     def _failed(self, failure: Failure) -> None:
@@ -223,8 +239,11 @@ class ScenarioRun:
     # --- judging a job ------------------------------------------------------------------
 
     def _judge_ready(self, observer: Observer, now: float) -> None:
-        for job in self.tracker.unjudged():
-            if not self.tracker.finished(job.job_id):
+        candidates = self._touched | set(self._settle)
+        self._touched = set()
+        for job_id in candidates:
+            job = self.tracker.unjudged_job(job_id)
+            if job is None or not self.tracker.finished(job.job_id):
                 continue
             if job.job_id not in self._settle:
                 self._apply(observer.refresh(job.job_id))
@@ -233,13 +252,14 @@ class ScenarioRun:
                 self._settle[job.job_id] = min(now + self.settings.job_settle,
                                                job.seeded_mono + self.scenario.timeouts.job)
             acceptable = self.tracker.acceptable_job_states(job.job_id)
-            state = self._read(lambda: checks.job_state(self._writer, job.job_id))
-            if acceptable and state not in acceptable and now < self._settle[job.job_id]:
+            rows = self._read(lambda: checks.job_rows(self._writer, job.job_id))
+            if acceptable and rows.state not in acceptable and now < self._settle[job.job_id]:
                 continue
-            self._judge(job, state, acceptable)
+            self._judge(job, rows, acceptable)
 
-    def _judge(self, job: JobResult, state: tuple[str, str] | None, acceptable: list[tuple[str, str]]) -> None:
+    def _judge(self, job: JobResult, rows: checks.JobRows, acceptable: list[tuple[str, str]]) -> None:
         del self._settle[job.job_id]
+        state = rows.state
         job.final_state = state
         # Sequence problems are reported once the job's traces are complete, so every diff is whole.
         for failure in self.tracker.new_failures(job.job_id):
@@ -251,7 +271,7 @@ class ScenarioRun:
             got = f"({state[0]}, {state[1]})" if state else "no job row"
             self._failed(messages.job_failure(self.scenario.name, job.ordinal, job.job_id, "job_final_state",
                                               f"job row ended {got}; expected {wanted}"))
-        for failure in self._read(lambda: checks.integrity(self._writer, self.scenario, job)):
+        for failure in checks.integrity(rows, self.scenario, job):
             self._failed(failure)
         for failure in self._read(lambda: checks.sql_checks(self._writer, self.scenario, job)):
             self._failed(failure)

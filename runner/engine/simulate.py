@@ -23,30 +23,33 @@ class ImgGenSimulator:
         stamp = ", updated_at = clock_timestamp()" if catalog.has("jobs_variants", "updated_at") else ""
         self._sql = (f"UPDATE jobs_variants SET current_step = 'img_gen', status = %s{stamp} "
                      "WHERE job_variants_id = ANY(%s::uuid[])")
-        self._queue: list[tuple[float, int, str, list[str]]] = []
+        self._queue: list[tuple[float, int, list[tuple[str, list[str]]]]] = []
         self._order = itertools.count()
 
     def schedule(self, job: SeededJob, now: float) -> None:
+        """Queue the writes; with no delay, running and done go in one commit (still two writes)."""
         failing = [v.id for v in job.variants if v.creation_order in self.simulation.fail_variants]
         passing = [v.id for v in job.variants if v.creation_order not in self.simulation.fail_variants]
-        self._push(now, "running", [v.id for v in job.variants])
-        finish = now + self.simulation.delay
-        if passing:
-            self._push(finish, "done", passing)
-        if failing:
-            self._push(finish, "failed", failing)
+        finish = [("done", passing), ("failed", failing)]
+        start = [("running", [v.id for v in job.variants])]
+        if self.simulation.delay > 0:
+            self._push(now, start)
+            self._push(now + self.simulation.delay, finish)
+        else:
+            self._push(now, start + finish)
 
-    def _push(self, at: float, status: str, variant_ids: list[str]) -> None:
-        heapq.heappush(self._queue, (at, next(self._order), status, variant_ids))
+    def _push(self, at: float, writes: list[tuple[str, list[str]]]) -> None:
+        heapq.heappush(self._queue, (at, next(self._order), [(s, ids) for s, ids in writes if ids]))
 
     def next_time(self) -> float | None:
         return self._queue[0][0] if self._queue else None
 
     def run_due(self, now: float) -> None:
         while self._queue and self._queue[0][0] <= now:
-            _, _, status, variant_ids = heapq.heappop(self._queue)
+            _, _, writes = heapq.heappop(self._queue)
             with self.conn.cursor() as cur:
-                cur.execute(self._sql, (status, variant_ids))
+                for status, variant_ids in writes:
+                    cur.execute(self._sql, (status, variant_ids))
             self.conn.commit()
 
     def cancel(self) -> None:

@@ -37,6 +37,8 @@ class Tracker:
     def __init__(self, scenario: Scenario):
         self.scenario = scenario
         self.jobs: dict[str, _JobState] = {}
+        self.active: dict[str, _JobState] = {}
+        """Jobs not judged yet: the loop's work is proportional to these, not to the whole run."""
 
     # --- following ----------------------------------------------------------------------
 
@@ -45,14 +47,15 @@ class Tracker:
         for variant_id, trace in job.variants.items():
             state.variants[variant_id] = _VariantState(self._walk(job, trace.transitions, trace.creation_order))
         self.jobs[job.job_id] = state
+        self.active[job.job_id] = state
 
     def apply(self, transitions: list[Transition]) -> list[tuple[JobResult, Transition, int | None]]:
         """Record transitions of tracked rows; returns (job, transition, creation_order) for each."""
         applied = []
         touched: set[tuple[str, str]] = set()
         for t in transitions:
-            state = self.jobs.get(t.job_id)
-            if state is None or state.judged:
+            state = self.active.get(t.job_id)
+            if state is None:
                 continue
             if t.kind == "j":
                 state.result.job_trace.append(t)
@@ -90,11 +93,15 @@ class Tracker:
         state = self.jobs[job_id]
         return all(v.walk.finished or v.timed_out for v in state.variants.values())
 
+    def unjudged_job(self, job_id: str) -> JobResult | None:
+        state = self.active.get(job_id)
+        return None if state is None else state.result
+
     def unjudged(self) -> list[JobResult]:
-        return [s.result for s in self.jobs.values() if not s.judged]
+        return [s.result for s in self.active.values()]
 
     def in_flight(self) -> int:
-        return len(self.unjudged())
+        return len(self.active)
 
     def expected_job_state(self, job_id: str) -> tuple[str, str] | None:
         """The state the job row should reach; None when a timeout already decided the job."""
@@ -122,14 +129,14 @@ class Tracker:
     # --- deadlines ----------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for state in self.jobs.values() if not state.judged for d, _ in self._deadlines(state)]
+        deadlines = [d for state in self.active.values() for d, _ in self._deadlines(state)]
         return min(deadlines) if deadlines else None
 
     def enforce(self, now: float) -> list[Failure]:
         """Timeouts whose deadline has passed, as failures; the variants concerned are finished."""
         out = []
-        for state in self.jobs.values():
-            if state.judged or self.finished(state.result.job_id):
+        for state in list(self.active.values()):
+            if self.finished(state.result.job_id):
                 continue
             job_deadline = state.result.seeded_mono + self.scenario.timeouts.job
             if now >= job_deadline:
@@ -208,6 +215,7 @@ class Tracker:
 
     def mark_judged(self, job_id: str) -> None:
         self.jobs[job_id].judged = True
+        self.active.pop(job_id, None)
 
     def variant_outcome(self, job_id: str, variant_id: str) -> str:
         variant = self.jobs[job_id].variants[variant_id]

@@ -35,9 +35,14 @@ _LOST = (psycopg2.OperationalError, psycopg2.InterfaceError)
 _HISTORY = """
 SELECT h.id, h.kind, h.row_id::text, h.job_id::text, h.current_step, h.status, h.retry_count, h.changed_at
 FROM unnest(%s::uuid[], %s::bigint[]) AS c(row_id, after)
-JOIN ye_run_history h ON h.row_id = c.row_id AND h.id > c.after
+CROSS JOIN LATERAL (
+    SELECT * FROM ye_run_history x WHERE x.row_id = c.row_id AND x.id > c.after ORDER BY x.id
+) h
 ORDER BY h.id
 """
+"""A lookup per row on the (row_id, id) index. Written as LATERAL because a plain join lets the
+planner choose a sequential scan of the whole history while the table has no statistics yet
+(a fresh run's table), which made every read, and so the observation lag, grow with the table."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +84,15 @@ class ObservationReport:
 
 
 class Observer:
-    def __init__(self, database: Database, settings: ObserveSettings, name: str = "ye-run listen"):
+    def __init__(self, database: Database, settings: ObserveSettings, name: str = "ye-run listen",
+                 cursor_factory: type | None = None):
         self.database = database
+        self._cursor_factory = {"cursor_factory": cursor_factory} if cursor_factory else {}
         self.settings = settings
         self.name = name
         self.report = ObservationReport(settings.method, complete=settings.method == "history")
         self._rows: dict[str, _Row] = {}
+        self._by_job: dict[str, list[str]] = {}
         self._dirty: set[str] = set()
         self._conn: psycopg2.extensions.connection | None = None
         self._next_attempt = 0.0
@@ -112,7 +120,7 @@ class Observer:
         return self._conn.get_backend_pid() if self._conn is not None else None
 
     def _connect(self) -> psycopg2.extensions.connection:
-        conn = self.database.connect(self.name, autocommit=True, keepalives=True)
+        conn = self.database.connect(self.name, autocommit=True, keepalives=True, **self._cursor_factory)
         with conn.cursor() as cur:
             cur.execute("SET statement_timeout = '15s'")
             for channel in (self.settings.variant_channel, self.settings.job_channel):
@@ -128,6 +136,7 @@ class Observer:
         self._rows[job_id] = _Row(job_id, job_id, "j")
         for variant_id in variant_ids:
             self._rows[variant_id] = _Row(variant_id, job_id, "v")
+        self._by_job[job_id] = [job_id, *variant_ids]
         if self.settings.method == "listen":
             out = [Transition(v, job_id, "v", seed[0], seed[1], seeded_at, seeded_at, seeded_mono, 0, "seed")
                    for v in variant_ids]
@@ -136,16 +145,18 @@ class Observer:
             for transition in out:
                 self._rows[transition.row_id].state = transition.state
             return out + self._guarded(lambda: self._read_states([job_id, *variant_ids]))
-        return self._guarded(lambda: self._read_history([job_id, *variant_ids]))
+        # History mode: the new rows join the next batched read instead of costing a round trip now.
+        self._dirty.update([job_id, *variant_ids])
+        return []
 
     def untrack(self, job_id: str) -> None:
-        for row_id in [r for r, row in self._rows.items() if row.job_id == job_id]:
-            del self._rows[row_id]
+        for row_id in self._by_job.pop(job_id, []):
+            self._rows.pop(row_id, None)
             self._dirty.discard(row_id)
 
     def refresh(self, job_id: str) -> list[Transition]:
         """Read a job's rows once more (before judging it), whatever the notifications said."""
-        ids = [r for r, row in self._rows.items() if row.job_id == job_id]
+        ids = list(self._by_job.get(job_id, []))
         reader = self._read_history if self.settings.method == "history" else self._read_states
         return self._guarded(lambda: reader(ids))
 
@@ -158,6 +169,8 @@ class Observer:
             self._reconnect(timeout)
             return out + self._drain_pending()
         try:
+            if self._dirty and self.settings.method == "history":
+                timeout = 0.0  # rows are waiting to be read: do not sleep first
             if select.select([self._conn], [], [], max(0.0, timeout))[0]:
                 self._conn.poll()
             out += self._take_notifications()
@@ -191,8 +204,8 @@ class Observer:
     def _take_notifications(self) -> list[Transition]:
         assert self._conn is not None
         out: list[Transition] = []
-        while self._conn.notifies:
-            note = self._conn.notifies.pop(0)
+        notes, self._conn.notifies[:] = list(self._conn.notifies), []
+        for note in notes:
             self._last_traffic = time.monotonic()
             self.report.notifications += 1
             parsed = _parse(note.payload, note.channel == self.settings.job_channel)

@@ -60,6 +60,8 @@ class ConsoleReporter:
                       f"({len(job.seeded.variants)} variants)")
 
     def _on_TransitionObserved(self, event: TransitionObserved) -> None:
+        if self.verbosity < 2:
+            return
         t = event.transition
         who = f"variant #{event.creation_order}" if event.creation_order is not None else "job row"
         offset = format_seconds(max(0.0, t.seen_mono - event.job.seeded_mono))

@@ -56,6 +56,7 @@ def _scenario(result: ScenarioResult) -> dict[str, Any]:
                     "notes": result.cleanup.notes if result.cleanup else []},
         "pipeline_restarts": result.pipeline_restarts,
         "delayed_creations": result.delayed_creations,
+        "statements": result.statements,
     }
 
 

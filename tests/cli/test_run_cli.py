@@ -1,0 +1,203 @@
+"""`ye-run run` as users meet it: exit codes, reports that validate, signals, output modes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import xmlschema
+from click.testing import CliRunner
+
+from runner import resources
+from runner.cli.main import cli
+from runner.db.connect import Database
+from tests.db.helpers import count
+
+ROOT = Path(__file__).resolve().parents[2]
+JUNIT_XSD = xmlschema.XMLSchema(str(ROOT / "tests" / "report" / "junit.xsd"))
+
+
+def url(db: Database) -> str:
+    return db.url.render_as_string(hide_password=False)
+
+
+def scenario(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\ntenant: {{id: ye_cli_test, isolate: true}}\n{text}", encoding="utf-8")
+    return str(path)
+
+
+def invoke(*args: str) -> object:
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_passing_run_writes_reports_that_validate(db: Database, tmp_path: Path):
+    junit, report = tmp_path / "out" / "junit.xml", tmp_path / "out" / "report.json"
+    result = invoke("run", str(ROOT / "scenarios" / "smoke.yaml"), str(ROOT / "scenarios" / "expected_failure.yaml"),
+                    "--database-url", url(db), "--reference-pipeline", "--junit", str(junit), "--json", str(report))
+    assert result.exit_code == 0, result.output
+    assert "smoke: PASSED" in result.stdout and "expected-failure: PASSED" in result.stdout
+    JUNIT_XSD.validate(str(junit))
+    doc = json.loads(report.read_text())
+    resources.validator("report.schema.json").validate(doc)
+    assert doc["exit_code"] == 0 and [s["outcome"] for s in doc["scenarios"]] == ["passed", "passed"]
+    trace = doc["scenarios"][0]["jobs"][0]["variants"][0]["trace"]
+    assert trace[0]["step"] == "user_img_input" and trace[-1] == {**trace[-1], "step": "iou_eval", "status": "done"}
+    assert all(t["db_time"] and t["seen_time"] for t in trace)
+    assert doc["scenarios"][0]["observation"]["method"] == "history"
+
+
+def test_failing_run_exits_one_with_the_failure_in_every_report(db: Database, tmp_path: Path):
+    path = scenario(tmp_path, "skips", "simulate_img_gen: true\nreference_pipeline: {faults: "
+                                       "[{kind: skip, step: yolo_detect, variants: [2]}]}\n")
+    junit, report = tmp_path / "junit.xml", tmp_path / "report.json"
+    result = invoke("run", path, "--database-url", url(db), "--reference-pipeline", "--junit", str(junit),
+                    "--json", str(report))
+    assert result.exit_code == 1
+    assert "FAIL skips › job 1 (" in result.stdout and "skipped yolo_detect" in result.stdout
+    assert "remove them with: ye-run cleanup --run" in result.stdout
+    JUNIT_XSD.validate(str(junit))
+    failure = JUNIT_XSD.to_dict(str(junit))["testsuite"][0]["testcase"][0]["failure"][0]
+    assert failure["@type"] == "skipped_step" and "variant #2" in failure["@message"]
+    doc = json.loads(report.read_text())
+    resources.validator("report.schema.json").validate(doc)
+    assert doc["exit_code"] == 1 and doc["scenarios"][0]["jobs"][0]["failures"][0]["kind"] == "skipped_step"
+
+
+def test_quiet_prints_only_failures_and_verbose_every_transition(db: Database, tmp_path: Path):
+    path = scenario(tmp_path, "quiet", "simulate_img_gen: true\n")
+    quiet = invoke("run", "-q", path, "--database-url", url(db), "--reference-pipeline")
+    assert quiet.exit_code == 0 and quiet.stdout == ""
+    verbose = invoke("run", "-v", path, "--database-url", url(db), "--reference-pipeline")
+    assert verbose.exit_code == 0
+    assert verbose.stdout.count("variant #2: ") == 19 and "job 1 job row: iou_eval done" in verbose.stdout
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path: Path):
+    result = invoke("run", "--dry-run", str(ROOT / "scenarios" / "fixtures_and_sql.yaml"),
+                    "--database-url", "postgresql://nobody:pw@127.0.0.1:1/nothing")
+    assert result.exit_code == 0, result.output
+    plan = result.stdout
+    assert "scenario fixtures-and-sql" in plan and "postgresql+psycopg2://nobody:***@127.0.0.1:1/nothing" in plan
+    assert "jobs_variants 3, ad_copies 3" in plan and "img_gen simulated by the runner" in plan
+    assert "steps:      img_gen -> vlm_analyze" in plan and "timeouts:   step 1m, stall 1m, job 5m" in plan
+
+
+def test_invalid_scenario_exits_two_and_seeds_nothing(db: Database, tmp_path: Path):
+    good = scenario(tmp_path, "good", "simulate_img_gen: true\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nvariants: lots\n")
+    with contextlib.closing(db.connect()) as conn:
+        before = count(conn, "select count(*) from jobs")
+    result = invoke("run", good, str(bad), "--database-url", url(db), "--reference-pipeline")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{bad}:2:11: $.variants: expected a whole number, got a string ('lots')"
+    with contextlib.closing(db.connect()) as conn:
+        assert count(conn, "select count(*) from jobs") == before
+
+
+def test_unreachable_database_exits_three(tmp_path: Path):
+    result = invoke("run", scenario(tmp_path, "x", ""), "--database-url", "postgresql://qa:s3cret@127.0.0.1:1/x")
+    assert result.exit_code == 3
+    assert "connection refused" in result.stderr and "s3cret" not in result.output
+
+
+def test_database_without_the_schema_exits_three(fresh_database, tmp_path: Path):
+    empty = fresh_database()
+    result = invoke("run", scenario(tmp_path, "x", ""), "--database-url", url(empty))
+    assert result.exit_code == 3
+    assert "the database lacks what ye-run seeds" in result.stdout + result.stderr
+    assert "table jobs is missing" in result.stdout + result.stderr
+
+
+def test_customer_tenant_is_refused_before_anything_is_seeded(db: Database, tmp_path: Path):
+    path = tmp_path / "customer.yaml"
+    path.write_text("name: customer\ntenant: {id: acme_corp}\n")
+    result = invoke("run", str(path), "--database-url", url(db))
+    assert result.exit_code == 2 and "refusing to write to tenant 'acme_corp'" in result.output
+
+
+def _wait_for(stream, needle: str, timeout: float = 60) -> str:  # type: ignore[no-untyped-def]
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"never saw {needle!r}; got:\n{seen}"
+        if select.select([stream], [], [], remaining)[0]:
+            chunk = os.read(stream.fileno() if hasattr(stream, "fileno") else stream, 4096).decode(errors="replace")
+            assert chunk, f"stream closed before {needle!r}; got:\n{seen}"
+            seen += chunk
+    return seen
+
+
+def _process(db: Database, *args: str, ci: bool = True, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "YE_DATABASE_URL": url(db), "PYTHONPATH": str(ROOT)}
+    env.pop("CI", None)
+    if ci:
+        env["CI"] = "true"
+    return subprocess.Popen([sys.executable, "-m", "runner", *args], env=env, **kwargs)
+
+
+@pytest.mark.parametrize("policy", ["never", "always"])
+def test_sigint_stops_writes_a_partial_report_and_leaves_no_half_seeded_job(db: Database, tmp_path: Path,
+                                                                            policy: str):
+    path = scenario(tmp_path, "endless", f"cleanup: {policy}\nsimulate_img_gen: true\nvariants: 4\n"
+                    "mode: {type: interval, jobs: 500, interval: 20ms, max_in_flight: 50}\n"
+                    "reference_pipeline: {latency: {default: 30ms}}\n")
+    report = tmp_path / "report.json"
+    proc = _process(db, path, "--reference-pipeline", "-v", "--json", str(report), stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE)
+    try:
+        _wait_for(proc.stdout, "job 3 seeded")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()
+    doc = json.loads(report.read_text())
+    resources.validator("report.schema.json").validate(doc)
+    (result,) = doc["scenarios"]
+    assert doc["exit_code"] == 130 and result["outcome"] == "interrupted"
+    assert any(job["outcome"] == "interrupted" for job in result["jobs"]) and len(result["jobs"]) < 500
+    with contextlib.closing(db.connect()) as conn:
+        tenant = result["run"]["record"]["tenant_id"]
+        jobs = count(conn, "select count(*) from jobs where tenant_id = %s", (tenant,))
+        if policy == "always":
+            assert jobs == 0 and result["cleanup"]["applied"]
+        else:
+            assert jobs == len(result["jobs"])
+            assert count(conn, "select count(*) from jobs j where tenant_id = %s and (select count(*) from "
+                               "jobs_variants v where v.job_id = j.job_id) <> 4", (tenant,)) == 0
+            assert count(conn, "select count(*) from jobs j where tenant_id = %s and not exists (select 1 from "
+                               "job_inputs i where i.job_id = j.job_id)", (tenant,)) == 0
+
+
+def test_terminal_shows_live_progress(db: Database, tmp_path: Path):
+    path = scenario(tmp_path, "progress", "simulate_img_gen: true\nreference_pipeline: {latency: {default: 80ms}}\n")
+    leader, follower = pty.openpty()
+    env_proc = _process(db, path, "--reference-pipeline", ci=False, stdout=follower, stderr=follower)
+    os.close(follower)
+    try:
+        output = _wait_for(leader, "progress: PASSED", timeout=60)
+    finally:
+        env_proc.wait(timeout=60)
+        os.close(leader)
+    assert env_proc.returncode == 0
+    assert "\x1b[" in output and "progress job 1 [" in output and "#" in output
+
+
+def test_shortcut_runs_a_scenario_file(db: Database, tmp_path: Path):
+    path = scenario(tmp_path, "short", "simulate_img_gen: true\n")
+    proc = _process(db, "-q", path, "--reference-pipeline", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert out == b""

@@ -1,0 +1,91 @@
+"""Job-level checks against a system under test with injected faults (database triggers)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from runner.db import schema
+from tests.db.helpers import count
+from tests.engine.helpers import run
+
+OK = "simulate_img_gen: true\ntimeouts: {step: 30s, stall: 30s, job: 60s}\n"
+
+
+def broken(fresh_database, sql: str):  # type: ignore[no-untyped-def]
+    """The reference schema plus a fault, in a database of its own."""
+    database = fresh_database()
+    with contextlib.closing(database.connect()) as conn:
+        schema.install(conn)
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        conn.commit()
+    return database
+
+
+def test_unknown_step_written_by_the_pipeline(fresh_database, tmp_path: Path):
+    database = broken(fresh_database, """
+        CREATE FUNCTION typo() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.current_step = 'planner' AND NEW.creation_order = 2 THEN NEW.current_step := 'planer'; END IF;
+        RETURN NEW; END $$;
+        CREATE TRIGGER typo BEFORE UPDATE ON jobs_variants FOR EACH ROW EXECUTE FUNCTION typo();""")
+    outcome = run(database, tmp_path, "name: typo\nsimulate_img_gen: true\ntimeouts: {step: 1s, stall: 30s, job: 60s}\n")
+    assert outcome.kinds() == {"unknown_step", "step_timeout"}
+    assert outcome.failure("unknown_step").message.endswith("› variant #2 (" + outcome.result.jobs[0].seeded.variant(
+        2).id + ") › planer: moved to an unknown step 'planer'")
+
+
+def test_job_row_that_never_completes(fresh_database, tmp_path: Path):
+    database = broken(fresh_database, "ALTER TABLE jobs_variants DISABLE TRIGGER job_completion")
+    outcome = run(database, tmp_path, f"name: stuck-job\n{OK}", job_settle=0.3)
+    assert outcome.kinds() == {"job_final_state"}
+    assert outcome.failure("job_final_state").message.endswith(
+        "job row ended (user_img_input, done); expected (iou_eval, done)")
+
+
+def test_extra_variant_and_lost_asset_are_caught(fresh_database, tmp_path: Path):
+    database = broken(fresh_database, """
+        CREATE FUNCTION lose_asset() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.creation_order = 3 THEN NEW.img_asset_id := NULL; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER lose_asset BEFORE INSERT ON jobs_variants FOR EACH ROW EXECUTE FUNCTION lose_asset();
+        CREATE FUNCTION extra_variant() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO jobs_variants (job_id, img_asset_id, creation_order, status, current_step)
+              VALUES (NEW.job_id, NEW.img_asset_id, 99, 'done', 'iou_eval'); RETURN NEW; END $$;
+        CREATE TRIGGER extra_variant AFTER INSERT ON job_inputs FOR EACH ROW EXECUTE FUNCTION extra_variant();""")
+    outcome = run(database, tmp_path, f"name: integrity\n{OK}")
+    assert {"variant_count", "shared_asset"} <= outcome.kinds()
+    assert outcome.failure("variant_count").message.endswith("has 4 variant row(s); expected 3")
+    assert "1 variant(s) without one" in outcome.failure("shared_asset").message
+
+
+def test_sql_checks_pass_fail_and_cannot_write(db, tmp_path: Path):
+    text = f"""name: sql
+{OK}expect:
+  sql:
+    - {{name: right, query: "select count(*) from jobs_variants where job_id = :job_id", equals: 3}}
+    - {{name: wrong value, query: "select count(*) from jobs_variants where job_id = :job_id", equals: 4}}
+    - {{name: wrong rows, query: "select 1 from jobs where tenant_id = :tenant_id and job_id = :job_id", rows: 2}}
+    - {{name: sneaky write, query: "delete from variant_evaluations where job_variants_id in (select job_variants_id from jobs_variants where job_id = :job_id)", rows: 0}}
+    - {{name: literal colon, query: "select ':job_id' || '%'", equals: ":job_id%"}}
+"""
+    outcome = run(db, tmp_path, text)
+    messages = sorted(f.message.split(": ", 1)[1] for f in outcome.result.all_failures)
+    assert messages == [
+        "sql check 'sneaky write' could not run: cannot execute DELETE in a read-only transaction",
+        "sql check 'wrong rows': expected 2 row(s), got 1",
+        "sql check 'wrong value': expected 4, got 3",
+    ]
+    job = outcome.result.jobs[0]
+    with contextlib.closing(db.connect()) as conn:
+        assert count(conn, "select count(*) from variant_evaluations where job_variants_id = any(%s::uuid[])",
+                     ([v.id for v in job.seeded.variants],)) == 12
+
+
+def test_latency_limits(db, tmp_path: Path):
+    text = (f"name: slow-planner\n{OK}reference_pipeline: {{latency: {{steps: {{planner: 60ms}}}}}}\n"
+            "expect: {latency: {planner: {max: 10ms}, overlay: {p95: 30s}}}\n")
+    outcome = run(db, tmp_path, text)
+    assert outcome.kinds() == {"latency_limit"}
+    failure = outcome.failure("latency_limit")
+    assert failure.message.startswith("slow-planner › planner: max latency") and "over the limit 10ms" in failure.message
+    assert failure.spent >= 0.06 and outcome.result.latency["planner"].n == 3
