@@ -78,6 +78,24 @@ def fresh_database(db: Database) -> Iterator[Callable[[], Database]]:
 
 
 @pytest.fixture
+def database_with(fresh_database: Callable[[], Database]) -> Callable[..., Database]:
+    """A database of its own holding `sql` (after the reference schema, unless install=False)."""
+
+    def make(sql: str = "", install: bool = True) -> Database:
+        database = fresh_database()
+        with contextlib.closing(database.connect("ye-run tests")) as connection:
+            if install:
+                schema.install(connection)
+            if sql:
+                with connection.cursor() as cur:
+                    cur.execute(sql)
+            connection.commit()
+        return database
+
+    return make
+
+
+@pytest.fixture
 def conn(db: Database) -> Iterator:
     with contextlib.closing(db.connect("ye-run tests")) as connection:
         yield connection

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runner import steps
-from runner.engine.trace import Transition
+from runner.trace import Transition
 from runner.scenario.model import Expectations
 
 

@@ -17,7 +17,7 @@ import psycopg2.extensions
 from runner import sqlparams
 from runner.engine import messages
 from runner.engine.results import JobResult
-from runner.engine.trace import Failure
+from runner.trace import Failure
 from runner.scenario.model import Scenario, SqlCheck
 
 SQL_CHECK_TIMEOUT = "30s"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runner.engine.results import JobResult, ScenarioResult
-from runner.engine.trace import Failure, Transition
+from runner.trace import Failure, Transition
 
 
 @dataclass(frozen=True, slots=True)

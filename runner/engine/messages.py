@@ -6,7 +6,7 @@ import difflib
 
 from runner.durations import format_seconds
 from runner.engine.asserts import Problem
-from runner.engine.trace import Failure, Transition
+from runner.trace import Failure, Transition
 from runner.scenario.model import Expectations
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from runner.db.cleanup import CleanupResult
 from runner.db.registry import RunRecord, SeededJob
-from runner.engine.trace import Failure, Transition, VariantTrace
+from runner.trace import Failure, Transition, VariantTrace
 from runner.observe.observer import ObservationReport
 from runner.pipeline.stats import percentile
 

@@ -30,7 +30,7 @@ from runner.engine.events import (AssertionFailed, Emitter, JobFinished, JobSeed
 from runner.engine.results import JobResult, ScenarioResult, step_latencies, summarise
 from runner.engine.schedule import JobSchedule
 from runner.engine.simulate import ImgGenSimulator
-from runner.engine.trace import Failure, Transition, VariantTrace
+from runner.trace import Failure, Transition, VariantTrace
 from runner.engine.tracker import Tracker
 from runner.errors import InfrastructureError, YeRunError
 from runner.observe.observer import ObserveSettings, Observer

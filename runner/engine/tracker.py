@@ -14,7 +14,7 @@ from runner.durations import format_seconds
 from runner.engine import messages
 from runner.engine.asserts import Problem, Walk, final_problems, walk
 from runner.engine.results import JobResult
-from runner.engine.trace import Failure, Transition
+from runner.trace import Failure, Transition
 from runner.scenario.model import Scenario
 
 

@@ -26,7 +26,7 @@ from psycopg2 import sql
 
 from runner.db.connect import Database
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
-from runner.engine.trace import Transition
+from runner.trace import Transition
 
 log = logging.getLogger("ye_run.observe")
 Method = Literal["history", "listen"]

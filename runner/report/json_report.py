@@ -10,7 +10,7 @@ from typing import Any
 
 from runner import __version__
 from runner.engine.results import JobResult, ScenarioResult
-from runner.engine.trace import Failure, Transition
+from runner.trace import Failure, Transition
 
 FORMAT_VERSION = 1
 

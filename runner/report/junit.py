@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from runner.engine.results import JobResult, ScenarioResult
-from runner.engine.trace import Failure
+from runner.trace import Failure
 from runner.report.console import summary
 
 

@@ -67,9 +67,12 @@ class Checker:
 
     def mode(self) -> None:
         mode = self.doc.get("mode", "once")
+        kind = mode if isinstance(mode, str) else mode["type"]
+        if kind == "wait_for_completion" and self.doc.get("observe", True) is False:
+            self.add(["observe"], "mode 'wait_for_completion' needs to observe jobs finish; use once or interval "
+                     "with observe: false")
         if isinstance(mode, str):
             return
-        kind = mode["type"]
         if kind == "once" and mode.get("jobs", 1) != 1:
             self.add(["mode", "jobs"], f"mode 'once' runs one job; use wait_for_completion or interval "
                      f"for {mode['jobs']}")

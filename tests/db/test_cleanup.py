@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli.main import cli
-from runner.db import catalog, cleanup, schema
+from runner.db import catalog, cleanup
 from runner.db.connect import Database
 from runner.errors import GuardError
 from tests.conftest import new_tenant
@@ -101,21 +101,16 @@ def test_tenant_cleanup_removes_every_job_of_the_tenant(db: Database, tmp_path: 
     assert job_row_counts(s.conn, other.job_id)["jobs"] == 1
 
 
-def test_cleanup_follows_foreign_keys_of_a_custom_schema(fresh_database, tmp_path: Path, stack):
-    database = fresh_database()
-    with contextlib.closing(database.connect()) as conn:
-        schema.install(conn)
-        with conn.cursor() as cur:
-            cur.execute("""
-                CREATE TABLE detections (detection_id bigserial PRIMARY KEY,
-                    job_variants_id uuid NOT NULL REFERENCES jobs_variants, label text);
-                CREATE TABLE detection_boxes (box_id bigserial PRIMARY KEY,
-                    detection_id bigint NOT NULL REFERENCES detections, x int);
-                CREATE TABLE overlay_layouts (job_id uuid, creation_order int, layout jsonb,
-                    PRIMARY KEY (job_id, creation_order),
-                    FOREIGN KEY (job_id) REFERENCES jobs (job_id));
-            """)
-        conn.commit()
+def test_cleanup_follows_foreign_keys_of_a_custom_schema(database_with, tmp_path: Path, stack):
+    database = database_with("""
+        CREATE TABLE detections (detection_id bigserial PRIMARY KEY,
+            job_variants_id uuid NOT NULL REFERENCES jobs_variants, label text);
+        CREATE TABLE detection_boxes (box_id bigserial PRIMARY KEY,
+            detection_id bigint NOT NULL REFERENCES detections, x int);
+        CREATE TABLE overlay_layouts (job_id uuid, creation_order int, layout jsonb,
+            PRIMARY KEY (job_id, creation_order),
+            FOREIGN KEY (job_id) REFERENCES jobs (job_id));
+    """)
     s = seeding(database, load(tmp_path, "name: s\nvariants: 2\n"), tmp_path, stack=stack)
     job = s.seeder.seed_job(1)
     with s.conn.cursor() as cur:

@@ -32,12 +32,9 @@ def test_init_is_idempotent(fresh_database):
     assert after.notifies("jobs_variants", "job_variant_state_changed") and after.notifies("jobs", "job_state_changed")
 
 
-def test_check_reports_missing_parts_and_changes_nothing(fresh_database):
-    database = fresh_database()
+def test_check_reports_missing_parts_and_changes_nothing(database_with):
+    database = database_with("CREATE TABLE jobs (job_id uuid primary key, tenant_id text, status text)", install=False)
     with contextlib.closing(database.connect()) as conn:
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE jobs (job_id uuid primary key, tenant_id text, status text)")
-        conn.commit()
         before = catalog.read(conn)
     result = CliRunner().invoke(cli, ["db", "check", "--database-url", _url(database)])
     assert result.exit_code == 3
@@ -54,31 +51,25 @@ def test_check_passes_on_the_reference_schema(db):
     assert "MISSING" not in result.stdout and "ok       ye-run history" in result.stdout
 
 
-def test_partial_pipeline_schema_is_refused(fresh_database):
-    database = fresh_database()
+def test_partial_pipeline_schema_is_refused(database_with):
+    database = database_with("CREATE TABLE tenants (tenant_id text primary key)", install=False)
     with contextlib.closing(database.connect()) as conn:
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE tenants (tenant_id text primary key)")
-        conn.commit()
         with pytest.raises(SchemaMissingError, match="refusing to guess"):
             schema.install(conn)
         assert set(catalog.read(conn).tables) == {"tenants"}
 
 
-def test_existing_deployment_gets_only_ye_runs_objects(fresh_database):
-    database = fresh_database()
+def test_existing_deployment_gets_only_ye_runs_objects(database_with):
+    database = database_with("""
+        CREATE TABLE jobs (job_id uuid primary key, tenant_id text, store_id uuid, status text,
+                           current_step text, legacy_flag boolean);
+        CREATE TABLE image_assets (image_asset_id uuid primary key, image_type text, image_url text,
+                                   width int, height int, tenant_id text, job_id uuid);
+        CREATE TABLE job_inputs (job_id uuid primary key, img_asset_id uuid, tone_style_id uuid, desc_kor text);
+        CREATE TABLE jobs_variants (job_variants_id uuid primary key, job_id uuid, img_asset_id uuid,
+                                    creation_order int, status text, current_step text);
+    """, install=False)
     with contextlib.closing(database.connect()) as conn:
-        with conn.cursor() as cur:
-            cur.execute("""
-                CREATE TABLE jobs (job_id uuid primary key, tenant_id text, store_id uuid, status text,
-                                   current_step text, legacy_flag boolean);
-                CREATE TABLE image_assets (image_asset_id uuid primary key, image_type text, image_url text,
-                                           width int, height int, tenant_id text, job_id uuid);
-                CREATE TABLE job_inputs (job_id uuid primary key, img_asset_id uuid, tone_style_id uuid, desc_kor text);
-                CREATE TABLE jobs_variants (job_variants_id uuid primary key, job_id uuid, img_asset_id uuid,
-                                            creation_order int, status text, current_step text);
-            """)
-        conn.commit()
         result = schema.install(conn)
         after = catalog.read(conn)
     assert not result.reference_installed and result.runner_installed

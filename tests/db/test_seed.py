@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.db import catalog, images, registry, schema
+from runner.db import catalog, images, registry
 from runner.db.connect import Database
 from runner.db.seed import Seeder
 from runner.errors import GuardError, InputError, SchemaMissingError
@@ -106,16 +106,11 @@ fixtures:
     assert s.record.jobs == []
 
 
-def test_trigger_failure_on_variants_rolls_back_everything(fresh_database, tmp_path: Path, stack):
-    database = fresh_database()
-    with contextlib.closing(database.connect()) as conn:
-        schema.install(conn)
-        with conn.cursor() as cur:
-            cur.execute("""CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
-                           BEGIN IF NEW.creation_order = 3 THEN RAISE EXCEPTION 'injected fault'; END IF;
-                           RETURN NEW; END $$;
-                           CREATE TRIGGER boom AFTER INSERT ON jobs_variants FOR EACH ROW EXECUTE FUNCTION boom();""")
-        conn.commit()
+def test_trigger_failure_on_variants_rolls_back_everything(database_with, tmp_path: Path, stack):
+    database = database_with("""CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+                                BEGIN IF NEW.creation_order = 3 THEN RAISE EXCEPTION 'injected fault'; END IF;
+                                RETURN NEW; END $$;
+                                CREATE TRIGGER boom AFTER INSERT ON jobs_variants FOR EACH ROW EXECUTE FUNCTION boom();""")
     s = seeding(database, load(tmp_path, "name: s\nvariants: 3\n"), tmp_path, stack=stack)
     with pytest.raises(InputError, match="injected fault"):
         s.seeder.seed_job(1)
@@ -153,23 +148,18 @@ def test_store_and_tone_style_any_and_id(db: Database, tmp_path: Path, stack):
         seeding(db, load(tmp_path, "name: s\nstore: {id: not-a-uuid}\n"), tmp_path, stack=stack)
 
 
-def test_schema_with_more_than_the_reference(fresh_database, tmp_path: Path, stack):
-    database = fresh_database()
-    with contextlib.closing(database.connect()) as conn:
-        schema.install(conn)
-        with conn.cursor() as cur:
-            cur.execute("""
-                CREATE TABLE campaigns (campaign_id serial PRIMARY KEY, title text);
-                ALTER TABLE jobs ADD COLUMN campaign_id integer REFERENCES campaigns,
-                                 ADD COLUMN priority integer NOT NULL DEFAULT 5,
-                                 ADD COLUMN notes text;
-                ALTER TABLE jobs_variants ADD COLUMN output_url text, ADD COLUMN score real DEFAULT 0;
-                ALTER TABLE job_inputs ADD COLUMN campaign_code text NOT NULL DEFAULT 'none';
-                CREATE INDEX jobs_campaign_idx ON jobs (campaign_id);
-                CREATE TABLE variant_traces (trace_id bigserial PRIMARY KEY,
-                    job_variants_id uuid NOT NULL REFERENCES jobs_variants, payload jsonb);
-            """)
-        conn.commit()
+def test_schema_with_more_than_the_reference(database_with, tmp_path: Path, stack):
+    database = database_with("""
+        CREATE TABLE campaigns (campaign_id serial PRIMARY KEY, title text);
+        ALTER TABLE jobs ADD COLUMN campaign_id integer REFERENCES campaigns,
+                         ADD COLUMN priority integer NOT NULL DEFAULT 5,
+                         ADD COLUMN notes text;
+        ALTER TABLE jobs_variants ADD COLUMN output_url text, ADD COLUMN score real DEFAULT 0;
+        ALTER TABLE job_inputs ADD COLUMN campaign_code text NOT NULL DEFAULT 'none';
+        CREATE INDEX jobs_campaign_idx ON jobs (campaign_id);
+        CREATE TABLE variant_traces (trace_id bigserial PRIMARY KEY,
+            job_variants_id uuid NOT NULL REFERENCES jobs_variants, payload jsonb);
+    """)
     scenario = load(tmp_path, "name: s\nvariants: 4\njob_inputs: {extra: {campaign_code: QA-11}}\n")
     s = seeding(database, scenario, tmp_path, stack=stack)
     job = s.seeder.seed_job(1)
@@ -178,18 +168,15 @@ def test_schema_with_more_than_the_reference(fresh_database, tmp_path: Path, sta
     assert count(s.conn, "select count(*) from jobs_variants where job_id = %s", (job.job_id,)) == 4
 
 
-def test_missing_tables_and_columns_are_listed(fresh_database, tmp_path: Path):
-    database = fresh_database()
+def test_missing_tables_and_columns_are_listed(database_with, tmp_path: Path):
+    database = database_with("""
+        CREATE TABLE jobs (job_id uuid PRIMARY KEY, tenant_id text, status text, current_step text);
+        CREATE TABLE image_assets (image_asset_id uuid PRIMARY KEY, image_url text, width int,
+                                   height int, tenant_id text, job_id uuid);
+        CREATE TABLE jobs_variants (job_variants_id uuid PRIMARY KEY, job_id uuid, img_asset_id uuid,
+                                    creation_order int, status text, current_step text);
+    """, install=False)
     with contextlib.closing(database.connect()) as conn:
-        with conn.cursor() as cur:
-            cur.execute("""
-                CREATE TABLE jobs (job_id uuid PRIMARY KEY, tenant_id text, status text, current_step text);
-                CREATE TABLE image_assets (image_asset_id uuid PRIMARY KEY, image_url text, width int,
-                                           height int, tenant_id text, job_id uuid);
-                CREATE TABLE jobs_variants (job_variants_id uuid PRIMARY KEY, job_id uuid, img_asset_id uuid,
-                                            creation_order int, status text, current_step text);
-            """)
-        conn.commit()
         with pytest.raises(SchemaMissingError) as caught:
             Seeder(conn, catalog.read(conn), load(tmp_path, "name: s\n"), registry.RunRecord("r", "s", "ye_x"),
                    _stored(tmp_path), False)
@@ -200,14 +187,10 @@ def test_missing_tables_and_columns_are_listed(fresh_database, tmp_path: Path):
     assert "jobs_variants" not in message
 
 
-def test_not_null_without_default_is_reported(fresh_database, tmp_path: Path):
-    database = fresh_database()
+def test_not_null_without_default_is_reported(database_with, tmp_path: Path):
+    database = database_with("ALTER TABLE jobs ADD COLUMN priority integer NOT NULL;"
+                             "ALTER TABLE job_inputs ADD COLUMN channel text NOT NULL")
     with contextlib.closing(database.connect()) as conn:
-        schema.install(conn)
-        with conn.cursor() as cur:
-            cur.execute("ALTER TABLE jobs ADD COLUMN priority integer NOT NULL;"
-                        "ALTER TABLE job_inputs ADD COLUMN channel text NOT NULL")
-        conn.commit()
         before = _all_counts(conn)
         with pytest.raises(SchemaMissingError) as caught:
             Seeder(conn, catalog.read(conn), load(tmp_path, "name: s\n"), registry.RunRecord("r", "s", "ye_x"),

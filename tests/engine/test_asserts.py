@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.engine.asserts import final_problems, walk
-from runner.engine.trace import Transition
+from runner.trace import Transition
 from runner.scenario.model import Expectations
 from tests.db.helpers import load
 from tests.pipeline.rig import full_trace

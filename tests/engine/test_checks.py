@@ -5,26 +5,14 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from runner.db import schema
 from tests.db.helpers import count
 from tests.engine.helpers import run
 
 OK = "simulate_img_gen: true\ntimeouts: {step: 30s, stall: 30s, job: 60s}\n"
 
 
-def broken(fresh_database, sql: str):  # type: ignore[no-untyped-def]
-    """The reference schema plus a fault, in a database of its own."""
-    database = fresh_database()
-    with contextlib.closing(database.connect()) as conn:
-        schema.install(conn)
-        with conn.cursor() as cur:
-            cur.execute(sql)
-        conn.commit()
-    return database
-
-
-def test_unknown_step_written_by_the_pipeline(fresh_database, tmp_path: Path):
-    database = broken(fresh_database, """
+def test_unknown_step_written_by_the_pipeline(database_with, tmp_path: Path):
+    database = database_with("""
         CREATE FUNCTION typo() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN IF NEW.current_step = 'planner' AND NEW.creation_order = 2 THEN NEW.current_step := 'planer'; END IF;
         RETURN NEW; END $$;
@@ -35,16 +23,16 @@ def test_unknown_step_written_by_the_pipeline(fresh_database, tmp_path: Path):
         2).id + ") › planer: moved to an unknown step 'planer'")
 
 
-def test_job_row_that_never_completes(fresh_database, tmp_path: Path):
-    database = broken(fresh_database, "ALTER TABLE jobs_variants DISABLE TRIGGER job_completion")
+def test_job_row_that_never_completes(database_with, tmp_path: Path):
+    database = database_with("ALTER TABLE jobs_variants DISABLE TRIGGER job_completion")
     outcome = run(database, tmp_path, f"name: stuck-job\n{OK}", job_settle=0.3)
     assert outcome.kinds() == {"job_final_state"}
     assert outcome.failure("job_final_state").message.endswith(
         "job row ended (user_img_input, done); expected (iou_eval, done)")
 
 
-def test_extra_variant_and_lost_asset_are_caught(fresh_database, tmp_path: Path):
-    database = broken(fresh_database, """
+def test_extra_variant_and_lost_asset_are_caught(database_with, tmp_path: Path):
+    database = database_with("""
         CREATE FUNCTION lose_asset() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN IF NEW.creation_order = 3 THEN NEW.img_asset_id := NULL; END IF; RETURN NEW; END $$;
         CREATE TRIGGER lose_asset BEFORE INSERT ON jobs_variants FOR EACH ROW EXECUTE FUNCTION lose_asset();

@@ -77,3 +77,10 @@ def test_cleanup_policy_always_removes_the_runs_rows(db: Database, tmp_path: Pat
     assert result.cleanup.counts["jobs"] == 1 and result.cleanup.counts["variant_evaluations"] == 12
     with contextlib.closing(db.connect()) as conn:
         assert count(conn, "select count(*) from jobs where job_id = %s", (result.jobs[0].job_id,)) == 0
+
+
+def test_observe_false_in_interval_mode_seeds_on_schedule(db: Database, tmp_path: Path):
+    outcome = run(db, tmp_path, "name: seed-loop\nobserve: false\nmode: {type: interval, jobs: 3, interval: 50ms}\n")
+    jobs = outcome.result.jobs
+    assert outcome.result.outcome == "seeded" and [j.ordinal for j in jobs] == [1, 2, 3]
+    assert all(b.seeded_mono - a.seeded_mono >= 0.04 for a, b in zip(jobs, jobs[1:]))

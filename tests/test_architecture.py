@@ -1,0 +1,58 @@
+"""Imports point down the layers of ARCHITECTURE.md: a module never imports from a higher layer."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = [
+    ("model", ["runner.errors", "runner.steps", "runner.durations", "runner.sqlparams", "runner.trace",
+               "runner.scenario.model", "runner.pipeline.config", "runner"]),
+    ("resources", ["runner.resources"]),
+    ("loading", ["runner.scenario"]),
+    ("database", ["runner.db"]),
+    ("pipeline", ["runner.pipeline"]),
+    ("observe", ["runner.observe"]),
+    ("engine", ["runner.engine"]),
+    ("report", ["runner.report"]),
+    ("cli", ["runner.cli", "runner.__main__"]),
+]
+
+
+def layer_of(module: str) -> int:
+    best, best_len = None, -1
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+                best, best_len = index, len(prefix)
+    assert best is not None, module
+    return best
+
+
+def modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in sorted((ROOT / "runner").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out.append((name, path))
+    return out
+
+
+@pytest.mark.parametrize("name,path", modules(), ids=[m for m, _ in modules()])
+def test_imports_point_down(name: str, path: Path):
+    own = layer_of(name)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            known = {m for m, _ in modules()}  # `from runner.pipeline import config` imports runner.pipeline.config
+            targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+                       for a in node.names]
+        for target in targets:
+            if target.startswith("runner"):
+                assert layer_of(target) <= own, f"{name} ({LAYERS[own][0]}) imports {target} " \
+                                                f"({LAYERS[layer_of(target)][0]})"
