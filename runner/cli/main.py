@@ -36,6 +36,14 @@ def cli() -> None:
     `ye-run SCENARIO...` is short for `ye-run run SCENARIO...`. With no --database-url
     (or YE_DATABASE_URL), ye-run starts an embedded PostgreSQL and the built-in reference
     pipeline, so a scenario runs on a fresh machine with nothing else installed.
+
+    \b
+    Examples:
+      ye-run scenarios/smoke.yaml
+      ye-run scenarios/ --junit junit.xml --json report.json
+      ye-run validate scenarios/
+      ye-run db check --database-url postgresql://qa@staging-db/pipeline
+      ye-run cleanup --run 20261126T101500-3fa9c1 --dry-run
     """
 
 

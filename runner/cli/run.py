@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
-import platformdirs
 
 from runner.cli import options
 from runner.cli.common import EXIT_CODES_HELP, handle_errors
@@ -74,10 +73,10 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, d
         for scenario in loaded:
             click.echo(handle_errors(lambda s=scenario: plan_module.render(plan_module.build(s, label)))())
         return
-    settings = RunSettings(
-        observe=observe, variant_channel=variant_channel, job_channel=job_channel, tenant_pattern=tenant_pattern,
-        force=force, asset_dir=asset_dir or platformdirs.user_cache_path("ye-run") / "assets",
-        asset_base_url=asset_base_url)
+    settings = RunSettings(observe=observe, variant_channel=variant_channel, job_channel=job_channel,
+                           tenant_pattern=tenant_pattern, force=force, asset_base_url=asset_base_url)
+    if asset_dir is not None:
+        settings = dataclasses.replace(settings, asset_dir=asset_dir)
     verbosity = 0 if quiet else 1 + verbose
     _configure_logging(verbose)
     console = ConsoleReporter(sys.stdout, verbosity, tty=sys.stdout.isatty() and not os.environ.get("CI"))

@@ -68,6 +68,7 @@ class Seeder:
         self.tone_style_id = self._resolve(scenario.tone_style, "tone_styles", "tone_style_id", "$.tone_style")
         self._tenant = self._tenant_insert()
         self._fixtures = [self._fixture_insert(i, f) for i, f in enumerate(scenario.fixtures)]
+        self._core_sql = {True: self._build_core(with_asset=True), False: self._build_core(with_asset=False)}
 
     # --- per job ----------------------------------------------------------------------
 
@@ -77,11 +78,12 @@ class Seeder:
                      tuple(str(uuid.uuid4()) for _ in range(self.scenario.variants)))
         creates_asset = self.asset_id is None
         rows: list[tuple[str, tuple]] = []
+        tenant_created = False
         try:
             with self.conn.cursor() as cur:
                 if self._tenant is not None and not self.record.jobs:
                     cur.execute(self._tenant.text, self._tenant.params(ids))
-                    self.record.tenant_created = cur.fetchone() is not None
+                    tenant_created = cur.fetchone() is not None
                 statements, params = self._core(ids, creates_asset, rows)
                 if self._fixtures:
                     cur.execute(";\n".join(statements), params)
@@ -104,6 +106,7 @@ class Seeder:
             raise
         if creates_asset:
             self.asset_id = ids.asset
+        self.record.tenant_created = self.record.tenant_created or tenant_created
         job = SeededJob(ordinal, ids.job, self.tenant, ids.asset,
                         tuple(SeededVariant(v, i + 1) for i, v in enumerate(ids.variants)), tuple(rows))
         self.record.jobs.append(job)
@@ -112,7 +115,7 @@ class Seeder:
     def _core(self, ids: JobIds, creates_asset: bool, rows: list[tuple[str, tuple]]) -> tuple[list[str], list]:
         statements: list[str] = []
         params: list[Any] = []
-        for insert in self._core_inserts(creates_asset):
+        for insert in self._core_sql[creates_asset]:
             statements.append(insert.text)
             params.extend(insert.params(ids))
         rows.append(("jobs", (ids.job,)))
@@ -121,12 +124,6 @@ class Seeder:
         rows.append(("job_inputs", (ids.job,)))
         rows.extend(("jobs_variants", (v,)) for v in ids.variants)
         return statements, params
-
-    def _core_inserts(self, creates_asset: bool) -> list[Insert]:
-        cached = self.__dict__.get("_core_cache")
-        if cached is None:
-            cached = self.__dict__["_core_cache"] = {True: self._build_core(True), False: self._build_core(False)}
-        return cached[creates_asset]
 
     # --- SQL, built once per run --------------------------------------------------------
 

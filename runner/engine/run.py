@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+import platformdirs
 import psycopg2
 import psycopg2.extensions
 
@@ -51,7 +52,7 @@ class RunSettings:
     job_channel: str = requirements.JOB_CHANNEL
     tenant_pattern: str | None = None
     force: bool = False
-    asset_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "ye-run" / "assets")
+    asset_dir: Path = field(default_factory=lambda: platformdirs.user_cache_path("ye-run") / "assets")
     asset_base_url: str | None = None
     reference_pipeline: bool = False
     """Run the built-in reference pipeline in-process (the embedded default)."""
@@ -94,9 +95,9 @@ class ScenarioRun:
         result = self.result
         result.started_at = datetime.now(timezone.utc)
         started = time.monotonic()
-        result.plan = plan_module.build(self.scenario, self.database.display)
         self.emit(ScenarioStarted(result))
         try:
+            result.plan = plan_module.build(self.scenario, self.database.display)
             with contextlib.ExitStack() as stack:
                 self._run(stack)
         except YeRunError as exc:
@@ -125,12 +126,12 @@ class ScenarioRun:
         self.has_registry = requirements.registry_available(snapshot)
         seeder = Seeder(conn, snapshot, scenario, record, stored, self.has_registry, settings.tenant_pattern,
                         settings.force)
+        method = self._method(snapshot) if scenario.observe else None  # every check before the first write
         if self.has_registry:
             registry.start(conn, record)
-        if not scenario.observe:
+        if method is None:
             self._seed_only(seeder)
             return
-        method = self._method(snapshot)
         observer = Observer(self.database, ObserveSettings(method, settings.variant_channel, settings.job_channel,
                                                            settings.heartbeat, settings.reconcile),
                             cursor_factory=self.statements.cursor_factory())

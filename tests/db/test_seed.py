@@ -277,3 +277,12 @@ def _all_counts(conn) -> dict[str, int]:
     return out
 
 
+
+
+def test_a_failed_first_seed_does_not_claim_the_tenant(db: Database, tmp_path: Path, stack):
+    scenario = load(tmp_path, "name: s\nfixtures: [{table: ad_copies, rows: [{job_id: '${job.id}', copy_text: null}]}]\n")
+    s = seeding(db, scenario, tmp_path, stack=stack)
+    with pytest.raises(InputError):
+        s.seeder.seed_job(1)
+    assert not s.record.tenant_created
+    assert count(s.conn, "select count(*) from tenants where tenant_id = %s", (s.record.tenant_id,)) == 0
