@@ -351,9 +351,10 @@ REPORT = {
     "description": "Everything a ye-run invocation observed and concluded (`ye-run run --json PATH`).",
     "type": "object",
     "additionalProperties": False,
-    "required": ["format", "ye_run_version", "started_at", "finished_at", "exit_code", "scenarios"],
+    "required": ["format", "error", "ye_run_version", "started_at", "finished_at", "exit_code", "scenarios"],
     "properties": {
         "format": prop("Version of this format.", {"const": 1}),
+        "error": prop("Why the run could not start at all (e.g. no database), else null.", NULLABLE_STR),
         "ye_run_version": prop("The ye-run that wrote it.", {"type": "string"}),
         "started_at": prop("Start of the invocation.", TIME),
         "finished_at": prop("End of the invocation.", TIME),

@@ -133,24 +133,33 @@ def _run_each(loaded: list[Scenario], database_url: str | None, ephemeral: bool,
     results: list[ScenarioResult] = []
     codes: list[int] = []
     emit = Emitter([console])
-    with open_database(database_url, ephemeral) as database:
-        wanted = database.embedded if reference_pipeline is None else reference_pipeline
-        settings = dataclasses.replace(settings, reference_pipeline=wanted)
-        for scenario in loaded:
-            if stop.is_set():
-                break
-            runner = ScenarioRun(scenario, database, settings, emit, stop)
-            result = runner.execute()
-            results.append(result)
-            codes.append(_code(result, runner.error))
+    try:
+        with open_database(database_url, ephemeral) as database:
+            wanted = database.embedded if reference_pipeline is None else reference_pipeline
+            settings = dataclasses.replace(settings, reference_pipeline=wanted)
+            for scenario in loaded:
+                if stop.is_set():
+                    break
+                runner = ScenarioRun(scenario, database, settings, emit, stop)
+                result = runner.execute()
+                results.append(result)
+                codes.append(_code(result, runner.error))
+    except YeRunError as exc:  # no database at all: CI still gets reports that say why
+        _write_reports(junit_path, json_path, results, exc.exit_code, started, str(exc))
+        raise
     if stop.is_set():
         codes.append(ExitCode.INTERRUPTED)
     code = max(codes or [ExitCode.PASSED], key=_PRIORITY.index)
-    if junit_path:
-        junit.write(junit_path, results)
-    if json_path:
-        json_report.write(json_path, json_report.document(results, code, started, datetime.now(timezone.utc)))
+    _write_reports(junit_path, json_path, results, code, started, None)
     return code
+
+
+def _write_reports(junit_path: Path | None, json_path: Path | None, results: list[ScenarioResult], code: int,
+                   started: datetime, error: str | None) -> None:
+    if junit_path:
+        junit.write(junit_path, results, error)
+    if json_path:
+        json_report.write(json_path, json_report.document(results, code, started, datetime.now(timezone.utc), error))
 
 
 def _code(result: ScenarioResult, error: YeRunError | None) -> int:

@@ -15,9 +15,11 @@ from runner.trace import Failure, Transition
 FORMAT_VERSION = 1
 
 
-def document(results: list[ScenarioResult], exit_code: int, started: datetime, finished: datetime) -> dict:
+def document(results: list[ScenarioResult], exit_code: int, started: datetime, finished: datetime,
+             error: str | None = None) -> dict:
     return {
         "format": FORMAT_VERSION,
+        "error": error,
         "ye_run_version": __version__,
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),

@@ -16,7 +16,8 @@ from runner.trace import Failure
 from runner.report.console import summary
 
 
-def write(path: Path, results: list[ScenarioResult]) -> None:
+def write(path: Path, results: list[ScenarioResult], error: str | None = None) -> None:
+    """The JUnit file; `error` (the run could not start: no database) becomes a testsuite of its own."""
     root = ET.Element("testsuites", name="ye-run")
     totals = {"tests": 0, "failures": 0, "errors": 0}
     duration = 0.0
@@ -26,6 +27,12 @@ def write(path: Path, results: list[ScenarioResult]) -> None:
         for key in totals:
             totals[key] += int(suite.get(key, "0"))
         duration += result.duration
+    if error:
+        suite = ET.SubElement(root, "testsuite", name="ye-run", tests="1", failures="0", errors="1", time="0.000")
+        case = ET.SubElement(suite, "testcase", name="database", classname="ye-run", time="0.000")
+        ET.SubElement(case, "error", message=error.splitlines()[0], type="infrastructure").text = error
+        totals["tests"] += 1
+        totals["errors"] += 1
     root.set("tests", str(totals["tests"]))
     root.set("failures", str(totals["failures"]))
     root.set("errors", str(totals["errors"]))

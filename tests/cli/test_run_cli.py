@@ -105,10 +105,18 @@ def test_invalid_scenario_exits_two_and_seeds_nothing(db: Database, tmp_path: Pa
         assert count(conn, "select count(*) from jobs") == before
 
 
-def test_unreachable_database_exits_three(tmp_path: Path):
-    result = invoke("run", scenario(tmp_path, "x", ""), "--database-url", "postgresql://qa:s3cret@127.0.0.1:1/x")
+def test_unreachable_database_exits_three_and_the_reports_say_why(tmp_path: Path):
+    junit, report = tmp_path / "junit.xml", tmp_path / "report.json"
+    result = invoke("run", scenario(tmp_path, "x", ""), "--database-url", "postgresql://qa:s3cret@127.0.0.1:1/x",
+                    "--junit", str(junit), "--json", str(report))
     assert result.exit_code == 3
     assert "connection refused" in result.stderr and "s3cret" not in result.output
+    JUNIT_XSD.validate(str(junit))
+    error = JUNIT_XSD.to_dict(str(junit))["testsuite"][0]["testcase"][0]["error"][0]
+    assert "connection refused" in error["@message"] and "s3cret" not in junit.read_text()
+    doc = json.loads(report.read_text())
+    resources.validator("report.schema.json").validate(doc)
+    assert doc["exit_code"] == 3 and doc["scenarios"] == [] and "connection refused" in doc["error"]
 
 
 def test_database_without_the_schema_exits_three(fresh_database, tmp_path: Path):
