@@ -108,6 +108,7 @@ class ScenarioRun:
             result.duration = time.monotonic() - started
             result.statements = self.statements.count
             result.finished_at = datetime.now(timezone.utc)
+            result.outcome = self._outcome()
             self._finish_registry()
             self._cleanup()
             self.emit(ScenarioFinished(result))
@@ -345,7 +346,6 @@ class ScenarioRun:
         return "failed" if self.result.all_failures else "passed"
 
     def _finish_registry(self) -> None:
-        self.result.outcome = self._outcome()
         record = self.result.record
         if record is None or not self.has_registry:
             return

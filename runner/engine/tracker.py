@@ -30,7 +30,6 @@ class _VariantState:
 class _JobState:
     result: JobResult
     variants: dict[str, _VariantState] = field(default_factory=dict)
-    judged: bool = False
 
 
 class Tracker:
@@ -214,7 +213,6 @@ class Tracker:
         return out
 
     def mark_judged(self, job_id: str) -> None:
-        self.jobs[job_id].judged = True
         self.active.pop(job_id, None)
 
     def variant_outcome(self, job_id: str, variant_id: str) -> str:

@@ -148,7 +148,7 @@ def progress_line(scenario: ScenarioResult, job: JobResult) -> str:
 
 def summary(result: ScenarioResult) -> list[str]:
     """The scenario's closing lines: outcome, counts, observation, latency table."""
-    jobs = [j for j in result.jobs]
+    jobs = result.jobs
     passed = sum(j.outcome == "passed" for j in jobs)
     failed = sum(j.outcome == "failed" for j in jobs)
     unfinished = sum(j.outcome in ("interrupted", "running") for j in jobs)
