@@ -198,6 +198,10 @@ class Worker:
             return None
         return steps.next_step(step)
 
+    def _runs(self, step: str) -> bool:
+        """Whether this worker runs `step`: img_gen belongs to the YE part (or the runner's simulation)."""
+        return step in steps.PIPELINE[2:] or (step == "img_gen" and self.config.with_ye)
+
     def _schedule_after(self, conn: psycopg2.extensions.connection, variant_id: str, job_id: str, step: str) -> None:
         following = self._next(step)
         if following is None:
@@ -246,7 +250,7 @@ class Worker:
     def _resume(self, conn: psycopg2.extensions.connection) -> None:
         """Pick up variants a previous worker left `running` or `queued` in its step."""
         for variant_id, job_id, step, status in self._scan(conn, "v.status IN ('running', 'queued')", []):
-            if step in steps.PIPELINE[1:]:
+            if self._runs(step):
                 info = self._info(conn, variant_id, job_id)
                 if info is not None:
                     log.info("pipeline: resuming %s of variant #%d (left %s)", step, info.creation_order, status)

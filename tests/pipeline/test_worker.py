@@ -166,6 +166,27 @@ def test_ye_part_runs_img_gen(db: Database, tmp_path: Path, stack):
     assert rig.traces() == {1: FULL, 2: FULL}
 
 
+def test_resume_leaves_img_gen_to_the_ye_part(db: Database, tmp_path: Path, stack):
+    """A worker without the YE part resumes what a crashed worker left, never an img_gen under way elsewhere."""
+    rig = Rig(db, tmp_path, stack, variants=2)
+    first, second = rig.jobs[0].variants
+    for variant, states in ((first, ["img_gen running"]), (second, ["img_gen running", "img_gen done",
+                                                                    "vlm_analyze running"])):
+        for state in states:
+            with rig.conn.cursor() as cur:
+                cur.execute("UPDATE jobs_variants SET current_step = %s, status = %s WHERE job_variants_id = %s",
+                            (*state.split(), variant.id))
+            rig.conn.commit()
+    run_worker(rig, stack)
+    rig.wait_until(lambda: rig.trace(second.id)[-1] == ("iou_eval", "done"))  # the resume has run
+    assert rig.trace(first.id) == FULL[:2]
+    with rig.conn.cursor() as cur:
+        cur.execute("UPDATE jobs_variants SET status = 'done' WHERE job_variants_id = %s", (first.id,))
+    rig.conn.commit()
+    rig.job_reaches(("iou_eval", "done"))
+    assert rig.traces() == {1: FULL, 2: FULL[:4] + [("vlm_analyze", "running")] + FULL[4:]}
+
+
 def test_yh_only_start_is_found_by_the_sweep(db: Database, tmp_path: Path, stack):
     rig = Rig(db, tmp_path, stack, variants=2, start="img_gen")
     run_worker(rig, stack)
