@@ -1,8 +1,10 @@
 """Connecting to PostgreSQL: URLs, masked display, raw psycopg2 connections, clear failures.
 
-SQLAlchemy parses the URL and builds psycopg2's connect arguments (so every URL form it
-accepts works); the hot paths use raw psycopg2 connections. A connection failure becomes
-one InfrastructureError line that says what went wrong, with the password masked.
+A database is given as a SQLAlchemy URL or as a libpq keyword DSN (`host=... dbname=...`);
+both become one SQLAlchemy URL, whose psycopg2 connect arguments the hot paths use with raw
+psycopg2 connections. A password is never printed, in any form: `mask` and `mask_text` hide
+it in URL userinfo, in `?password=` / `?sslpassword=` query parameters and in keyword DSNs.
+A connection failure becomes one InfrastructureError line that says what went wrong.
 """
 
 from __future__ import annotations
@@ -22,31 +24,140 @@ DEFAULT_CONNECT_TIMEOUT = 10
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 """TCP keepalives: a half-open connection is noticed in about 11 s instead of hours."""
 
+HIDDEN = "***"
+_EXPECTED = "expected postgresql://user:password@host:port/database or host=... dbname=..."
+_ENCODE = "the password contains '@', '/' or ':'; percent-encode it (%40, %2F, %3A)"
+_PORTS = "a port is a number from 1 to 65535"
+_SCHEME = re.compile(r"[A-Za-z][\w+.-]*://")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][\w+.-]*://\S*")
+_SECRET_KEY = r"(?:ssl)?password"
+"""libpq's secret keywords (password, sslpassword); matched case-insensitively."""
+_QUERY_SECRET = re.compile(rf"([?&]{_SECRET_KEY}=)[^&]*", re.I)
+_KEYWORD_SECRET = re.compile(
+    rf"(?<![\w?&])({_SECRET_KEY}\s*=\s*)('(?:[^'\\]|\\.)*'?|.*?(?=\s+\w+\s*=|$))", re.I | re.M)
+"""A keyword's value: quoted (backslash escapes), else everything up to the next `keyword=`."""
+_REST_AFTER_SECRET = re.compile(rf"(?<![\w?&])({_SECRET_KEY}\s*=).*", re.I | re.S)
+
 
 def parse_url(text: str) -> URL:
-    """A SQLAlchemy URL for PostgreSQL with the psycopg2 driver; InputError otherwise."""
-    try:
-        url = make_url(text)
-    except ArgumentError:
-        raise InputError(f"not a database URL: {mask_text(text)} "
-                         "(expected postgresql://user:password@host:port/database)") from None
+    """A postgresql+psycopg2 URL from a URL or a libpq keyword DSN; InputError (password masked) otherwise."""
+    text = text.strip()
+    url = _from_uri(text) if _SCHEME.match(text) else _from_keywords(text)
     backend, _, driver = url.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):
         raise InputError(f"not a PostgreSQL URL: {mask(url)}")
     if driver not in ("", "psycopg2"):
         raise InputError(f"unsupported driver {driver!r} in {mask(url)}: use postgresql+psycopg2://")
-    if url.password == "":
-        url = url.set(password=None)
-    return url.set(drivername="postgresql+psycopg2")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise InputError(f"bad port '{url.port}' in {mask(url)}: {_PORTS}")
+    if url.password == "":  # `user:@host`: no password, so libpq may still use PGPASSWORD or ~/.pgpass
+        url = url._replace(password=None)  # (URL.set ignores None)
+    url = url.set(drivername="postgresql+psycopg2")
+    _check_parameters(url)
+    return url
+
+
+def _from_uri(text: str) -> URL:
+    userinfo, hostpart = _split_userinfo(text)
+    if userinfo is not None and "@" in userinfo.partition(":")[2]:  # SQLAlchemy would split at its first '@'
+        raise InputError(f"cannot read the database URL {_mask_url(text)}: {_ENCODE}")
+    try:
+        return make_url(text)
+    except ArgumentError:
+        raise InputError(f"not a database URL: {_mask_url(text)} ({_EXPECTED})") from None
+    except ValueError:  # int(port)
+        raise InputError(f"bad port {_port_text(hostpart)!r} in {_mask_url(text)}: {_PORTS}") from None
+
+
+def _split_userinfo(text: str) -> tuple[str | None, str]:
+    """(userinfo or None, what follows it) of a URL; the userinfo ends at the LAST '@' before the host.
+
+    That is the last '@' before the query, or the last '@' at all when a '?' comes first (a
+    password may hold '?'); a password holding '@', ':' or '/' unencoded is still all inside.
+    """
+    rest = text[_SCHEME.match(text).end():]  # type: ignore[union-attr]
+    head = rest.split("?", 1)[0]
+    at = head.rfind("@") if "@" in head else rest.rfind("@")
+    if at < 0:
+        return None, rest
+    return rest[:at], rest[at + 1:]
+
+
+def _port_text(hostpart: str) -> str:
+    hostport = re.split(r"[/?]", hostpart, maxsplit=1)[0]
+    return hostport.rsplit("]", 1)[-1].partition(":")[2]
+
+
+def _from_keywords(text: str) -> URL:
+    """A URL from a libpq keyword DSN; leftover keywords become query parameters."""
+    try:
+        params = psycopg2.extensions.parse_dsn(text)
+    except psycopg2.ProgrammingError as exc:
+        raise _not_a_url(text, _unknown_keyword(str(exc), text)) from None
+    if not params:
+        raise _not_a_url(text)
+    host, port = params.pop("host", None), params.pop("port", None) or None
+    if host and (host.startswith("/") or "," in host):  # a socket directory or several hosts: as ?host=
+        params["host"], host = host, None
+    if port is not None and not port.isdigit():
+        if not re.fullmatch(r"\d+(,\d+)+", port):
+            raise InputError(f"bad port {port!r} in {mask_text(text)}: {_PORTS}")
+        params["port"], port = port, None
+    return URL.create("postgresql+psycopg2", username=params.pop("user", None),
+                      password=params.pop("password", None), host=host, port=int(port) if port else None,
+                      database=params.pop("dbname", None), query=params)
+
+
+def _not_a_url(text: str, reason: str = "") -> InputError:
+    """A DSN libpq cannot parse: where its password ends is unknown, so all that follows it is hidden."""
+    masked = _REST_AFTER_SECRET.sub(rf"\g<1>{HIDDEN}", mask_text(text))
+    return InputError(f"not a database URL: {masked}{': ' + reason if reason else ''} ({_EXPECTED})")
+
+
+def _unknown_keyword(libpq_error: str, text: str) -> str:
+    """libpq's unknown keyword, named only when it is visible in the masked DSN anyway."""
+    match = re.search(r'invalid connection option "(\w+)"', libpq_error)
+    visible = _REST_AFTER_SECRET.sub("", mask_text(text))
+    if match and re.search(rf"(?<!\S){re.escape(match.group(1))}\s*=", visible):
+        return f"unknown keyword {match.group(1)!r}"
+    return ""
+
+
+def _check_parameters(url: URL) -> None:
+    """Query parameters are libpq keywords (case-sensitive): a typo is bad input now, not at connect."""
+    try:
+        psycopg2.extensions.make_dsn(**{key: _last(value) for key, value in url.query.items()})
+    except psycopg2.ProgrammingError as exc:
+        match = re.search(r'invalid connection option "(\w+)"', str(exc))
+        what = f"unknown connection parameter {match.group(1)!r}" if match else "bad connection parameters"
+        raise InputError(f"{what} in {mask(url)} (the query takes libpq keywords, in lower case: "
+                         "?password=, ?sslmode=, ?host=, ...)") from None
+
+
+def _last(value: str | tuple[str, ...]) -> str:
+    return value[-1] if isinstance(value, tuple) else value
 
 
 def mask(url: URL) -> str:
-    """The URL as it may be printed: the password, if any, is replaced by ***."""
-    return url.render_as_string(hide_password=True)
+    """The URL as it may be printed: its password, and every ?password= or ?sslpassword=, is ***."""
+    if url.username is None and url.password is not None:  # SQLAlchemy would drop it unseen
+        url = url.set(username="")
+    return _QUERY_SECRET.sub(rf"\g<1>{HIDDEN}", url.render_as_string(hide_password=True))
+
+
+def _mask_url(text: str) -> str:
+    """One URL's text (maybe unparseable) with its userinfo password and secret query parameters hidden."""
+    userinfo, hostpart = _split_userinfo(text)
+    if userinfo is not None and ":" in userinfo:
+        scheme = _SCHEME.match(text).group()  # type: ignore[union-attr]
+        text = f"{scheme}{userinfo.partition(':')[0]}:{HIDDEN}@{hostpart}"
+    return _QUERY_SECRET.sub(rf"\g<1>{HIDDEN}", text)
 
 
 def mask_text(text: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
+    """Any text with passwords hidden: in URLs (userinfo, ?password=) and in keyword DSNs (password=...)."""
+    text = _URL_IN_TEXT.sub(lambda m: _mask_url(m.group()), text)
+    return _KEYWORD_SECRET.sub(rf"\g<1>{HIDDEN}", text)
 
 
 def connect_args(url: URL) -> dict[str, Any]:
@@ -61,7 +172,7 @@ def connect_args(url: URL) -> dict[str, Any]:
     if url.password is not None:
         args["password"] = url.password
     for key, value in url.query.items():
-        args[key] = value[-1] if isinstance(value, tuple) else value
+        args[key] = _last(value)
     return args
 
 
@@ -107,6 +218,8 @@ class Database:
             conn = psycopg2.connect(**args)
         except psycopg2.OperationalError as exc:
             raise InfrastructureError(explain(exc, self.url)) from None
+        except psycopg2.ProgrammingError as exc:  # libpq refused the arguments themselves
+            raise InputError(f"cannot connect to {mask(self.url)}: {mask_text(str(exc).strip())}") from None
         conn.autocommit = autocommit
         return conn
 
