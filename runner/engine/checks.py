@@ -1,12 +1,17 @@
 """Checks made once per job, when its variants have finished: what the rows say.
 
 The job row's state, the variant count and the one shared image asset, and the scenario's
-SQL checks. User SQL runs in a READ ONLY transaction with a statement timeout and bound
-parameters, so a check can read anything and change nothing.
+SQL checks. Validation (`runner.sqlsafety`) and the catalog precheck (`runner.db.readonly`)
+already refused anything but one plain read-only query; here, as defence in depth, user SQL
+runs on a connection of its own whose every transaction is read-only by default, with
+statement and lock timeouts, as BEGIN READ ONLY / query / ROLLBACK, then DISCARD ALL, so no
+lock, setting or prepared statement outlives a check. The text sent is the bound query,
+parsed once more: it is still one plain query.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -14,13 +19,17 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 
-from runner import sqlparams
+from runner import sqlsafety
+from runner.db import readonly
+from runner.db.connect import Database, connect_args
 from runner.engine import messages
 from runner.engine.results import JobResult
 from runner.trace import Failure
 from runner.scenario.model import Scenario, SqlCheck
 
-SQL_CHECK_TIMEOUT = "30s"
+SESSION_OPTIONS = ("-c default_transaction_read_only=on -c statement_timeout=30s -c lock_timeout=5s "
+                   "-c idle_in_transaction_session_timeout=60s")
+"""Startup settings of the checks' connection: `RESET ALL` (in DISCARD ALL) returns to these, not below."""
 
 
 _ROWS = """
@@ -70,24 +79,84 @@ def integrity(rows: JobRows, scenario: Scenario, job: JobResult) -> list[Failure
     return out
 
 
-def sql_checks(conn: psycopg2.extensions.connection, scenario: Scenario, job: JobResult) -> list[Failure]:
+class Refused(Exception):
+    """The bound text of a check is not one plain read-only query (validation should have said so)."""
+
+
+class CheckSession:
+    """The connection SQL checks run on: never the seeding one; opened on first use, closed by the run."""
+
+    def __init__(self, database: Database, cursor_factory: type | None = None):
+        self.database = database
+        self.cursor_factory = cursor_factory
+        self._conn: psycopg2.extensions.connection | None = None
+
+    def precheck(self, sql: Sequence[SqlCheck]) -> None:
+        """Before anything is seeded: InputError if the catalog says a check may write or does not compile."""
+        readonly.require_read_only(self._connection(), sql)
+
+    def run(self, check: SqlCheck, params: dict[str, str]) -> list[tuple]:
+        """The rows of one check, its parameters bound; Refused if the bound text is not one plain query."""
+        return self.fetch(self.bind(check.query, params))
+
+    def bind(self, query: str, params: dict[str, str]) -> str:
+        """The exact text to send: the query with its parameters as quoted literals, parsed again."""
+        analysis = sqlsafety.analyze(query)
+        unknown = [name for name in analysis.params if name not in params]
+        if not analysis.ok or unknown:
+            raise Refused(analysis.problems[0].message if analysis.problems else f"unknown parameter :{unknown[0]}")
+        conn = self._connection()
+        with conn.cursor() as cur:
+            text = cur.mogrify(analysis.exec_text, params)
+        bound = text.decode(psycopg2.extensions.encodings[conn.encoding])
+        again = sqlsafety.analyze(bound)
+        if not again.ok or again.params:
+            raise Refused(again.problems[0].message if again.problems else "the bound query still has parameters")
+        return bound
+
+    def fetch(self, sql: str) -> list[tuple]:
+        """`sql` as BEGIN READ ONLY / sql / ROLLBACK, then DISCARD ALL; no validation of its own."""
+        conn = self._connection()
+        with conn.cursor() as cur:
+            cur.execute("BEGIN READ ONLY")
+            try:
+                cur.execute(sql)
+                return cur.fetchall() if cur.description else []
+            finally:
+                cur.execute("ROLLBACK")
+                cur.execute("DISCARD ALL")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> psycopg2.extensions.connection:
+        if self._conn is None or self._conn.closed:
+            extra = {"cursor_factory": self.cursor_factory} if self.cursor_factory else {}
+            self._conn = self.database.connect("ye-run checks", autocommit=True, options=self._options(), **extra)
+        return self._conn
+
+    def _options(self) -> str:
+        own = connect_args(self.database.url).get("options")
+        return f"{own} {SESSION_OPTIONS}" if own else SESSION_OPTIONS
+
+
+def sql_checks(session: CheckSession, scenario: Scenario, job: JobResult) -> list[Failure]:
+    """The failures of the scenario's SQL checks for one finished job."""
     params = {"job_id": job.job_id, "tenant_id": job.seeded.tenant_id}
-    return [f for check in scenario.expect.sql if (f := _run(conn, scenario, job, check, params)) is not None]
+    return [f for check in scenario.expect.sql if (f := _run(session, scenario, job, check, params)) is not None]
 
 
-def _run(conn: psycopg2.extensions.connection, scenario: Scenario, job: JobResult, check: SqlCheck,
+def _run(session: CheckSession, scenario: Scenario, job: JobResult, check: SqlCheck,
          params: dict[str, str]) -> Failure | None:
     try:
-        with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
-            cur.execute(f"SET LOCAL statement_timeout = '{SQL_CHECK_TIMEOUT}'")
-            cur.execute(sqlparams.to_pyformat(check.query), params)
-            rows = cur.fetchall() if cur.description else []
+        rows = session.run(check, params)
+    except Refused as exc:
+        return _job(scenario, job, "sql_check", f"sql check {check.name!r} was refused: {exc}")
     except psycopg2.Error as exc:
-        conn.rollback()
-        reason = (exc.diag.message_primary or str(exc)).strip()
+        reason = (getattr(exc.diag, "message_primary", None) or str(exc)).strip()
         return _job(scenario, job, "sql_check", f"sql check {check.name!r} could not run: {reason}")
-    conn.rollback()
     if not check.compare_value:
         if len(rows) != check.rows:
             return _job(scenario, job, "sql_check", f"sql check {check.name!r}: expected {check.rows} row(s), "

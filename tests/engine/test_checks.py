@@ -5,7 +5,12 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from tests.db.helpers import count
+import psycopg2.errors
+import pytest
+
+from runner.engine.checks import CheckSession
+from runner.errors import ScenarioError
+from tests.db.helpers import count, load
 from tests.engine.helpers import run
 
 OK = "simulate_img_gen: true\ntimeouts: {step: 30s, stall: 30s, job: 60s}\n"
@@ -28,7 +33,7 @@ def test_job_row_that_never_completes(database_with, tmp_path: Path):
     outcome = run(database, tmp_path, f"name: stuck-job\n{OK}", job_settle=0.3)
     assert outcome.kinds() == {"job_final_state"}
     assert outcome.failure("job_final_state").message.endswith(
-        "job row ended (user_img_input, done); expected (iou_eval, done)")
+        "job row ended (user_img_input, done); expected (instagram_feed_gen, done)")
 
 
 def test_extra_variant_and_lost_asset_are_caught(database_with, tmp_path: Path):
@@ -47,23 +52,31 @@ def test_extra_variant_and_lost_asset_are_caught(database_with, tmp_path: Path):
 
 
 def test_sql_checks_pass_fail_and_cannot_write(db, tmp_path: Path):
+    sneaky = ("delete from variant_evaluations where job_variants_id in "
+              "(select job_variants_id from jobs_variants where job_id = :job_id)")
     text = f"""name: sql
 {OK}expect:
   sql:
     - {{name: right, query: "select count(*) from jobs_variants where job_id = :job_id", equals: 3}}
     - {{name: wrong value, query: "select count(*) from jobs_variants where job_id = :job_id", equals: 4}}
     - {{name: wrong rows, query: "select 1 from jobs where tenant_id = :tenant_id and job_id = :job_id", rows: 2}}
-    - {{name: sneaky write, query: "delete from variant_evaluations where job_variants_id in (select job_variants_id from jobs_variants where job_id = :job_id)", rows: 0}}
     - {{name: literal colon, query: "select ':job_id' || '%'", equals: ":job_id%"}}
 """
     outcome = run(db, tmp_path, text)
     messages = sorted(f.message.split(": ", 1)[1] for f in outcome.result.all_failures)
     assert messages == [
-        "sql check 'sneaky write' could not run: cannot execute DELETE in a read-only transaction",
         "sql check 'wrong rows': expected 2 row(s), got 1",
         "sql check 'wrong value': expected 4, got 3",
     ]
     job = outcome.result.jobs[0]
+    with pytest.raises(ScenarioError, match="found DELETE"):  # a write is refused when the file is read
+        load(tmp_path, f"name: sneaky\nexpect: {{sql: [{{name: sneaky write, query: '{sneaky}', rows: 0}}]}}\n")
+    session = CheckSession(db)  # and, past validation, the checks' own session cannot write
+    try:
+        with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction, match="cannot execute DELETE"):
+            session.fetch(sneaky.replace(":job_id", f"'{job.job_id}'"))
+    finally:
+        session.close()
     with contextlib.closing(db.connect()) as conn:
         assert count(conn, "select count(*) from variant_evaluations where job_variants_id = any(%s::uuid[])",
                      ([v.id for v in job.seeded.variants],)) == 12
