@@ -13,6 +13,8 @@ class ExitCode:
     FAILED = 1
     BAD_INPUT = 2
     INFRASTRUCTURE = 3
+    BUG = 70
+    """EX_SOFTWARE: ye-run itself failed; the traceback was written to a file."""
     INTERRUPTED = 130
 
 
@@ -48,6 +50,16 @@ class ScenarioError(InputError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class Refused(YeRunError):
+    """Scenarios refused before anything was seeded (by the database's catalog, the tenant guard, an image):
+    every reason, one per line, each located where it can be; the exit code of the worst."""
+
+    def __init__(self, reasons: list[YeRunError]):
+        self.lines = [line for reason in reasons for line in str(reason).splitlines()]
+        self.exit_code = max(reason.exit_code for reason in reasons)
+        super().__init__("\n".join(self.lines))
+
+
 class InfrastructureError(YeRunError):
     """The database is unreachable, refuses us, or lacks what the runner needs."""
 
@@ -62,10 +74,10 @@ class GuardError(InputError):
     """A write or delete was refused to protect rows that do not look like test data."""
 
 
-class RunFailed(YeRunError):
-    """At least one assertion failed."""
+class InternalError(YeRunError):
+    """A bug in ye-run (an exception nobody expected): reported in one line, never as a pass."""
 
-    exit_code = ExitCode.FAILED
+    exit_code = ExitCode.BUG
 
 
 class Interrupted(YeRunError):

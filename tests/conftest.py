@@ -33,6 +33,24 @@ def _create(admin: Database, name: str) -> Database:
     return admin.with_database(name)
 
 
+@contextlib.contextmanager
+def own_database(server: Database, sql: str = "", prefix: str = "ye_run_t") -> Iterator[Database]:
+    """A database of a test module's own on `server`: the reference schema, then `sql`; dropped afterwards."""
+    admin = server.with_database("postgres")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    database = _create(admin, name)
+    try:
+        with contextlib.closing(database.connect("ye-run tests")) as conn:
+            schema.install(conn)
+            if sql:
+                with conn.cursor() as cur:
+                    cur.execute(sql)
+            conn.commit()
+        yield database
+    finally:
+        _drop(admin, name)
+
+
 @pytest.fixture(scope="session")
 def embedded_server() -> Iterator[Database]:
     with embedded.server(ephemeral=True) as database:
@@ -109,3 +127,19 @@ def scenario_file(tmp_path: Path, text: str, name: str = "case.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def password_user(embedded_server: Database):
+    """A role that must log in with a password (scram), on the session's embedded server."""
+    hba = Path(embedded_server.url.query["host"]) / "pg_hba.conf"
+    original = hba.read_text()
+    with contextlib.closing(embedded_server.connect(autocommit=True)) as conn, conn.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS pw_user")
+        cur.execute("CREATE ROLE pw_user LOGIN PASSWORD 'right-one'")
+        hba.write_text("local all pw_user scram-sha-256\n" + original)
+        cur.execute("SELECT pg_reload_conf()")
+    yield embedded_server.url.set(username="pw_user")
+    with contextlib.closing(embedded_server.connect(autocommit=True)) as conn, conn.cursor() as cur:
+        hba.write_text(original)
+        cur.execute("SELECT pg_reload_conf()")

@@ -18,7 +18,6 @@ from sqlalchemy.engine import URL
 
 from runner.cli.main import cli
 from runner.db.connect import Database
-from tests.db.test_connect import password_user  # noqa: F401  (the fixture: a role that must give a password)
 
 ROOT = Path(__file__).resolve().parents[1]
 YE_RUN = ROOT / ".venv" / "bin" / "ye-run"
@@ -117,7 +116,7 @@ def test_bad_urls_are_one_line_without_the_password(url: str, starts: str, comma
 # -- the embedded server, with a role that must give a password ---------------------------------------------------
 
 @pytest.mark.parametrize("form", ["userinfo", "query", "keywords", "PGPASSWORD"])
-def test_wrong_password(password_user: URL, form: str, secret: str, seed_only: str,  # noqa: F811
+def test_wrong_password(password_user: URL, form: str, secret: str, seed_only: str,
                         tmp_path: Path):
     env = {"PGPASSWORD": secret} if form == "PGPASSWORD" else {}
     url = plain(password_user) if form == "PGPASSWORD" else with_password(password_user, form, secret)
@@ -131,7 +130,7 @@ def test_wrong_password(password_user: URL, form: str, secret: str, seed_only: s
     assert_hidden(secret, check.output, run.output, files=(report, junit))
 
 
-def test_right_password_in_every_form(password_user: URL, secret: str):  # noqa: F811
+def test_right_password_in_every_form(password_user: URL, secret: str):
     """The forms above fail only because the password is wrong: the right one, in each, connects."""
     for form in ("userinfo", "query", "keywords"):
         result = invoke("db", "check", "--database-url", with_password(password_user, form, "right-one"))

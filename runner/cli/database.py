@@ -13,6 +13,7 @@ from runner.cli.common import handle_errors
 from runner.db import catalog, cleanup as cleanup_module, guard, registry, requirements, schema
 from runner.db.target import open_database
 from runner.errors import InputError, SchemaMissingError
+from runner.scenario import yamlsource
 
 
 @click.group()
@@ -85,27 +86,57 @@ def _cleanup(run_id: str | None, report: Path | None, tenant: str | None, dry_ru
              database_url: str | None, tenant_pattern: str | None, force: bool) -> None:
     if sum(x is not None for x in (run_id, report, tenant)) != 1:
         raise InputError("give exactly one of --run, --report or --tenant")
+    if tenant is not None:
+        guard.check_tenant(tenant, tenant_pattern, force, action="delete from")
+    records = _from_report(report) if report is not None else []
+    for record in records:
+        guard.check_tenant(record.tenant_id, tenant_pattern, force, action="delete from")
     with open_database(database_url) as database, contextlib.closing(database.connect("ye-run cleanup")) as conn:
         snapshot = catalog.read(conn)
         if tenant is not None:
-            guard.check_tenant(tenant, tenant_pattern, force, action="delete from")
-            result = cleanup_module.cleanup_tenant(conn, snapshot, tenant, dry_run)
-            what = f"tenant {tenant}"
-        else:
-            record = _record(conn, snapshot, run_id, report)
+            print_counts(f"tenant {tenant}", cleanup_module.cleanup_tenant(conn, snapshot, tenant, dry_run))
+            return
+        for record in records or [_from_registry(conn, snapshot, run_id)]:
             guard.check_tenant(record.tenant_id, tenant_pattern, force, action="delete from")
-            result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run)
-            what = f"run {record.run_id} (tenant {record.tenant_id})"
-    print_counts(what, result)
+            result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run, untrusted=bool(records))
+            print_counts(f"run {record.run_id} (tenant {record.tenant_id})", result)
 
 
-def _record(conn, snapshot: catalog.Catalog, run_id: str | None, report: Path | None) -> registry.RunRecord:  # type: ignore[no-untyped-def]
-    if report is not None:
+REPORT_LIMIT = 512 * 1024 * 1024
+
+
+def _from_report(report: Path) -> list[registry.RunRecord]:
+    """The runs a JSON report recorded: a whole `--json` report, one scenario of it, or a bare record."""
+    try:
+        doc = json.loads(yamlsource.read_bounded(report, REPORT_LIMIT).decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{report}: not a ye-run JSON report: {exc}") from None
+    if isinstance(doc, dict) and isinstance(doc.get("scenarios"), list):
+        found = [(f"$.scenarios[{i}].run.record", _dig(s, "run", "record")) for i, s in enumerate(doc["scenarios"])]
+        records = [(path, r) for path, r in found if r is not None]
+    elif isinstance(doc, dict) and "run" in doc:
+        records = [("$.run.record", _dig(doc, "run", "record"))]
+    else:
+        records = [("$", doc)]
+    if not records:
+        raise InputError(f"{report}: the report records no seeded rows (no scenario got as far as seeding)")
+    out = []
+    for path, record in records:
         try:
-            doc = json.loads(report.read_text(encoding="utf-8"))
-            return registry.from_json(doc["run"]["record"] if "run" in doc else doc)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{report}: not a ye-run JSON report ({exc})") from None
+            out.append(registry.from_json(record))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"{report}: {path}: not a ye-run run record ({registry.RECORD_SHAPE}; "
+                             f"{type(exc).__name__}: {exc})") from None
+    return out
+
+
+def _dig(doc: object, *keys: str) -> object:
+    for key in keys:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc
+
+
+def _from_registry(conn, snapshot: catalog.Catalog, run_id: str | None) -> registry.RunRecord:  # type: ignore[no-untyped-def]
     if not requirements.registry_available(snapshot):
         raise SchemaMissingError("this database has no run registry (ye_run_runs); clean up with --tenant or "
                                  "--report, or install the registry with `ye-run db init`")

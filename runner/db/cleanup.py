@@ -41,8 +41,14 @@ class CleanupResult:
 
 
 def cleanup_run(conn: psycopg2.extensions.connection, catalog: Catalog, record: registry_module.RunRecord,
-                dry_run: bool = False) -> CleanupResult:
-    """Delete a run's rows and their dependents; never another run's or tenant's rows."""
+                dry_run: bool = False, untrusted: bool = False) -> CleanupResult:
+    """Delete a run's rows and their dependents; never another run's or tenant's rows.
+
+    `untrusted`: the record comes from a file anyone could have written (`--report`), so every row it
+    names must show, by its tenant_id or job_id, that it belongs to the run.
+    """
+    if untrusted:
+        _check_provable(catalog, record)
     try:
         with conn.cursor() as cur:
             closure = _Closure(cur, catalog)
@@ -61,6 +67,15 @@ def cleanup_run(conn: psycopg2.extensions.connection, catalog: Catalog, record: 
     except psycopg2.Error as exc:
         conn.rollback()
         raise InfrastructureError(f"cleanup failed and was rolled back: {exc.diag.message_primary or exc}") from None
+
+
+def _check_provable(catalog: Catalog, record: registry_module.RunRecord) -> None:
+    unprovable = sorted(table for table in record.rows()
+                        if not (catalog.has(table, "tenant_id") or catalog.has(table, "job_id")))
+    if unprovable:
+        raise GuardError(f"refusing to clean up from a report: it names rows of {', '.join(unprovable)}, which have "
+                         "neither tenant_id nor job_id, so nothing shows they belong to the run (use --run with the "
+                         "run registry, or --tenant)")
 
 
 def cleanup_tenant(conn: psycopg2.extensions.connection, catalog: Catalog, tenant_id: str,

@@ -30,8 +30,9 @@ _ENCODE = "the password contains '@', '/' or ':'; percent-encode it (%40, %2F, %
 _PORTS = "a port is a number from 1 to 65535"
 _SCHEME = re.compile(r"[A-Za-z][\w+.-]*://")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][\w+.-]*://\S*")
-_SECRET_KEY = r"(?:ssl)?password"
-"""libpq's secret keywords (password, sslpassword); matched case-insensitively."""
+_SECRET_KEY = r"(?:ssl)?(?:pas+w?o?r?d|passwd|pwd|pass|secret)"
+"""libpq's secret keywords (password, sslpassword) and their misspellings, which still carry the password;
+matched case-insensitively."""
 _QUERY_SECRET = re.compile(rf"([?&]{_SECRET_KEY}=)[^&]*", re.I)
 _KEYWORD_SECRET = re.compile(
     rf"(?<![\w?&])({_SECRET_KEY}\s*=\s*)('(?:[^'\\]|\\.)*'?|.*?(?=\s+\w+\s*=|$))", re.I | re.M)

@@ -8,8 +8,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from runner import imagefile
 from runner.errors import InputError
 
 MISSING_IMAGE = "이미지 파일을 찾을 수 없습니다"
@@ -38,31 +39,33 @@ def first_existing(candidates: tuple[Path, ...] | list[Path], where: str) -> Pat
 
 def store(source: Path, asset_dir: Path, base_url: str | None = None) -> StoredImage:
     """Read the image's size and format, and copy it into `asset_dir` under its content hash."""
-    data = source.read_bytes()
     width, height, fmt = inspect(source)
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{source}: cannot read the image: {exc.strerror}") from None
     digest = hashlib.sha256(data).hexdigest()
     name = f"{digest[:32]}.{fmt.lower().replace('jpeg', 'jpg')}"
-    asset_dir.mkdir(parents=True, exist_ok=True)
     target = asset_dir / name
-    if not target.exists():
-        _write_atomically(target, data)
+    try:
+        asset_dir.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            _write_atomically(target, data)
+    except OSError as exc:
+        raise InputError(f"cannot store the image in the asset directory {asset_dir} (--asset-dir, "
+                         f"YE_ASSET_DIR): {exc.strerror or exc}") from None
     url = f"{base_url.rstrip('/')}/{name}" if base_url else target.resolve().as_uri()
     return StoredImage(source, target, url, width, height, fmt, digest)
 
 
 def inspect(path: Path) -> tuple[int, int, str]:
-    """Width, height and format; InputError for a file that is not a whole, supported image."""
+    """Width, height and format; InputError for a file that is not a whole, supported, sane-sized image."""
+    width, height, fmt = imagefile.header(path)
     try:
         with Image.open(path) as image:
-            fmt = image.format or "unknown"
-            width, height = image.size
             image.load()
-    except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image file (Pillow cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: the image is damaged or truncated ({exc})") from None
-    if fmt not in ("JPEG", "PNG", "WEBP", "GIF", "BMP"):
-        raise InputError(f"{path}: unsupported image format {fmt} (use JPEG or PNG)")
     return width, height, fmt
 
 

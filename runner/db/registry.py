@@ -101,11 +101,22 @@ def load(conn: psycopg2.extensions.connection, run_id: str) -> RunRecord | None:
     return RunRecord(run_id, row[0], row[1], row[2], [job])
 
 
+RECORD_SHAPE = "expected {run_id, scenario, tenant_id: strings, rows: {table: [[key values]]}}"
+
+
 def from_json(doc: dict) -> RunRecord:
-    """A run as its JSON report recorded it (`ye-run cleanup --report`)."""
-    rows = tuple((table, tuple(key)) for table, keys in doc["rows"].items() for key in keys)
-    job = SeededJob(0, "", doc["tenant_id"], "", (), rows)
-    return RunRecord(doc["run_id"], doc["scenario"], doc["tenant_id"], doc.get("tenant_created", False), [job])
+    """A run as its JSON report recorded it (`ye-run cleanup --report`); ValueError when malformed."""
+    texts = [doc["run_id"], doc["scenario"], doc["tenant_id"]]
+    if not all(isinstance(t, str) for t in texts) or not isinstance(doc["rows"], dict):
+        raise ValueError("run_id, scenario and tenant_id must be strings, rows a mapping")
+    rows = []
+    for table, keys in doc["rows"].items():
+        if not isinstance(keys, list) or not all(isinstance(k, list) and k and all(
+                isinstance(v, (str, int)) and not isinstance(v, bool) for v in k) for k in keys):
+            raise ValueError(f"rows.{table} must be a list of primary keys (lists of strings or numbers)")
+        rows.extend((table, tuple(key)) for key in keys)
+    job = SeededJob(0, "", doc["tenant_id"], "", (), tuple(rows))
+    return RunRecord(doc["run_id"], doc["scenario"], doc["tenant_id"], bool(doc.get("tenant_created", False)), [job])
 
 
 DERIVED_TABLES = frozenset({"jobs_variants", "job_inputs"})

@@ -32,13 +32,10 @@ class Finding:
     detail: str = ""
 
 
-def missing_columns(catalog: Catalog, extra: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+def missing_columns(catalog: Catalog) -> list[str]:
     """Human lines for every required table or column the database lacks."""
-    wanted = {table: list(columns) for table, columns in SEEDED_COLUMNS.items()}
-    for table, columns in (extra or {}).items():
-        wanted.setdefault(table, []).extend(columns)
     lines = []
-    for table, columns in wanted.items():
+    for table, columns in SEEDED_COLUMNS.items():
         if catalog.table(table) is None:
             lines.append(f"table {table} is missing")
             continue

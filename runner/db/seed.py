@@ -9,6 +9,7 @@ column nobody would fill, is reported at once. Any failure rolls the whole job b
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import uuid
 from collections.abc import Callable
@@ -16,19 +17,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
-from runner.db import guard
+from runner.db import failures, guard
 from runner.db.catalog import Catalog, Table
 from runner.db.images import StoredImage
 from runner.db.registry import RunRecord, SeededJob, SeededVariant, seeded_rows_sql
 from runner.db.requirements import SEEDED_COLUMNS, TIMESTAMP_COLUMNS, missing_columns
-from runner.errors import InputError, SchemaMissingError
+from runner.errors import GuardError, InputError, SchemaMissingError
 from runner.scenario.model import Fixture, RowRef, Scenario
 from runner.scenario.semantics import PLACEHOLDER
 
 IMAGE_TYPE = "generated"
+_NOT_THE_SCENARIOS_FAULT = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.InsufficientPrivilege,
+                            psycopg2.errors.ReadOnlySqlTransaction)
+"""Seeding errors that say the database or the role is the problem (exit 3), not the scenario (exit 2)."""
 TENANT_NAME_COLUMNS = ("name", "tenant_name", "display_name")
 
 
@@ -54,7 +59,11 @@ class Seeder:
     def __init__(self, conn: psycopg2.extensions.connection, catalog: Catalog, scenario: Scenario,
                  record: RunRecord, image: StoredImage, registry: bool,
                  tenant_pattern: str | None = None, force: bool = False):
-        guard.check_tenant(record.tenant_id, tenant_pattern, force)
+        try:
+            guard.check_tenant(record.tenant_id, tenant_pattern, force)
+        except GuardError as exc:
+            raise GuardError(f"{scenario.at('$.tenant.id')}: {exc}") from None
+        _guard_fixtures(scenario, record.tenant_id, tenant_pattern, force)
         self.conn = conn
         self.catalog = catalog
         self.scenario = scenario
@@ -99,10 +108,10 @@ class Seeder:
                 cur.execute(";\n".join(statements), params)
             self.conn.commit()
         except psycopg2.Error as exc:
-            self.conn.rollback()
+            _rollback(self.conn)
             raise _seed_error(exc, self.scenario) from None
         except BaseException:
-            self.conn.rollback()
+            _rollback(self.conn)
             raise
         if creates_asset:
             self.asset_id = ids.asset
@@ -218,7 +227,7 @@ class Seeder:
         if found is None or not found.has(column):
             if ref.kind == "any":
                 return None
-            raise InputError(f"{self.scenario.path}: {field}: the database has no {table}.{column} to refer to")
+            raise InputError(f"{self.scenario.at(field)}: the database has no {table}.{column} to refer to")
         query = sql.SQL("SELECT {c}::text FROM {t} ").format(c=sql.Identifier(column), t=sql.Identifier(table))
         with self.conn.cursor() as cur:
             try:
@@ -230,12 +239,18 @@ class Seeder:
                 row = cur.fetchone()
             except psycopg2.DataError:
                 self.conn.rollback()
-                raise InputError(f"{self.scenario.path}: {field}.id: {ref.id!r} is not a valid "
+                raise InputError(f"{self.scenario.at(field + '.id')}: {ref.id!r} is not a valid "
                                  f"{found.columns[column].type}") from None
         self.conn.rollback()
         if ref.kind == "id" and row is None:
-            raise InputError(f"{self.scenario.path}: {field}.id: no {table} row with {column} = {ref.id!r}")
+            raise InputError(f"{self.scenario.at(field + '.id')}: no {table} row with {column} = {ref.id!r}")
         return row[0] if row else None
+
+
+def _rollback(conn: psycopg2.extensions.connection) -> None:
+    """Roll back; on a dead connection the server already has, and the real error must not be hidden."""
+    with contextlib.suppress(psycopg2.Error):
+        conn.rollback()
 
 
 def _substitute(value: Any, values: dict[str, str]) -> Any:
@@ -244,12 +259,29 @@ def _substitute(value: Any, values: dict[str, str]) -> Any:
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], value)
 
 
+def _guard_fixtures(scenario: Scenario, tenant: str, pattern: str | None, force: bool) -> None:
+    """A fixture row naming a tenant is held to the tenant guard, like the scenario's own tenant."""
+    placeholders = {"tenant.id": tenant, "job.id": "", "image.id": ""}
+    placeholders.update({f"variant.{n}.id": "" for n in range(1, scenario.variants + 1)})
+    for i, fixture in enumerate(scenario.fixtures):
+        for j, row in enumerate(fixture.rows):
+            value = dict(row).get("tenant_id")
+            if value is not None:
+                where = scenario.at(f"$.fixtures[{i}].rows[{j}].tenant_id")
+                try:
+                    guard.check_tenant(str(_substitute(value, placeholders)), pattern, force,
+                                       action="seed a fixture row for")
+                except GuardError as exc:
+                    raise GuardError(f"{where}: {exc}") from None
+
+
 def precheck(catalog: Catalog, scenario: Scenario) -> None:
     """Everything the seed needs exists, and nothing NOT NULL is left without a value."""
     extra = {"job_inputs": tuple(c for c, _ in scenario.job_inputs.extra)}
-    problems = missing_columns(catalog, extra)
+    problems = missing_columns(catalog)
     if problems:
         raise SchemaMissingError("the database lacks what ye-run seeds:\n  - " + "\n  - ".join(problems))
+    _check_extra_columns(catalog, scenario)
     unfilled = []
     for table, columns in SEEDED_COLUMNS.items():
         filled = set(columns) | set(TIMESTAMP_COLUMNS) | ({"retry_count"} if table == "jobs_variants" else set())
@@ -265,6 +297,20 @@ def precheck(catalog: Catalog, scenario: Scenario) -> None:
     _check_fixtures(catalog, scenario)
 
 
+def _check_extra_columns(catalog: Catalog, scenario: Scenario) -> None:
+    """An unknown job_inputs.extra column is the author's typo (exit 2), not a broken database."""
+    table = catalog.tables["job_inputs"]
+    problems = []
+    for column, _ in scenario.job_inputs.extra:
+        if not table.has(column):
+            close = difflib.get_close_matches(column, list(table.columns), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; it has: {', '.join(table.columns)}"
+            problems.append(f"{scenario.at('$.job_inputs.extra.' + column)}: table job_inputs has no column "
+                            f"{column!r}{hint}")
+    if problems:
+        raise InputError("\n".join(problems))
+
+
 def _unfilled(table: Table, filled: set[str]) -> list[str]:
     return [f"{table.name}.{c.name} ({c.type})" for c in table.columns.values() if c.must_be_set and c.name not in filled]
 
@@ -272,21 +318,22 @@ def _unfilled(table: Table, filled: set[str]) -> list[str]:
 def _check_fixtures(catalog: Catalog, scenario: Scenario) -> None:
     problems = []
     for i, fixture in enumerate(scenario.fixtures):
-        where = f"{scenario.path}: $.fixtures[{i}]"
+        where = f"$.fixtures[{i}]"
         table = catalog.table(fixture.table)
         if table is None:
             close = difflib.get_close_matches(fixture.table, list(catalog.tables), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"{where}.table: table {fixture.table!r} does not exist in the database{hint}")
+            problems.append(f"{scenario.at(where + '.table')}: table {fixture.table!r} does not exist in the "
+                            f"database{hint}")
             continue
         given = {c for row in fixture.rows for c, _ in row}
         for column in sorted(given - set(table.columns)):
-            problems.append(f"{where}.rows: table {fixture.table} has no column {column!r}")
+            problems.append(f"{scenario.at(where + '.rows')}: table {fixture.table} has no column {column!r}")
         for j, row in enumerate(fixture.rows):
             needed = {c.name for c in table.columns.values() if c.must_be_set} - {c for c, _ in row}
             for column in sorted(needed):
-                problems.append(f"{where}.rows[{j}]: {fixture.table}.{column} is NOT NULL with no default; "
-                                "give it a value")
+                problems.append(f"{scenario.at(f'{where}.rows[{j}]')}: {fixture.table}.{column} is NOT NULL with no "
+                                "default; give it a value")
     if problems:
         raise InputError("\n".join(problems))
 
@@ -295,9 +342,7 @@ def _seed_error(exc: psycopg2.Error, scenario: Scenario) -> Exception:
     detail = (exc.diag.message_primary or str(exc)).strip()
     table = exc.diag.table_name
     where = f" (table {table})" if table else ""
-    if isinstance(exc, psycopg2.OperationalError) and exc.pgcode is None:
-        from runner.errors import InfrastructureError
-
-        return InfrastructureError(f"lost the database connection while seeding: {detail}")
+    if isinstance(exc, _NOT_THE_SCENARIOS_FAULT) or exc.pgcode is None:
+        return failures.describe(exc, "seeding (rolled back)")
     return InputError(f"{scenario.path}: seeding failed and was rolled back{where}: {detail}")
 

@@ -18,6 +18,7 @@ from runner.durations import format_seconds
 from runner.engine.events import (AssertionFailed, Event, JobFinished, JobSeeded, Note, ScenarioFinished,
                                   ScenarioStarted, TransitionObserved)
 from runner.engine.results import JobResult, ScenarioResult
+from runner.report import safe
 
 REDRAW = 0.1
 MAX_LIVE = 8
@@ -93,7 +94,7 @@ class ConsoleReporter:
         if self.verbosity < level:
             return
         prefix = f"{datetime.now():%H:%M:%S} " if stamp and not self.tty else ""
-        self._write(lambda: (self._erase(), self.stream.write(prefix + text + "\n")))
+        self._write(lambda: (self._erase(), self.stream.write(prefix + safe.terminal(text) + "\n")))
 
     def _write(self, action) -> None:  # type: ignore[no-untyped-def]
         """Write, unless the reader went away (`| head`): the run and its reports go on regardless."""
@@ -117,7 +118,7 @@ class ConsoleReporter:
         if not force and now - self._last_draw < REDRAW:
             return
         self._last_draw = now
-        lines = [progress_line(scenario, job) for scenario, job in list(self._live.values())[-MAX_LIVE:]]
+        lines = [safe.terminal(progress_line(scenario, job)) for scenario, job in list(self._live.values())[-MAX_LIVE:]]
         if len(self._live) > MAX_LIVE:
             lines.insert(0, f"  ... {len(self._live) - MAX_LIVE} more job(s) in flight")
 

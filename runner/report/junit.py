@@ -13,11 +13,12 @@ from pathlib import Path
 
 from runner.engine.results import JobResult, ScenarioResult
 from runner.trace import Failure
+from runner.report import safe
 from runner.report.console import summary
 
 
 def write(path: Path, results: list[ScenarioResult], error: str | None = None) -> None:
-    """The JUnit file; `error` (the run could not start: no database) becomes a testsuite of its own."""
+    """The JUnit file; `error` (the run could not start or go on: no database, a bug) is a testsuite of its own."""
     root = ET.Element("testsuites", name="ye-run")
     totals = {"tests": 0, "failures": 0, "errors": 0}
     duration = 0.0
@@ -29,14 +30,18 @@ def write(path: Path, results: list[ScenarioResult], error: str | None = None) -
         duration += result.duration
     if error:
         suite = ET.SubElement(root, "testsuite", name="ye-run", tests="1", failures="0", errors="1", time="0.000")
-        case = ET.SubElement(suite, "testcase", name="database", classname="ye-run", time="0.000")
-        ET.SubElement(case, "error", message=error.splitlines()[0], type="infrastructure").text = error
+        case = ET.SubElement(suite, "testcase", name="run", classname="ye-run", time="0.000")
+        ET.SubElement(case, "error", message=error.splitlines()[0], type="error").text = error
         totals["tests"] += 1
         totals["errors"] += 1
     root.set("tests", str(totals["tests"]))
     root.set("failures", str(totals["failures"]))
     root.set("errors", str(totals["errors"]))
     root.set("time", _time(duration))
+    for element in root.iter():
+        element.text = safe.xml(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, safe.xml(value) or "")
     ET.indent(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

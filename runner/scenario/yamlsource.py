@@ -9,6 +9,8 @@ alias expansion, nesting depth and file size are bounded, and every node keeps i
 from __future__ import annotations
 
 import math
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from runner.errors import Problem, ScenarioError
+from runner.scenario.model import Origin
 
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 40
@@ -27,13 +30,12 @@ _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null")}
 _TIMESTAMP = _TAG + "timestamp"
 _MERGE = _TAG + "merge"
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+"""C0 and C1 controls but tab, newline and carriage return; surrogates; the XML non-characters."""
 
 
-@dataclass(frozen=True, slots=True)
-class Mark:
-    file: str
-    line: int
-    col: int
+Mark = Origin
+"""Where a value was written: the model's Origin, kept by every located node."""
 
 
 @dataclass(slots=True)
@@ -52,17 +54,34 @@ def read(path: Path, display: str) -> Located:
     """Read one YAML file into a located tree; raises ScenarioError naming file:line:col."""
     start = Mark(display, 1, 1)
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise problem(start, "$", f"file is {size} bytes; the limit is {MAX_BYTES}")
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_BYTES)
     except FileNotFoundError:
         raise problem(start, "$", "file not found") from None
     except IsADirectoryError:
         raise problem(start, "$", "is a directory, not a YAML file") from None
+    except ValueError as exc:
+        raise problem(start, "$", str(exc)) from None
     except OSError as exc:
         raise problem(start, "$", f"cannot read file: {exc.strerror}") from None
     return parse(_decode(raw, start), display)
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most `limit` of them; ValueError for a FIFO, a device or a larger file.
+
+    The size is checked on what is read, not on what stat reports (`/dev/zero` reports 0), and a
+    FIFO is refused before it is opened (opening one blocks until a writer comes).
+    """
+    mode = path.stat().st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(mode):
+        raise ValueError("not a regular file (a FIFO, socket or device); give a file")
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"file is larger than {limit} bytes; the limit is {limit}")
+    return data
 
 
 def parse(text: str, display: str) -> Located:
@@ -183,7 +202,20 @@ class _Builder:
             raise problem(_mark(self.file, node.start_mark), path, f"bad scalar {node.value!r}: {exc}") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise problem(_mark(self.file, node.start_mark), path, f"{node.value!r} is not a finite number")
+        if isinstance(value, str):
+            self._printable(value, node, path)
         return value
+
+    def _printable(self, value: str, node: Node, path: str) -> None:
+        """No NUL or control characters: PostgreSQL text cannot hold NUL, XML reports cannot hold the rest,
+        and a terminal would obey them."""
+        found = _FORBIDDEN.search(value)
+        if found is None:
+            return
+        char = found.group(0)
+        what = "a NUL character (\\0); PostgreSQL text cannot hold it" if char == "\0" else \
+            f"the control character U+{ord(char):04X}; only tab and newline are allowed in text"
+        raise problem(_mark(self.file, node.start_mark), path, f"contains {what}")
 
     def _mapping(self, node: MappingNode, path: str, depth: int) -> dict[str, tuple[Mark, Located]]:
         explicit: dict[str, tuple[Mark, Located]] = {}

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -144,22 +142,6 @@ def test_missing_database(db: Database):
 def test_missing_user(db: Database):
     url = db.url.set(username="no_such_role_x").render_as_string(hide_password=False)
     assert "user 'no_such_role_x' does not exist" in _failure(url)
-
-
-@pytest.fixture
-def password_user(embedded_server: Database):
-    """A role that must log in with a password (scram), on the session's embedded server."""
-    hba = Path(embedded_server.url.query["host"]) / "pg_hba.conf"
-    original = hba.read_text()
-    with contextlib.closing(embedded_server.connect(autocommit=True)) as conn, conn.cursor() as cur:
-        cur.execute("DROP ROLE IF EXISTS pw_user")
-        cur.execute("CREATE ROLE pw_user LOGIN PASSWORD 'right-one'")
-        hba.write_text("local all pw_user scram-sha-256\n" + original)
-        cur.execute("SELECT pg_reload_conf()")
-    yield embedded_server.url.set(username="pw_user")
-    with contextlib.closing(embedded_server.connect(autocommit=True)) as conn, conn.cursor() as cur:
-        hba.write_text(original)
-        cur.execute("SELECT pg_reload_conf()")
 
 
 def test_wrong_password_and_no_password(password_user):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import steps
+from runner.definition import DEFAULT
 from runner.errors import ScenarioError
 from runner.resources import default_images_dir
 from runner.scenario import discover, loader, model
@@ -44,9 +44,9 @@ def test_smoke_loads_with_defaults_applied():
     assert s.mode.job_limit == 1
     assert s.simulate_img_gen == model.Simulation(enabled=True, delay=0.0, fail_variants=())
     assert s.start == "user_img_input"
-    assert s.expect.steps == steps.PIPELINE[1:]
+    assert s.expect.steps == DEFAULT.variant_names[1:] and s.expect.job_steps == DEFAULT.job_names
     assert s.expect.final_variant == model.State("iou_eval", "done")
-    assert s.expect.final_job == model.State("iou_eval", "done")
+    assert s.expect.final_job == model.State("instagram_feed_gen", "done")
     assert s.timeouts == model.Timeouts(step=120.0, steps=(), stall=120.0, job=600.0)
     assert s.images == tuple(default_images_dir() / n for n in model.DEFAULT_IMAGE_NAMES)
     assert all(p.is_file() for p in s.images)
@@ -84,7 +84,7 @@ def test_expected_failure_and_pipeline_faults_are_typed():
     assert s.expect.failures == (model.ExpectedFailure("ocr_eval", (2,), True),)
     assert s.expect.failure_for("ocr_eval", 2) is not None
     assert s.expect.failure_for("ocr_eval", 1) is None
-    assert s.expect.final_job == model.State("ocr_eval", "failed")
+    assert s.expect.final_job is None  # the job row is judged by the definition's job-row rule
     fault = s.reference_pipeline.faults[0]
     assert (fault.kind, fault.step, fault.variants) == ("fail", "ocr_eval", (2,))
 
