@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
-    ("model", ["runner.errors", "runner.steps", "runner.durations", "runner.sqlparams", "runner.trace",
+    ("model", ["runner.errors", "runner.definition", "runner.durations", "runner.sqlsafety", "runner.trace",
                "runner.scenario.model", "runner.pipeline.config", "runner"]),
     ("resources", ["runner.resources"]),
     ("loading", ["runner.scenario"]),

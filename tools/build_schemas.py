@@ -14,11 +14,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner import durations, steps  # noqa: E402
+from runner import durations  # noqa: E402
+from runner.definition import DEFAULT  # noqa: E402
 
 DURATION = {"type": "string", "pattern": durations.PATTERN}
-STEP = {"enum": list(steps.PIPELINE)}
-STATUS = {"enum": list(steps.STATUSES)}
+STEP = {"enum": list(DEFAULT.names)}
+"""The built-in definition's steps; `ye-run schema --pipeline-file FILE` prints a file's instead."""
+STATUS = {"enum": list(DEFAULT.statuses)}
 IDENT = "^[a-z_][a-z0-9_]{0,62}$"
 DEFAULT_IMAGES = [
     "pipeline_test/pipeline_test_image9.jpg",
@@ -109,7 +111,7 @@ SCENARIO = {
         "variants": prop("How many jobs_variants rows each job gets (creation_order 1..N).",
                          {"type": "integer", "minimum": 1, "maximum": 100}, 3),
         "start": prop("The state the variants are seeded in (status `done`): `user_img_input` for a YE "
-                      "test, `img_gen` for a YH-only test.", {"enum": list(steps.START_STEPS)}, "user_img_input"),
+                      "test, `img_gen` for a YH-only test.", {"enum": list(DEFAULT.seed_states)}, "user_img_input"),
         "mode": prop("How jobs are created: `once` (one job), `wait_for_completion` (the next when the "
                      "previous finished), `interval` (one every interval). A name, or a mapping with `type`.", {
             "anyOf": [
@@ -142,20 +144,22 @@ SCENARIO = {
         "cleanup": prop("When to delete the rows the run created: `always`, `on_success` or `never`.",
                         {"enum": ["always", "on_success", "never"]}, "on_success"),
         "expect": obj("What the run must observe.", {
-            "steps": prop("The steps every variant must walk, in pipeline order. Default: every step after "
-                          "`start` (or up to `stop_after`).", {"type": "array", "minItems": 1,
-                                                               "items": {"$ref": "#/$defs/step"}}),
-            "stop_after": prop("The last step of a partial pipeline; the variants must stop there.",
-                               {"$ref": "#/$defs/step"}),
+            "steps": prop("The steps expected, in pipeline order: variant steps every variant walks, then "
+                          "job-level steps the job row walks. Default: every step after `start` (or up to "
+                          "`stop_after`).", {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}}),
+            "stop_after": prop("The last step of a partial pipeline (a variant or a job-level step); nothing "
+                               "after it is expected or judged.", {"$ref": "#/$defs/step"}),
             "final": obj("The final states. Default: the last expected step, done (failed at a declared "
-                         "failure's step).", {
+                         "failure's step); for the job row, what the pipeline definition's job-row rule "
+                         "guarantees.", {
                 "variant": prop("Every variant's last state.", {"$ref": "#/$defs/state"}),
                 "job": prop("The jobs row's last state.", {"$ref": "#/$defs/state"}),
             }, default={}),
             "retries": prop("Retries allowed per step (a failed step run again); default 0 everywhere.",
                             {"type": "object", "propertyNames": STEP,
                              "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 10}}, {}),
-            "failures": prop("Failures the scenario expects: these variants end (step, failed).", {
+            "failures": prop("Failures the scenario expects: these variants (or, at a job-level step, the "
+                             "job row) end (step, failed).", {
                 "type": "array",
                 "items": obj("One expected failure.", {
                     "step": prop("The step that fails.", {"$ref": "#/$defs/step"}),
@@ -179,7 +183,9 @@ SCENARIO = {
                 "type": "array",
                 "items": obj("One check: exactly one of `equals` or `rows`.", {
                     "name": prop("What the check proves.", {"type": "string", "minLength": 1}),
-                    "query": prop("One SELECT statement.", {"type": "string", "minLength": 1}),
+                    "query": prop("One plain read-only query (SELECT, VALUES or TABLE; read-only CTEs; no locking "
+                                  "clause; immutable or stable functions only), checked by PostgreSQL's parser and "
+                                  "catalog before anything is seeded.", {"type": "string", "minLength": 1}),
                     "equals": prop("The expected value of the first column of the single row.",
                                    {"$ref": "#/$defs/scalar"}),
                     "rows": prop("The expected number of rows.", {"type": "integer", "minimum": 0}),
@@ -290,6 +296,56 @@ PIPELINE = {
 }
 
 
+STEP_NAME = {"type": "string", "pattern": IDENT}
+STEP_DEF = {"anyOf": [
+    STEP_NAME,
+    obj("A step with settings.", {
+        "name": prop("The step's name: the `current_step` value the pipeline writes.", STEP_NAME),
+        "writes": prop("The statuses a normal run of the step writes, in order; the last must be `done`. "
+                       "Some stages commit running and done at once, some write only done.",
+                       {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}},
+                       ["running", "done"]),
+        "retry_to": obj("Where a failed run of the step goes when the pipeline retries it. Default: "
+                        "`(step, queued)`.", {
+            "step": prop("A step at or before this one, on the same row.", STEP_NAME),
+            "status": prop("The status written there.", {"type": "string"}, "done"),
+        }, required=["step"]),
+        "simulated": prop("The YE part's step: what `simulate_img_gen` writes (at most one step).",
+                          {"type": "boolean"}, False),
+    }, required=["name"]),
+]}
+
+DEFINITION = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "ye-run pipeline definition",
+    "description": "The pipeline's steps, in order, on the variants and then on the jobs row; the states a test "
+                   "may seed; retry rules; how the jobs row follows its variants (`--pipeline-file`).",
+    "type": "object",
+    "additionalProperties": False,
+    "$defs": {"step": STEP_DEF},
+    "properties": {
+        "$schema": prop("The schema this file follows (for editors); ignored by ye-run.", {"type": "string"}),
+        "name": prop("A name for reports.", {"type": "string", "minLength": 1, "maxLength": 100}),
+        "statuses": prop("The status values. `done` and `failed` must be among them.",
+                         {"type": "array", "uniqueItems": True, "minItems": 2, "items": STEP_NAME},
+                         ["queued", "running", "done", "failed"]),
+        "variant_steps": prop("The steps every variant walks, in order. The first is the state a test seeds "
+                              "(never run).", {"type": "array", "minItems": 2, "items": {"$ref": "#/$defs/step"}}),
+        "job_steps": prop("Steps run on the jobs row, in order, once every variant is done at the last variant "
+                          "step.", {"type": "array", "items": {"$ref": "#/$defs/step"}}, []),
+        "seed_states": prop("The steps a scenario may seed its variants at (with status `done`); the first is the "
+                            "default `start`. Default: the first variant step.",
+                            {"type": "array", "minItems": 1, "uniqueItems": True, "items": STEP_NAME}),
+        "job_row": prop("How the jobs row follows its variants. `each_step`: (S, done) whenever every variant is "
+                        "(S, done), (S, failed) as soon as one fails at S (the reference schema's trigger). "
+                        "`together`: it moves only when every variant is done at the same step at the same "
+                        "moment (it may skip steps); after a failure it is failed at a step no later than the "
+                        "one that failed (the deployment).", {"enum": ["each_step", "together"]}, "together"),
+    },
+    "required": ["variant_steps"],
+}
+
+
 NULLABLE_STR = {"type": ["string", "null"]}
 NULLABLE_NUM = {"type": ["number", "null"]}
 NULLABLE_INT = {"type": ["integer", "null"]}
@@ -358,8 +414,9 @@ REPORT = {
         "ye_run_version": prop("The ye-run that wrote it.", {"type": "string"}),
         "started_at": prop("Start of the invocation.", TIME),
         "finished_at": prop("End of the invocation.", TIME),
-        "exit_code": prop("The exit code (0 passed, 1 failed, 2 bad input, 3 infrastructure, 130 interrupted).",
-                          {"enum": [0, 1, 2, 3, 130]}),
+        "exit_code": prop("The exit code (0 passed, 1 failed, 2 bad input, 3 infrastructure, 70 a bug in ye-run, "
+                          "130 interrupted).",
+                          {"enum": [0, 1, 2, 3, 70, 130]}),
         "scenarios": prop("One entry per scenario run.", {"type": "array", "items": closed("A scenario run.", {
             "name": prop("Scenario name.", {"type": "string"}),
             "file": prop("Scenario file.", {"type": "string"}),
@@ -416,7 +473,8 @@ def render(schema: dict) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
-OUTPUTS = {"scenario.schema.json": SCENARIO, "pipeline.schema.json": PIPELINE, "report.schema.json": REPORT}
+OUTPUTS = {"scenario.schema.json": SCENARIO, "pipeline.schema.json": PIPELINE, "report.schema.json": REPORT,
+           "definition.schema.json": DEFINITION}
 
 
 def main() -> None:

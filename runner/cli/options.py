@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 database_url = click.option(
@@ -16,3 +18,7 @@ tenant_pattern = click.option(
     help="Tenants ye-run may write to or delete (default: starts with ye_/qa_ or has the word 'test' in it; "
          "env YE_TENANT_PATTERN).")
 force = click.option("--force", is_flag=True, help="Write to or delete a tenant that fails the tenant guard.")
+pipeline_file = click.option(
+    "--pipeline-file", envvar="YE_PIPELINE_FILE", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+    help="The pipeline definition: variant steps, job-level steps, retry rules, how the job row follows "
+         "(docs/pipeline-definition.md; env YE_PIPELINE_FILE). Default: the built-in one, as deployed.")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli import options
+from runner.cli import common, options
 from runner.cli.common import handle_errors
 from runner.db import guard
 from runner.db.target import open_database
@@ -34,28 +34,35 @@ EXIT_CRASHED = 70
 @options.tenant_pattern
 @options.force
 @click.option("-q", "--quiet", is_flag=True, help="No line per transition; only warnings and the summary.")
+@options.pipeline_file
 def pipeline(database_url: str | None, config_path: Path | None, with_ye: bool, tenant: str | None,
-             all_tenants: bool, tenant_pattern: str | None, force: bool, quiet: bool) -> None:
+             all_tenants: bool, tenant_pattern: str | None, force: bool, quiet: bool,
+             pipeline_file: Path | None) -> None:
     """Run the reference pipeline: a stand-in for the YE/YH parts, with latency and faults.
 
     It LISTENs on job_variant_state_changed and drives each variant that reaches
-    (img_gen, done) through vlm_analyze ... iou_eval, like the real listener. By default it
+    (img_gen, done) through vlm_analyze ... iou_eval, then, on job_state_changed, the job
+    row through the job-level steps (ad_copy_gen_kor, instagram_feed_gen), like the real
+    listener; the steps come from the pipeline definition (--pipeline-file). By default it
     drives the jobs of test tenants only (the tenant guard's pattern). Prints one line per
     transition and a summary on exit (Ctrl+C). Exits 70 after an injected crash.
     """
-    handle_errors(_pipeline)(database_url, config_path, with_ye, tenant, all_tenants, tenant_pattern, force, quiet)
+    handle_errors(_pipeline)(database_url, config_path, with_ye, tenant, all_tenants, tenant_pattern, force, quiet,
+                             pipeline_file)
 
 
 def _pipeline(database_url: str | None, config_path: Path | None, with_ye: bool, tenant: str | None,
-              all_tenants: bool, tenant_pattern: str | None, force: bool, quiet: bool) -> None:
-    config = loader.load_pipeline_config(config_path) if config_path else pipeline_config.PipelineConfig()
+              all_tenants: bool, tenant_pattern: str | None, force: bool, quiet: bool,
+              pipeline_file: Path | None) -> None:
+    definition = common.definition(pipeline_file)
+    config = loader.load_pipeline_config(config_path, definition) if config_path else pipeline_config.PipelineConfig()
     if with_ye:
         config = dataclasses.replace(config, with_ye=True)
     scope = _scope(tenant, all_tenants, tenant_pattern, force)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(message)s")
     with open_database(database_url) as database:
-        worker = Worker(database, config, scope)
+        worker = Worker(database, config, scope, definition=definition)
         worker.start()
         click.echo(f"pipeline: driving {_describe(scope)} on {database.display} "
                    f"({config.slots} slots{', with YE' if config.with_ye else ''}); Ctrl+C to stop", err=True)

@@ -13,21 +13,24 @@ from pathlib import Path
 
 import click
 
-from runner.cli import options
+from runner import bugs
+from runner import durations
+from runner.cli import common, options
 from runner.cli.common import EXIT_CODES_HELP, handle_errors
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.db.target import open_database
 from runner.engine import plan as plan_module
 from runner.engine.events import Emitter
 from runner.engine.results import ScenarioResult
-from runner.engine.run import RunSettings, ScenarioRun
-from runner.errors import ExitCode, ScenarioError, YeRunError
+from runner.engine.run import RunSettings, ScenarioRun, preflight
+from runner.errors import ExitCode, InputError, ScenarioError, YeRunError
 from runner.report import json_report, junit
 from runner.report.console import ConsoleReporter
 from runner.scenario import discover, loader
 from runner.scenario.model import Scenario
 
-_PRIORITY = [ExitCode.PASSED, ExitCode.FAILED, ExitCode.BAD_INPUT, ExitCode.INFRASTRUCTURE, ExitCode.INTERRUPTED]
+_PRIORITY = [ExitCode.PASSED, ExitCode.FAILED, ExitCode.BAD_INPUT, ExitCode.INFRASTRUCTURE, ExitCode.INTERRUPTED,
+             ExitCode.BUG]
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -54,12 +57,17 @@ _PRIORITY = [ExitCode.PASSED, ExitCode.FAILED, ExitCode.BAD_INPUT, ExitCode.INFR
               help="Where seeded images are stored (default: ~/.cache/ye-run/assets).")
 @click.option("--asset-base-url", envvar="YE_ASSET_BASE_URL",
               help="image_url prefix for stored images (default: file:// URLs of --asset-dir).")
+@click.option("--job-settle", metavar="DURATION", default="5s", show_default=True,
+              help="How long the job row may lag behind its variants before its state is judged wrong; a job is "
+                   "judged at once when its row reaches the state the pipeline definition predicts.")
+@options.pipeline_file
 @options.tenant_pattern
 @options.force
 def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, dry_run: bool,
         junit_path: Path | None, json_path: Path | None, verbose: int, quiet: bool, observe: str,
         variant_channel: str, job_channel: str, reference_pipeline: bool | None, asset_dir: Path | None,
-        asset_base_url: str | None, tenant_pattern: str | None, force: bool) -> None:
+        asset_base_url: str | None, job_settle: str, pipeline_file: Path | None, tenant_pattern: str | None,
+        force: bool) -> None:
     """Run scenarios: seed, (simulate img_gen,) observe every transition, assert, report, clean up.
 
     SCENARIO is a file, a directory (every *.yaml in it, partials named _*.yaml aside) or a
@@ -67,14 +75,16 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, d
     an embedded PostgreSQL and the built-in reference pipeline are started. Ctrl+C stops
     job creation, writes the partial report and applies the cleanup policy (exit 130).
     """
-    loaded = handle_errors(_load)(list(scenarios))
+    loaded = handle_errors(_load)(list(scenarios), pipeline_file)
     if dry_run:
-        label = _database_label(database_url, ephemeral)
+        label = handle_errors(_database_label)(database_url, ephemeral)
         for scenario in loaded:
             click.echo(handle_errors(lambda s=scenario: plan_module.render(plan_module.build(s, label)))())
         return
+    settle = handle_errors(_duration)("--job-settle", job_settle)
     settings = RunSettings(observe=observe, variant_channel=variant_channel, job_channel=job_channel,
-                           tenant_pattern=tenant_pattern, force=force, asset_base_url=asset_base_url)
+                           tenant_pattern=tenant_pattern, force=force, asset_base_url=asset_base_url,
+                           job_settle=settle)
     if asset_dir is not None:
         settings = dataclasses.replace(settings, asset_dir=asset_dir)
     verbosity = 0 if quiet else 1 + verbose
@@ -85,13 +95,21 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, d
     sys.exit(code)
 
 
-def _load(paths: list[str]) -> list[Scenario]:
+def _duration(option: str, text: str) -> float:
+    try:
+        return durations.parse(text)
+    except ValueError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
+def _load(paths: list[str], pipeline_file: Path | None) -> list[Scenario]:
     """Every scenario, or every problem of every file at once (nothing is touched then)."""
+    definition = common.definition(pipeline_file)
     files = discover.scenario_files(paths)
     loaded, problems = [], []
     for file in files:
         try:
-            loaded.append(loader.load(file))
+            loaded.append(loader.load(file, definition))
         except ScenarioError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -133,10 +151,12 @@ def _run_each(loaded: list[Scenario], database_url: str | None, ephemeral: bool,
     results: list[ScenarioResult] = []
     codes: list[int] = []
     emit = Emitter([console])
+    error: YeRunError | None = None
     try:
         with open_database(database_url, ephemeral) as database:
             wanted = database.embedded if reference_pipeline is None else reference_pipeline
             settings = dataclasses.replace(settings, reference_pipeline=wanted)
+            preflight(loaded, database, settings)
             for scenario in loaded:
                 if stop.is_set():
                     break
@@ -145,12 +165,17 @@ def _run_each(loaded: list[Scenario], database_url: str | None, ephemeral: bool,
                 results.append(result)
                 codes.append(_code(result, runner.error))
     except YeRunError as exc:  # no database at all: CI still gets reports that say why
-        _write_reports(junit_path, json_path, results, exc.exit_code, started, str(exc))
-        raise
+        error = exc
+    except Exception as exc:  # a bug outside a scenario: the reports still say what ran
+        error = bugs.record(exc, "running the scenarios")
     if stop.is_set():
         codes.append(ExitCode.INTERRUPTED)
+    if error is not None:
+        codes.append(error.exit_code)
     code = max(codes or [ExitCode.PASSED], key=_PRIORITY.index)
-    _write_reports(junit_path, json_path, results, code, started, None)
+    _write_reports(junit_path, json_path, results, code, started, None if error is None else str(error))
+    if error is not None:
+        raise error
     return code
 
 
@@ -166,7 +191,7 @@ def _code(result: ScenarioResult, error: YeRunError | None) -> int:
     if error is not None:
         return error.exit_code
     return {"passed": ExitCode.PASSED, "seeded": ExitCode.PASSED, "failed": ExitCode.FAILED,
-            "interrupted": ExitCode.INTERRUPTED}.get(result.outcome, ExitCode.FAILED)
+            "interrupted": ExitCode.INTERRUPTED}.get(result.outcome, ExitCode.BUG)
 
 
 def _install_signals(stop: threading.Event):  # type: ignore[no-untyped-def]

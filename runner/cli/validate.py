@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
+from runner.cli import common, options
 from runner.cli.common import handle_errors
 
 from runner import resources
@@ -16,18 +18,26 @@ from runner.scenario import discover, loader
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems, not the files that are valid.")
-def validate(paths: tuple[str, ...], quiet: bool) -> None:
+@options.pipeline_file
+def validate(paths: tuple[str, ...], quiet: bool, pipeline_file: Path | None) -> None:
     """Check scenario files against the schema without touching a database.
 
     PATH may be a file, a directory (searched recursively for *.yaml and *.yml) or a
     glob. Every problem is printed, one per line, as file:line:col: json.path: message.
-    Exit 0 when all files are valid, 1 when any is invalid, 2 for usage errors.
+    Step names are checked against the pipeline definition in force (--pipeline-file).
+    Exit 0 when all files are valid, 1 when any is invalid, 2 for usage errors (and an
+    invalid definition file).
     """
-    files = handle_errors(discover.scenario_files)(list(paths))
+    handle_errors(_validate)(list(paths), quiet, pipeline_file)
+
+
+def _validate(paths: list[str], quiet: bool, pipeline_file: Path | None) -> None:
+    definition = common.definition(pipeline_file)
+    files = discover.scenario_files(paths)
     invalid = 0
     for file in files:
         try:
-            loader.load(file)
+            loader.load(file, definition)
         except ScenarioError as exc:
             invalid += 1
             for problem in exc.problems:
@@ -43,10 +53,18 @@ def validate(paths: tuple[str, ...], quiet: bool) -> None:
 @click.command()
 @click.option("--pipeline", is_flag=True, help="Print the reference pipeline configuration schema instead.")
 @click.option("--report", is_flag=True, help="Print the JSON report schema instead.")
-def schema(pipeline: bool, report: bool) -> None:
-    """Print the scenario JSON Schema (draft 2020-12), for editors and CI."""
-    name = "pipeline.schema.json" if pipeline else "report.schema.json" if report else "scenario.schema.json"
-    click.echo(resources.schema_text(name), nl=False)
+@click.option("--definition", is_flag=True, help="Print the pipeline definition file's schema instead.")
+@options.pipeline_file
+def schema(pipeline: bool, report: bool, definition: bool, pipeline_file: Path | None) -> None:
+    """Print the scenario JSON Schema (draft 2020-12), for editors and CI.
+
+    With --pipeline-file, the scenario (and reference pipeline) schema carries that
+    definition's step names, so a team's own steps complete and validate in the editor.
+    """
+    name = ("pipeline.schema.json" if pipeline else "report.schema.json" if report else
+            "definition.schema.json" if definition else "scenario.schema.json")
+    in_force = handle_errors(common.definition)(pipeline_file)
+    click.echo(resources.schema_text(name, in_force), nl=False)
 
 
 def register(group: click.Group) -> None:

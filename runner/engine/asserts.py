@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runner import steps
+from runner.definition import DEFAULT, TERMINAL, Definition
 from runner.trace import Transition
 from runner.scenario.model import Expectations
 
@@ -59,14 +59,15 @@ def expected_final_states(expect: Expectations, creation_order: int) -> list[tup
 
 
 def walk(trace: list[Transition], expect: Expectations, creation_order: int, start: str,
-         origin: float | None = None) -> Walk:
+         definition: Definition = DEFAULT, origin: float | None = None) -> Walk:
     """Replay a trace; the first entry is normally the seeded state (start, done).
 
     `origin` is the seeding time on the monotonic clock: deadlines run from it until the
-    first transition is read.
+    first transition is read. A job row's lane is walked the same way, from the last variant
+    step, against the job-level steps.
     """
     state = Walk(current=(start, "done"), last_done_mono=origin, last_seen_mono=origin)
-    walker = _Walker(state, trace, list(expect.steps), expect, creation_order)
+    walker = _Walker(state, trace, list(expect.steps), expect, creation_order, definition)
     for index, transition in enumerate(trace):
         walker.step(index, transition)
     walker.finish()
@@ -106,7 +107,9 @@ def _finished(state: Walk, expect: Expectations, creation_order: int) -> bool:
 
 class _Walker:
     def __init__(self, state: Walk, trace: list[Transition], expected: list[str], expect: Expectations,
-                 creation_order: int):
+                 creation_order: int, definition: Definition):
+        self.definition = definition
+        self.start = state.current[0]
         self.state = state
         self.trace = trace
         self.expected = expected
@@ -130,14 +133,14 @@ class _Walker:
             state.last_done_mono = t.seen_mono
             self.previous = t.state
             return
-        if t.status not in steps.STATUSES:
+        if t.status not in self.definition.statuses:
             self.fail("unknown_status", t.step, f"wrote an unknown status {t.status!r} at {t.step}")
             return
-        if t.step not in steps.PIPELINE:
+        if not self.definition.has(t.step):
             self.fail("unknown_step", t.step, f"moved to an unknown step {t.step!r}")
             return
         if t.state == self.previous:
-            if t.status in steps.TERMINAL_STATUSES:
+            if t.status in TERMINAL:
                 self.fail("duplicate_terminal", t.step, f"wrote ({t.step}, {t.status}) twice in a row")
             return
         if self.pending is not None and not self._is_retry_of_pending(t):
@@ -147,7 +150,7 @@ class _Walker:
         gap = t.source == "reconcile"
         if t.step == current_step:
             self._within_step(t)
-        elif self._is_overlay_retry(t):
+        elif self._is_retry_jump(t):
             self._retry(current_step)
             if t.step in self.expected:
                 self.state.position = self.expected.index(t.step)
@@ -164,7 +167,7 @@ class _Walker:
             self._failed(t.step)
 
     def _is_retry_of_pending(self, t: Transition) -> bool:
-        return (t.step == self.pending and t.status in ("queued", "running", "done")) or self._is_overlay_retry(t)
+        return (t.step == self.pending and t.status in ("queued", "running", "done")) or self._is_retry_jump(t)
 
     def finish(self) -> None:
         """Retries over the limit (one message per step); a failure nothing can retry any more."""
@@ -178,8 +181,14 @@ class _Walker:
             self.fail("unexpected_failure", step, f"failed at {step}")
             self.pending = None
 
-    def _is_overlay_retry(self, t: Transition) -> bool:
-        return self.state.current == ("overlay", "failed") and t.state == steps.RETRY_TARGET["overlay"]
+    def _is_retry_jump(self, t: Transition) -> bool:
+        """A failed step retried from an earlier state, as the definition's retry rule says (overlay ->
+        (planner, done) in the default)."""
+        step, status = self.state.current
+        if status != "failed" or not self.definition.has(step):
+            return False
+        target = self.definition.retry_target(step)
+        return target != (step, "queued") and t.state == target
 
     def _within_step(self, t: Transition) -> None:
         step, status = self.state.current
@@ -200,8 +209,10 @@ class _Walker:
         state = self.state
         if step not in self.expected:
             last = self.expected[-1]
-            if steps.index(step) > steps.index(last):
+            if self.definition.index(step) > self.definition.index(last):
                 self.fail("unexpected_step", step, f"went past {last}, the last expected step, to {step}")
+            elif self.definition.index(step) <= self.definition.index(self.start):
+                self.fail("backwards", step, f"returned to {step} after {state.current[0]} (not a declared retry)")
             else:
                 self.fail("unexpected_step", step, f"{step} is not one of the expected steps")
             return

@@ -1,23 +1,26 @@
-"""Failure messages as DESIGN.md wants them: who, where, expected vs observed, time vs limit."""
+"""Failure messages: who, where, expected vs observed, time vs limit."""
 
 from __future__ import annotations
 
 import difflib
 
 from runner.durations import format_seconds
+from runner.definition import Definition
 from runner.engine.asserts import Problem
 from runner.trace import Failure, Transition
 from runner.scenario.model import Expectations
 
 
-def ideal_states(expect: Expectations, creation_order: int, start: str) -> list[tuple[str, str]]:
-    """The trace a variant should leave: each expected step running then done (or failed where declared)."""
+def ideal_states(expect: Expectations, creation_order: int, start: str,
+                 definition: Definition) -> list[tuple[str, str]]:
+    """The trace a row should leave: what each expected step writes (failed where a failure is declared)."""
     states = [(start, "done")]
     for step in expect.steps:
+        writes = definition.writes(step) if definition.has(step) else ("running", "done")
         failure = expect.failure_for(step, creation_order)
         if failure is not None and failure.required:
-            return states + [(step, "running"), (step, "failed")]
-        states += [(step, "running"), (step, "done")]
+            return states + [(step, status) for status in writes[:-1]] + [(step, "failed")]
+        states += [(step, status) for status in writes]
     return states
 
 
@@ -46,11 +49,14 @@ def diff(expected: list[tuple[str, str]], observed: list[Transition], origin: fl
 
 def variant_failure(scenario: str, job_ordinal: int, job_id: str, creation_order: int, variant_id: str,
                     problem: Problem, detail: str, spent: float | None, limit: float | None) -> Failure:
-    where = f"{scenario} › job {job_ordinal} ({job_id}) › variant #{creation_order} ({variant_id})"
+    """A failure of one row's lane: a variant's (creation_order >= 1), or the job row's (0)."""
+    row = f"variant #{creation_order} ({variant_id})" if creation_order else "job row"
+    where = f"{scenario} › job {job_ordinal} ({job_id}) › {row}"
     step = f" › {problem.step}" if problem.step else ""
     timing = _timing(problem.step, spent, limit)
     return Failure(problem.kind, f"{where}{step}: {problem.what}", "\n".join(x for x in (timing, detail) if x),
-                   job_ordinal, job_id, creation_order, variant_id, problem.step, spent, limit)
+                   job_ordinal, job_id, creation_order or None, variant_id if creation_order else None,
+                   problem.step, spent, limit)
 
 
 def job_failure(scenario: str, job_ordinal: int, job_id: str, kind: str, what: str, detail: str = "",

@@ -12,7 +12,7 @@ from runner.scenario.model import Scenario
 def build(scenario: Scenario, database: str) -> dict[str, Any]:
     """The plan as data (it also goes into the JSON report)."""
     mode = scenario.mode
-    image = images_module.first_existing(scenario.images, f"{scenario.path}: $.images")
+    image = images_module.first_existing(scenario.images, scenario.at("$.images"))
     width, height, fmt = images_module.inspect(image)
     per_job: dict[str, int] = {"tenants (upsert, first job)": 1, "jobs": 1,
                                "image_assets (first job; then shared)": 1, "job_inputs": 1,
@@ -20,6 +20,7 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
     for fixture in scenario.fixtures:
         per_job[fixture.table] = per_job.get(fixture.table, 0) + len(fixture.rows)
     expect = scenario.expect
+    definition = scenario.definition
     return {
         "scenario": scenario.name,
         "file": str(scenario.path),
@@ -35,14 +36,18 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
         "rows_per_job": per_job,
         "image": {"path": str(image), "width": width, "height": height, "format": fmt},
         "img_gen": ("simulated by the runner" if scenario.simulate_img_gen.enabled else
-                    "run by the pipeline's YE part") if scenario.start == "user_img_input" else "not run (start: img_gen)",
+                    "run by the pipeline's YE part") if scenario.start == definition.seed
+        else f"not run (start: {scenario.start})",
         "simulation_delay": scenario.simulate_img_gen.delay,
         "simulated_failures": list(scenario.simulate_img_gen.fail_variants),
         "expected_steps": list(expect.steps),
+        "expected_job_steps": list(expect.job_steps),
+        "definition": {"name": definition.name, "source": definition.source, "sha256": definition.sha256,
+                       "job_row": definition.job_row},
         "final_variant": [expect.final_variant.step, expect.final_variant.status],
         "final_job": [expect.final_job.step, expect.final_job.status] if expect.final_job else None,
         "expected_failures": [{"step": f.step, "variants": list(f.variants) if f.variants else "all",
-                               "required": f.required} for f in expect.failures],
+                               "required": f.required} for f in expect.failures + expect.job_failures],
         "retries": dict(expect.retries),
         "sql_checks": [c.name for c in expect.sql],
         "timeouts": {"step": scenario.timeouts.step, "steps": dict(scenario.timeouts.steps),
@@ -67,11 +72,14 @@ def render(plan: dict[str, Any]) -> str:
         f"  database:   {plan['database']}",
         f"  tenant:     {plan['tenant']['id']}" + (" + run id (isolated)" if plan["tenant"]["isolated"] else ""),
         f"  mode:       {plan['mode']}: {count}",
-        f"  per job:    " + ", ".join(f"{table} {n}" for table, n in plan["rows_per_job"].items()),
+        "  per job:    " + ", ".join(f"{table} {n}" for table, n in plan["rows_per_job"].items()),
         f"  image:      {plan['image']['path']} ({plan['image']['width']}x{plan['image']['height']} "
         f"{plan['image']['format']})",
         f"  start:      ({plan['start']}, done); img_gen {plan['img_gen']}",
-        f"  steps:      {' -> '.join(plan['expected_steps'])}",
+        f"  steps:      {' -> '.join(plan['expected_steps'])}"
+        + (f"; then the job row: {' -> '.join(plan['expected_job_steps'])}" if plan["expected_job_steps"] else ""),
+        f"  pipeline:   {plan['definition']['name']} ({plan['definition']['source']}, "
+        f"sha256 {plan['definition']['sha256'][:12]}; job row: {plan['definition']['job_row']})",
         f"  final:      variants ({', '.join(plan['final_variant'])})"
         + (f"; job ({', '.join(plan['final_job'])})" if plan["final_job"] else "; job derived from the variants"),
     ]

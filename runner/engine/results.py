@@ -79,19 +79,28 @@ class ScenarioResult:
         return [f for job in self.jobs for f in job.failures] + self.failures
 
 
-def step_latencies(jobs: list[JobResult]) -> dict[str, list[float]]:
-    """Per step: seconds from the previous `done` to this step's `done` (database clock when known)."""
+def step_latencies(jobs: list[JobResult], job_steps: frozenset[str] = frozenset()) -> dict[str, list[float]]:
+    """Per step: seconds from the previous `done` to this step's `done` (database clock when known).
+
+    Variant steps are measured on the variants; job-level steps on the job row.
+    """
     out: dict[str, list[float]] = {}
     for job in jobs:
         for trace in job.variants.values():
-            previous = None
-            for transition in trace.transitions:
-                if transition.status != "done":
-                    continue
-                if previous is not None and transition.step != previous.step:
-                    out.setdefault(transition.step, []).append(_seconds(previous, transition))
-                previous = transition
+            _measure(trace.transitions, out, lambda step: step not in job_steps)
+        if job_steps:
+            _measure(job.job_trace, out, lambda step: step in job_steps)
     return out
+
+
+def _measure(transitions: list[Transition], out: dict[str, list[float]], counts) -> None:  # type: ignore[no-untyped-def]
+    previous = None
+    for transition in transitions:
+        if transition.status != "done":
+            continue
+        if previous is not None and transition.step != previous.step and counts(transition.step):
+            out.setdefault(transition.step, []).append(_seconds(previous, transition))
+        previous = transition
 
 
 def _seconds(earlier: Transition, later: Transition) -> float:

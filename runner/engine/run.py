@@ -21,7 +21,8 @@ import platformdirs
 import psycopg2
 import psycopg2.extensions
 
-from runner.db import catalog as catalog_module, cleanup, images, registry, requirements
+from runner import bugs
+from runner.db import catalog as catalog_module, cleanup, failures, images, registry, requirements
 from runner.db.connect import Database, StatementCounter
 from runner.db.seed import Seeder
 from runner.durations import format_seconds
@@ -33,7 +34,7 @@ from runner.engine.schedule import JobSchedule
 from runner.engine.simulate import ImgGenSimulator
 from runner.trace import Failure, Transition, VariantTrace
 from runner.engine.tracker import Tracker
-from runner.errors import InfrastructureError, YeRunError
+from runner.errors import InfrastructureError, InputError, Refused, YeRunError
 from runner.observe.observer import ObserveSettings, Observer
 from runner.pipeline.host import PipelineHost
 from runner.pipeline.scope import Scope
@@ -60,6 +61,10 @@ class RunSettings:
     """How long the job row may lag behind its last variant before its state counts as wrong."""
     heartbeat: float = 5.0
     reconcile: float = 2.0
+    cleanup_quiet: float = 2.0
+    """Before cleaning up a job the pipeline may still work on, its rows must be unchanged this long."""
+    cleanup_wait: float = 30.0
+    """The longest cleanup waits for that quiet; past it the rows are kept (never deleted under a pipeline)."""
 
 
 class ScenarioRun:
@@ -101,33 +106,59 @@ class ScenarioRun:
             with contextlib.ExitStack() as stack:
                 self._run(stack)
         except YeRunError as exc:
-            result.outcome = "error"
-            result.error = str(exc)
-            self.error = exc
+            self._errored(exc)
+        except psycopg2.Error as exc:
+            self._errored(failures.describe(exc))
+        except Exception as exc:  # a bug: never a pass, and the reports are still written
+            self._errored(bugs.record(exc, f"running scenario {self.scenario.name!r}"))
         finally:
             result.duration = time.monotonic() - started
             result.statements = self.statements.count
             result.finished_at = datetime.now(timezone.utc)
             result.outcome = self._outcome()
-            self._finish_registry()
             self._cleanup()
+            self._finish_registry()
             self.emit(ScenarioFinished(result))
         return result
+
+    def _errored(self, exc: YeRunError) -> None:
+        """The scenario could not finish: its outcome is 'error' in every report, whatever was checked."""
+        if self.error is None:
+            self.error = exc
+            self.result.error = str(exc)
+        self.result.outcome = "error"
+
+    def prepare(self, conn: psycopg2.extensions.connection,
+                stack: contextlib.ExitStack) -> tuple[catalog_module.Catalog, Seeder, Literal["history", "listen"] | None]:
+        """Every check that needs the database, before the first write: the catalog, the image, the tenant guard,
+        the seed's pre-check, the SQL checks against the catalog, how to observe. Writes nothing."""
+        scenario, settings = self.scenario, self.settings
+        snapshot = catalog_module.read(conn)
+        record = self.result.record
+        assert record is not None
+        source = images.first_existing(scenario.images, scenario.at("$.images"))
+        chosen = f"$.images[{scenario.images.index(source)}]" if scenario.source.marks.get("$.images") else "$.images"
+        try:
+            stored = images.store(source, settings.asset_dir, settings.asset_base_url)
+        except InputError as exc:
+            raise InputError(f"{scenario.at(chosen)}: {exc}") from None
+        self.has_registry = requirements.registry_available(snapshot)
+        seeder = Seeder(conn, snapshot, scenario, record, stored, self.has_registry, settings.tenant_pattern,
+                        settings.force)
+        self.sql_session = checks.CheckSession(self.database, self.statements.cursor_factory())
+        stack.callback(self.sql_session.close)
+        if scenario.expect.sql:
+            self.sql_session.precheck(scenario.expect.sql)  # the catalog's word, before anything is seeded
+        return snapshot, seeder, self._method(snapshot) if scenario.observe else None
 
     def _run(self, stack: contextlib.ExitStack) -> None:
         scenario, settings = self.scenario, self.settings
         conn = self.database.connect("ye-run", cursor_factory=self.statements.cursor_factory())
         stack.callback(conn.close)
         self.conn = conn
-        snapshot = catalog_module.read(conn)
         record = self.result.record
         assert record is not None
-        source = images.first_existing(scenario.images, f"{scenario.path}: $.images")
-        stored = images.store(source, settings.asset_dir, settings.asset_base_url)
-        self.has_registry = requirements.registry_available(snapshot)
-        seeder = Seeder(conn, snapshot, scenario, record, stored, self.has_registry, settings.tenant_pattern,
-                        settings.force)
-        method = self._method(snapshot) if scenario.observe else None  # every check before the first write
+        snapshot, seeder, method = self.prepare(conn, stack)
         if self.has_registry:
             registry.start(conn, record)
         if method is None:
@@ -141,8 +172,8 @@ class ScenarioRun:
         self.observer = observer
         self.result.observation = observer.report
         host = self._pipeline(stack)
-        simulator = ImgGenSimulator(conn, snapshot, scenario.simulate_img_gen) \
-            if scenario.simulate_img_gen.enabled else None
+        simulator = ImgGenSimulator(conn, snapshot, scenario.simulate_img_gen, scenario.definition.simulated_step) \
+            if scenario.simulate_img_gen.enabled and scenario.definition.simulated_step else None
         self._loop(seeder, observer, host, simulator)
         self._latency()
         if host is not None:
@@ -163,9 +194,9 @@ class ScenarioRun:
         if not self.settings.reference_pipeline:
             return None
         config = self.scenario.reference_pipeline
-        if self.scenario.start == "user_img_input" and not self.scenario.simulate_img_gen.enabled:
+        if self.scenario.start == self.scenario.definition.seed and not self.scenario.simulate_img_gen.enabled:
             config = replace(config, with_ye=True)
-        host = PipelineHost(self.database, config, Scope.jobs())
+        host = PipelineHost(self.database, config, Scope.jobs(), definition=self.scenario.definition)
         host.start()
         stack.callback(host.stop)
         return host
@@ -246,6 +277,7 @@ class ScenarioRun:
         for job_id in candidates:
             job = self.tracker.unjudged_job(job_id)
             if job is None or not self.tracker.finished(job.job_id):
+                self._settle.pop(job_id, None)  # the job row's lane started: the settle window waits for it
                 continue
             if job.job_id not in self._settle:
                 self._apply(observer.refresh(job.job_id))
@@ -275,7 +307,7 @@ class ScenarioRun:
                                               f"job row ended {got}; expected {wanted}"))
         for failure in checks.integrity(rows, self.scenario, job):
             self._failed(failure)
-        for failure in self._read(lambda: checks.sql_checks(self._writer, self.scenario, job)):
+        for failure in self._read(lambda: checks.sql_checks(self.sql_session, self.scenario, job)):
             self._failed(failure)
         job.finished_at = datetime.now(timezone.utc)
         job.finished_mono = time.monotonic()
@@ -293,8 +325,8 @@ class ScenarioRun:
     def _read(self, read):  # type: ignore[no-untyped-def]
         try:
             return read()
-        except psycopg2.OperationalError as exc:
-            raise InfrastructureError(f"lost the database connection: {str(exc).strip()}") from None
+        except psycopg2.Error as exc:
+            raise failures.describe(exc, "reading the job's rows") from None
 
     def _interrupted(self) -> None:
         for job in self.tracker.unjudged():
@@ -307,7 +339,7 @@ class ScenarioRun:
     # --- the end ------------------------------------------------------------------------
 
     def _latency(self) -> None:
-        values = step_latencies(self.result.jobs)
+        values = step_latencies(self.result.jobs, frozenset(self.scenario.definition.job_names))
         self.result.latency = summarise(values)
         for step, limits in self.scenario.expect.latency:
             measured = self.result.latency.get(step)
@@ -363,6 +395,75 @@ class ScenarioRun:
             return
         try:
             with contextlib.closing(self.database.connect("ye-run cleanup")) as conn:
+                busy = self._busy_jobs()
+                if busy and not self._quiet(conn, busy):
+                    self.emit(Note(self.result, f"cleanup skipped: the pipeline was still writing to {len(busy)} "
+                                                f"job(s) after {format_seconds(self.settings.cleanup_wait)}; the "
+                                                f"rows are kept: ye-run cleanup --run {self.result.run_id} later"))
+                    return
                 self.result.cleanup = cleanup.cleanup_run(conn, catalog_module.read(conn), record)
         except YeRunError as exc:
-            self.emit(Note(self.result, f"cleanup failed: {exc}"))
+            self._cleanup_failed(exc)
+        except psycopg2.Error as exc:
+            self._cleanup_failed(failures.describe(exc, "cleaning up"))
+
+    def _busy_jobs(self) -> list[str]:
+        """Jobs the pipeline may not be done with: their row is not where the definition says a pipeline stops."""
+        definition = self.scenario.definition
+        last = definition.names[-1]
+        return [job.job_id for job in self.result.jobs
+                if job.final_state is None or not (job.final_state[1] == "failed" or job.final_state == (last, "done"))]
+
+    def _quiet(self, conn: psycopg2.extensions.connection, job_ids: list[str]) -> bool:
+        """Wait until the jobs' rows have not changed for `cleanup_quiet` seconds (bounded by `cleanup_wait`), so
+        cleanup never deletes rows a pipeline stage is still using; False when the bound passed first."""
+        started = time.monotonic()
+        deadline = started + self.settings.cleanup_wait
+        last, since = None, started
+        while True:
+            with conn.cursor() as cur:
+                cur.execute("SELECT job_id::text, current_step, status FROM jobs WHERE job_id = ANY(%s::uuid[]) "
+                            "UNION ALL SELECT job_variants_id::text, current_step, status FROM jobs_variants "
+                            "WHERE job_id = ANY(%s::uuid[]) ORDER BY 1", (job_ids, job_ids))
+                states = cur.fetchall()
+            conn.rollback()
+            now = time.monotonic()
+            if states != last:
+                last, since = states, now
+            elif now - since >= self.settings.cleanup_quiet:
+                waited = now - started
+                if waited >= self.settings.cleanup_quiet + 1:
+                    self.emit(Note(self.result, f"cleanup waited {format_seconds(waited)} for the pipeline to "
+                                                f"finish with {len(job_ids)} job(s)"))
+                return True
+            if now >= deadline:
+                return False
+            time.sleep(0.2)
+
+    def _cleanup_failed(self, exc: YeRunError) -> None:
+        """Rows the policy says must go are still there: the run did not do what it promised."""
+        text = f"cleanup failed: {exc}; the rows are kept: ye-run cleanup --run {self.result.run_id} once fixed"
+        self.emit(Note(self.result, text))
+        failed = YeRunError(text)
+        failed.exit_code = exc.exit_code
+        self._errored(failed)
+
+
+def preflight(scenarios: list[Scenario], database: Database, settings: RunSettings) -> None:
+    """Prepare every scenario before any runs, so a refusal (a guard, a catalog check, an image) stops the whole
+    suite before anything is seeded, like a validation error; raises one error listing them all."""
+    refusals: list[YeRunError] = []
+    with contextlib.closing(database.connect("ye-run preflight")) as conn:
+        for scenario in scenarios:
+            with contextlib.ExitStack() as stack:
+                try:
+                    ScenarioRun(scenario, database, settings, Emitter()).prepare(conn, stack)
+                except YeRunError as exc:
+                    refusals.append(exc)
+                except psycopg2.Error as exc:
+                    refusals.append(failures.describe(exc, f"checking scenario {scenario.name!r}"))
+                finally:
+                    with contextlib.suppress(psycopg2.Error):
+                        conn.rollback()
+    if refusals:
+        raise Refused(refusals)

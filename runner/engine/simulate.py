@@ -1,4 +1,5 @@
-"""The runner writing img_gen itself, per variant, as the original tool documented.
+"""The runner writing img_gen (the definition's simulated step) itself, per variant, as the
+original tool documented.
 
 `(img_gen, running)`, then after the scenario's delay `(img_gen, done)` — or `(img_gen,
 failed)` for the variants the scenario names — exactly like a YE part would.
@@ -17,11 +18,13 @@ from runner.scenario.model import Simulation
 
 
 class ImgGenSimulator:
-    def __init__(self, conn: psycopg2.extensions.connection, catalog: Catalog, simulation: Simulation):
+    def __init__(self, conn: psycopg2.extensions.connection, catalog: Catalog, simulation: Simulation,
+                 step: str = "img_gen"):
         self.conn = conn
         self.simulation = simulation
+        self.step = step
         stamp = ", updated_at = clock_timestamp()" if catalog.has("jobs_variants", "updated_at") else ""
-        self._sql = (f"UPDATE jobs_variants SET current_step = 'img_gen', status = %s{stamp} "
+        self._sql = (f"UPDATE jobs_variants SET current_step = %s, status = %s{stamp} "
                      "WHERE job_variants_id = ANY(%s::uuid[])")
         self._queue: list[tuple[float, int, list[tuple[str, list[str]]]]] = []
         self._order = itertools.count()
@@ -49,7 +52,7 @@ class ImgGenSimulator:
             _, _, writes = heapq.heappop(self._queue)
             with self.conn.cursor() as cur:
                 for status, variant_ids in writes:
-                    cur.execute(self._sql, (status, variant_ids))
+                    cur.execute(self._sql, (self.step, status, variant_ids))
             self.conn.commit()
 
     def cancel(self) -> None:

@@ -1,21 +1,24 @@
 """Following the jobs of a run: traces, progress, deadlines, and the failures they add up to.
 
-Each transition re-walks its variant (traces are short); a variant is finished when it
-reached its final state, failed beyond retry, or ran out of time. A job is ready to be
-judged when all its variants are finished. Deadlines (step, stall, job) are enforced on the
-runner's monotonic clock, so a hung pipeline ends the run on time instead of hanging it.
+Each transition re-walks its row (traces are short); a variant is finished when it reached
+its final state, failed beyond retry, or ran out of time. Once every variant is done at the
+last variant step, the job row walks the job-level steps the scenario expects (its *lane*),
+checked like a variant's trace. A job is ready to be judged when its variants and its lane
+are finished. Deadlines (step, stall, job) are enforced on the runner's monotonic clock, so a
+hung pipeline ends the run on time instead of hanging it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from runner.durations import format_seconds
 from runner.engine import messages
-from runner.engine.asserts import Problem, Walk, final_problems, walk
+from runner.definition import Definition
+from runner.engine.asserts import Problem, Walk, expected_final_states, final_problems, walk
 from runner.engine.results import JobResult
 from runner.trace import Failure, Transition
-from runner.scenario.model import Scenario
+from runner.scenario.model import Expectations, Scenario, State
 
 
 @dataclass
@@ -30,11 +33,19 @@ class _VariantState:
 class _JobState:
     result: JobResult
     variants: dict[str, _VariantState] = field(default_factory=dict)
+    lane: _VariantState | None = None
+    """The job row's walk over the job-level steps; None until every variant is done at the last step."""
 
 
 class Tracker:
     def __init__(self, scenario: Scenario):
         self.scenario = scenario
+        self.definition: Definition = scenario.definition
+        expect = scenario.expect
+        self.lane_expect: Expectations | None = replace(
+            expect, steps=expect.job_steps, final_variant=State(expect.job_steps[-1], "done"),
+            failures=expect.job_failures) if expect.job_steps else None
+        """What the job row's lane must show: the job-level steps, their failures and retries."""
         self.jobs: dict[str, _JobState] = {}
         self.active: dict[str, _JobState] = {}
         """Jobs not judged yet: the loop's work is proportional to these, not to the whole run."""
@@ -59,6 +70,7 @@ class Tracker:
             if t.kind == "j":
                 state.result.job_trace.append(t)
                 applied.append((state.result, t, None))
+                touched.add((t.job_id, ""))
                 continue
             trace = state.result.variants.get(t.row_id)
             if trace is None:
@@ -68,12 +80,52 @@ class Tracker:
             applied.append((state.result, t, trace.creation_order))
         for job_id, variant_id in touched:
             state = self.jobs[job_id]
-            trace = state.result.variants[variant_id]
-            state.variants[variant_id].walk = self._walk(state.result, trace.transitions, trace.creation_order)
+            if variant_id:
+                trace = state.result.variants[variant_id]
+                state.variants[variant_id].walk = self._walk(state.result, trace.transitions, trace.creation_order)
+            self._walk_lane(state)
         return applied
 
     def _walk(self, job: JobResult, transitions: list[Transition], creation_order: int) -> Walk:
-        return walk(transitions, self.scenario.expect, creation_order, self.scenario.start, job.seeded_mono)
+        return walk(transitions, self.scenario.expect, creation_order, self.scenario.start, self.definition,
+                    job.seeded_mono)
+
+    def _walk_lane(self, state: _JobState) -> None:
+        """Walk the job row's lane once every variant is done at the last variant step and the job row has
+        followed them there (or, seen only by a reconciling read, gone on to a job-level step)."""
+        if self.lane_expect is None:
+            return
+        last = (self.definition.last_variant_step, "done")
+        variants = state.variants.values()
+        if state.lane is None and not all(v.walk.finished and v.walk.current == last and not v.timed_out
+                                          for v in variants):
+            return
+        trace = state.result.job_trace
+        cut = next((i for i, t in enumerate(trace) if t.state == last or self._is_job_step(t.step)), None)
+        if cut is None:
+            return
+        origin = max(v.walk.last_done_mono or 0.0 for v in variants)
+        lane = walk(trace[cut:], self.lane_expect, 0, last[0], self.definition, origin)
+        early = self._early(state, trace[cut:])
+        if early is not None:
+            lane.problems.insert(0, Problem("out_of_order", early.step, f"the job row reached {early.step} "
+                                            f"before every variant was done at {last[0]}", 0))
+        if state.lane is None:
+            state.lane = _VariantState(lane)
+        else:
+            state.lane.walk = lane
+
+    def _is_job_step(self, step: str) -> bool:
+        return self.definition.has(step) and self.definition.level(step) == "job"
+
+    def _early(self, state: _JobState, lane: list[Transition]) -> Transition | None:
+        """A job-level step written before the last variant was done (database clock; history mode)."""
+        finished = [t.db_time for trace in state.result.variants.values() for t in trace.transitions
+                    if t.state == (self.definition.last_variant_step, "done") and t.db_time is not None]
+        if not finished:
+            return None
+        return next((t for t in lane if self._is_job_step(t.step) and t.db_time is not None and t.source == "history"
+                     and t.db_time < max(finished)), None)
 
     # --- progress -----------------------------------------------------------------------
 
@@ -81,16 +133,29 @@ class Tracker:
         """A job's sequence problems not reported yet."""
         state = self.jobs[job_id]
         out = []
-        for variant_id, variant in state.variants.items():
+        for variant_id, variant in self._lanes(state):
             problems = variant.walk.problems
             for problem in problems[variant.reported:]:
                 out.append(self._failure(state.result, variant_id, problem))
             variant.reported = len(problems)
         return out
 
+    def _lanes(self, state: _JobState) -> list[tuple[str, _VariantState]]:
+        """Every walked row of a job: its variants, then its job row ('' ) once that has a lane."""
+        lanes = list(state.variants.items())
+        return lanes + [("", state.lane)] if state.lane is not None else lanes
+
     def finished(self, job_id: str) -> bool:
+        """Every variant finished and, where the job row's lane has started, that lane too.
+
+        A lane that never starts (the job row does not follow its variants) is judged by the job row's
+        final state after the settle window, like a job with no job-level steps.
+        """
         state = self.jobs[job_id]
-        return all(v.walk.finished or v.timed_out for v in state.variants.values())
+        if not all(v.walk.finished or v.timed_out for v in state.variants.values()):
+            return False
+        self._walk_lane(state)
+        return state.lane is None or state.lane.walk.finished or state.lane.timed_out is not None
 
     def unjudged_job(self, job_id: str) -> JobResult | None:
         state = self.active.get(job_id)
@@ -102,28 +167,36 @@ class Tracker:
     def in_flight(self) -> int:
         return len(self.active)
 
-    def expected_job_state(self, job_id: str) -> tuple[str, str] | None:
-        """The state the job row should reach; None when a timeout already decided the job."""
+    def acceptable_job_states(self, job_id: str) -> list[tuple[str, str]]:
+        """The states the job row may end in, as the scenario and the definition's job-row rule say; [] when a
+        timeout already decided the job (no check then)."""
         state = self.jobs[job_id]
-        if any(v.timed_out for v in state.variants.values()):
-            return None
+        lanes = [v for _, v in self._lanes(state)]
+        if any(v.timed_out for v in lanes):
+            return []
         final = self.scenario.expect.final_job
         if final is not None:
-            return (final.step, final.status)
+            return [(final.step, final.status)]
         failed = [v.walk.current for v in state.variants.values() if v.walk.current[1] == "failed"]
         if failed:
-            return failed[-1]
-        last = self.scenario.expect.final_variant
-        return (last.step, "done")
+            return self._failed_job_states(failed)
+        if self.lane_expect is not None:
+            return expected_final_states(self.lane_expect, 0)
+        return self._done_job_states()
 
-    def acceptable_job_states(self, job_id: str) -> list[tuple[str, str]]:
-        expected = self.expected_job_state(job_id)
-        if expected is None:
-            return []
-        if self.scenario.expect.final_job is None and expected[1] == "failed":
-            state = self.jobs[job_id]
-            return [v.walk.current for v in state.variants.values() if v.walk.current[1] == "failed"]
-        return [expected]
+    def _failed_job_states(self, failed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if self.definition.job_row == "each_step":
+            return list(dict.fromkeys(failed))
+        latest = max(self.definition.index(step) for step, _ in failed)
+        return [(step, "failed") for step in self.definition.names[: latest + 1]]
+
+    def _done_job_states(self) -> list[tuple[str, str]]:
+        """Done at the last expected step; where the scenario stops before the pipeline's end, the job row may
+        also have gone on (a scenario that stops early does not judge what comes after)."""
+        last = self.scenario.expect.final_variant.step
+        later = [(step, status) for step in self.definition.steps_after(last) for status in self.definition.statuses
+                 if self.definition.level(step) == "job"]
+        return [(last, "done")] + later
 
     # --- deadlines ----------------------------------------------------------------------
 
@@ -132,7 +205,7 @@ class Tracker:
         return min(deadlines) if deadlines else None
 
     def enforce(self, now: float) -> list[Failure]:
-        """Timeouts whose deadline has passed, as failures; the variants concerned are finished."""
+        """Timeouts whose deadline has passed, as failures; the rows concerned are finished."""
         out = []
         for state in list(self.active.values()):
             if self.finished(state.result.job_id):
@@ -141,7 +214,7 @@ class Tracker:
             if now >= job_deadline:
                 out.append(self._job_timeout(state, now))
                 continue
-            for variant_id, variant in state.variants.items():
+            for variant_id, variant in self._lanes(state):
                 if variant.walk.finished or variant.timed_out:
                     continue
                 failure = self._variant_timeout(state.result, variant_id, variant.walk, now)
@@ -152,25 +225,29 @@ class Tracker:
 
     def _deadlines(self, state: _JobState) -> list[tuple[float, str]]:
         out = [(state.result.seeded_mono + self.scenario.timeouts.job, "job")]
-        for variant in state.variants.values():
+        for variant_id, variant in self._lanes(state):
             if variant.walk.finished or variant.timed_out:
                 continue
-            step = self._step_under_way(variant.walk)
+            step = self._step_under_way(variant.walk, variant_id)
             if step is not None and variant.walk.last_done_mono is not None:
                 out.append((variant.walk.last_done_mono + self.scenario.timeouts.for_step(step), "step"))
             if variant.walk.last_seen_mono is not None:
                 out.append((variant.walk.last_seen_mono + self.scenario.timeouts.stall, "stall"))
         return out
 
-    def _step_under_way(self, state: Walk) -> str | None:
+    def _expect(self, row: str) -> Expectations:
+        """The expectations of a lane: the variants', or the job row's ('')."""
+        return self.lane_expect if row == "" and self.lane_expect is not None else self.scenario.expect
+
+    def _step_under_way(self, state: Walk, row: str) -> str | None:
         step, status = state.current
         if status != "done":
             return step
-        expected = self.scenario.expect.steps
+        expected = self._expect(row).steps
         return expected[state.position + 1] if state.position + 1 < len(expected) else None
 
     def _variant_timeout(self, job: JobResult, variant_id: str, state: Walk, now: float) -> Failure | None:
-        step = self._step_under_way(state)
+        step = self._step_under_way(state, variant_id)
         timeouts = self.scenario.timeouts
         if step is not None and state.last_done_mono is not None:
             spent = now - state.last_done_mono
@@ -188,46 +265,49 @@ class Tracker:
 
     def _job_timeout(self, state: _JobState, now: float) -> Failure:
         waiting = []
-        for variant_id, variant in state.variants.items():
+        for variant_id, variant in self._lanes(state):
             if not (variant.walk.finished or variant.timed_out):
-                order = state.result.variants[variant_id].creation_order
-                waiting.append(f"#{order} at {variant.walk.current[0]} {variant.walk.current[1]}")
+                who = f"#{state.result.variants[variant_id].creation_order}" if variant_id else "the job row"
+                waiting.append(f"{who} at {variant.walk.current[0]} {variant.walk.current[1]}")
                 variant.timed_out = variant.timed_out or Failure("job_timeout", "job timeout")
         limit = self.scenario.timeouts.job
+        what = "unfinished variants" if all(w.startswith("#") for w in waiting) else "unfinished"
         return messages.job_failure(self.scenario.name, state.result.ordinal, state.result.job_id, "job_timeout",
-                                    f"did not finish within {format_seconds(limit)}; unfinished variants: "
+                                    f"did not finish within {format_seconds(limit)}; {what}: "
                                     + ", ".join(waiting), spent=now - state.result.seeded_mono, limit=limit)
 
     # --- judging ------------------------------------------------------------------------
 
     def final_variant_failures(self, job_id: str) -> list[Failure]:
-        """End-of-job problems of each variant (final state, required failure missing)."""
+        """End-of-job problems of each lane (final state, required failure missing)."""
         state = self.jobs[job_id]
         out = []
-        for variant_id, variant in state.variants.items():
+        for variant_id, variant in self._lanes(state):
             if variant.timed_out:
                 continue
-            order = state.result.variants[variant_id].creation_order
-            for problem in final_problems(variant.walk, self.scenario.expect, order):
+            order = state.result.variants[variant_id].creation_order if variant_id else 0
+            for problem in final_problems(variant.walk, self._expect(variant_id), order):
                 out.append(self._failure(state.result, variant_id, problem))
         return out
 
     def mark_judged(self, job_id: str) -> None:
         self.active.pop(job_id, None)
 
-    def variant_outcome(self, job_id: str, variant_id: str) -> str:
-        variant = self.jobs[job_id].variants[variant_id]
-        return "timed_out" if variant.timed_out else variant.walk.outcome
-
     def _failure(self, job: JobResult, variant_id: str, problem: Problem, spent: float | None = None,
                  limit: float | None = None) -> Failure:
-        trace = job.variants[variant_id]
+        if variant_id:
+            trace = job.variants[variant_id]
+            transitions, order, start = trace.transitions, trace.creation_order, self.scenario.start
+        else:
+            last = self.definition.last_variant_step
+            cut = next((i for i, t in enumerate(job.job_trace) if t.state == (last, "done")), 0)
+            transitions, order, start = job.job_trace[cut:], 0, last
         if spent is None and problem.step is not None:
-            spent, limit = self._time_at(trace.transitions, problem), self.scenario.timeouts.for_step(problem.step)
-        ideal = messages.ideal_states(self.scenario.expect, trace.creation_order, self.scenario.start)
-        detail = messages.diff(ideal, trace.transitions, job.seeded_mono)
-        return messages.variant_failure(self.scenario.name, job.ordinal, job.job_id, trace.creation_order,
-                                        variant_id, problem, detail, spent, limit)
+            spent, limit = self._time_at(transitions, problem), self.scenario.timeouts.for_step(problem.step)
+        ideal = messages.ideal_states(self._expect(variant_id), order, start, self.definition)
+        detail = messages.diff(ideal, transitions, job.seeded_mono)
+        return messages.variant_failure(self.scenario.name, job.ordinal, job.job_id, order,
+                                        variant_id or job.job_id, problem, detail, spent, limit)
 
     @staticmethod
     def _time_at(transitions: list[Transition], problem: Problem) -> float | None:

@@ -11,6 +11,7 @@ import logging
 import threading
 
 from runner.db.connect import Database
+from runner.definition import DEFAULT, Definition
 from runner.pipeline.config import PipelineConfig
 from runner.pipeline.scope import Scope
 from runner.pipeline.stats import WorkerStats
@@ -20,8 +21,10 @@ log = logging.getLogger("ye_run.pipeline")
 
 
 class PipelineHost:
-    def __init__(self, database: Database, config: PipelineConfig, scope: Scope, restart_delay: float = 0.1):
+    def __init__(self, database: Database, config: PipelineConfig, scope: Scope, restart_delay: float = 0.1,
+                 definition: Definition = DEFAULT):
         self.database = database
+        self.definition = definition
         self.config = config
         self.scope = scope
         self.restart_delay = restart_delay
@@ -51,7 +54,8 @@ class PipelineHost:
         return sum(w.reconnects for w in self._workers)
 
     def _new_worker(self) -> Worker:
-        worker = Worker(self.database, self.config, self.scope, self.shared, name="ye-run pipeline (in-process)")
+        worker = Worker(self.database, self.config, self.scope, self.shared, name="ye-run pipeline (in-process)",
+                        definition=self.definition)
         worker.start()
         self.stats.append(worker.stats)
         self._workers.append(worker)

@@ -61,6 +61,20 @@ class Scope:
         return sql.SQL("TRUE"), []
 
 
+    def where_job(self, alias: str = "j") -> tuple[sql.Composable, list]:
+        """A SQL condition on jobs (aliased) limiting rows to this scope."""
+        ids = self.job_ids()
+        column = sql.SQL("{}.{}").format
+        if ids is not None:
+            return sql.SQL("{} = ANY(%s::uuid[])").format(column(sql.Identifier(alias), sql.Identifier("job_id"))), [ids]
+        tenant = column(sql.Identifier(alias), sql.Identifier("tenant_id"))
+        if self.tenant is not None:
+            return sql.SQL("{} = %s").format(tenant), [self.tenant]
+        if self.tenant_pattern is not None:
+            return sql.SQL("{} ~* %s").format(tenant), [self.tenant_pattern]
+        return sql.SQL("TRUE"), []
+
+
 @dataclass(frozen=True, slots=True)
 class VariantInfo:
     variant_id: str
@@ -80,6 +94,10 @@ class JobBook:
     def known(self, variant_id: str) -> VariantInfo | None:
         with self._lock:
             return self._variants.get(variant_id)
+
+    def ordinal(self, job_id: str) -> int | None:
+        with self._lock:
+            return self._ordinals.get(job_id)
 
     def learn(self, job_id: str, variants: list[tuple[str, int]]) -> None:
         with self._lock:

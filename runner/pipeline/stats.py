@@ -23,10 +23,12 @@ class WorkerStats:
     transitions: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def transition(self, variant_id: str) -> None:
+    def transition(self, variant_id: str | None) -> None:
+        """One write; `variant_id` None for a job row's (counted, but not a variant in flight)."""
         with self._lock:
             self.transitions += 1
-            self.touched.add(variant_id)
+            if variant_id is not None:
+                self.touched.add(variant_id)
 
     def step_took(self, step: str, seconds: float) -> None:
         with self._lock:

@@ -1,14 +1,16 @@
-"""The reference pipeline worker: drives variants through the steps like the real listener.
+"""The reference pipeline worker: drives variants, then their job row, through the steps.
 
-A dispatcher thread LISTENs on the variant channel; a `(step, done)` notification schedules
-the next step. It also sweeps on a timer for variants stuck at `(step, done)` (missed
-notifications), polls for `(user_img_input, done)` when it runs the YE part, resumes
-variants left `running` by a crashed worker, and re-LISTENs after a lost connection.
-Slot threads (one connection each; their number models GPU contention) run the steps:
-`(step, running)`, the step's latency, then `(step, done)` in separate commits.
+A dispatcher thread LISTENs on the variant and job channels; a `(step, done)` notification
+schedules the next step. Variants walk the definition's variant steps; once every variant is
+done at the last of them (the job-completion trigger moves the jobs row there), the job row
+walks the job-level steps, each writing what the definition says it writes. The dispatcher
+also sweeps on a timer for rows stuck at `(step, done)` (missed notifications), polls for
+`(user_img_input, done)` when it runs the YE part, resumes rows left `running` by a crashed
+worker, and re-LISTENs after a lost connection. Slot threads (one connection each; their
+number models GPU contention) run the steps.
 
-Every claim of a step is a compare-and-set on the variant's current state, so a late
-notification, a sweep racing a notification, or a resumed task never moves a variant twice.
+Every claim of a step is a compare-and-set on the row's current state, so a late
+notification, a sweep racing a notification, or a resumed task never moves a row twice.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from runner import steps
 from runner.db import catalog as catalog_module
 from runner.db.connect import Database
-from runner.db.requirements import VARIANT_CHANNEL
+from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
+from runner.definition import DEFAULT, Definition
 from runner.pipeline import faults
 from runner.pipeline.config import PipelineConfig
 from runner.pipeline.scope import JobBook, Scope, VariantInfo
@@ -38,6 +40,8 @@ from runner.pipeline.stats import WorkerStats
 log = logging.getLogger("ye_run.pipeline")
 EVAL_STEPS = frozenset({"vlm_judge", "ocr_eval", "readability_eval", "iou_eval"})
 _LOST = (psycopg2.OperationalError, psycopg2.InterfaceError)
+ROWS = {"v": ("jobs_variants", "job_variants_id"), "j": ("jobs", "job_id")}
+"""The table and key column of each level's rows."""
 
 
 class WorkerCrashed(Exception):
@@ -47,11 +51,18 @@ class WorkerCrashed(Exception):
 @dataclass(frozen=True, slots=True)
 class Task:
     info: VariantInfo
+    """The variant; for a job-level step, the job (creation_order 0, variant_id = job_id)."""
     step: str
     expect: tuple[str, str]
-    """The state the variant must be in for this task to claim it."""
+    """The state the row must be in for this task to claim it."""
     resumed: bool = False
     """A step picked up again (after a crash or a retry): entry faults (skip, crash) do not reapply."""
+    level: str = "v"
+    """'v': a variant row; 'j': the job row."""
+
+    @property
+    def row_id(self) -> str:
+        return self.info.variant_id
 
 
 @dataclass
@@ -68,13 +79,16 @@ class Worker:
     """One reference pipeline worker; `start()` it, then `stop()` it (or it stops on a crash)."""
 
     def __init__(self, database: Database, config: PipelineConfig, scope: Scope,
-                 shared: SharedState | None = None, channel: str = VARIANT_CHANNEL, name: str = "ye-run pipeline"):
+                 shared: SharedState | None = None, channel: str = VARIANT_CHANNEL, name: str = "ye-run pipeline",
+                 definition: Definition = DEFAULT, job_channel: str = JOB_CHANNEL):
         self.database = database
         self.config = config
         self.scope = scope
         self.shared = shared or SharedState()
         self.channel = channel
+        self.job_channel = job_channel
         self.name = name
+        self.definition = definition
         self.stats = WorkerStats()
         self.stopping = threading.Event()
         self.crash: WorkerCrashed | None = None
@@ -85,7 +99,7 @@ class Worker:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._connections: list[psycopg2.extensions.connection] = []
-        self._sql: dict[str, str] = {}
+        self._sql: dict[tuple[str, str], str] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -111,20 +125,23 @@ class Worker:
     # --- SQL, built once from the catalog -------------------------------------------------
 
     def _prepare_sql(self, catalog: catalog_module.Catalog, conn: psycopg2.extensions.connection) -> None:
-        table = catalog.table("jobs_variants")
-        if table is None:
-            from runner.errors import SchemaMissingError
+        for level, (name, key) in ROWS.items():
+            table = catalog.table(name)
+            if table is None or not table.has(key):
+                from runner.errors import SchemaMissingError
 
-            raise SchemaMissingError("the database has no jobs_variants table for the pipeline to drive")
-        sets = [sql.SQL("current_step = %s"), sql.SQL("status = %s")]
-        if table.has("updated_at"):
-            sets.append(sql.SQL("updated_at = clock_timestamp()"))
-        retry = sets + ([sql.SQL("retry_count = retry_count + 1")] if table.has("retry_count") else [])
-        base = sql.SQL("UPDATE jobs_variants SET {} WHERE job_variants_id = %s")
-        self._sql["write"] = base.format(sql.SQL(", ").join(sets)).as_string(conn)
-        self._sql["retry"] = base.format(sql.SQL(", ").join(retry)).as_string(conn)
-        self._sql["claim"] = self._sql["write"] + " AND current_step = %s AND status = %s"
-        self._sql["evaluate"] = (
+                raise SchemaMissingError(f"the database has no {name} table for the pipeline to drive")
+            sets = [sql.SQL("current_step = %s"), sql.SQL("status = %s")]
+            if table.has("updated_at"):
+                sets.append(sql.SQL("updated_at = clock_timestamp()"))
+            retry = sets + ([sql.SQL("retry_count = retry_count + 1")] if table.has("retry_count") else [])
+            base = sql.SQL("UPDATE {} SET {} WHERE {} = %s").format
+            self._sql[(level, "write")] = base(sql.Identifier(name), sql.SQL(", ").join(sets),
+                                               sql.Identifier(key)).as_string(conn)
+            self._sql[(level, "retry")] = base(sql.Identifier(name), sql.SQL(", ").join(retry),
+                                               sql.Identifier(key)).as_string(conn)
+            self._sql[(level, "claim")] = self._sql[(level, "write")] + " AND current_step = %s AND status = %s"
+        self._sql[("v", "evaluate")] = (
             "INSERT INTO variant_evaluations (job_variants_id, step, score) VALUES (%s, %s, %s)"
             if catalog.has("variant_evaluations", "score") else "")
 
@@ -162,19 +179,22 @@ class Worker:
     def _listen(self) -> psycopg2.extensions.connection:
         conn = self.database.connect(f"{self.name} listen", autocommit=True, keepalives=True)
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            for channel in (self.channel, self.job_channel):
+                cur.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         return conn
 
     def _receive(self, conn: psycopg2.extensions.connection, timeout: float) -> None:
         if select.select([conn], [], [], timeout)[0]:
             conn.poll()
         while conn.notifies:
-            self._on_notify(conn, conn.notifies.pop(0).payload)
+            note = conn.notifies.pop(0)
+            self._on_notify(conn, note.payload, note.channel == self.job_channel)
 
-    def _on_notify(self, conn: psycopg2.extensions.connection, payload: str) -> None:
+    def _on_notify(self, conn: psycopg2.extensions.connection, payload: str, job_row: bool) -> None:
         try:
             data = json.loads(payload)
-            variant_id, job_id = str(data["job_variants_id"]), str(data["job_id"])
+            job_id = str(data["job_id"])
+            row_id = job_id if job_row else str(data["job_variants_id"])
             step, status = data["current_step"], data["status"]
         except (ValueError, KeyError, TypeError):
             log.warning("pipeline: ignoring a malformed notification: %.200s", payload)
@@ -182,25 +202,36 @@ class Worker:
         if status != "done" or not self.scope.admits(job_id, data.get("tenant_id")):
             return
         with self._lock:
-            if (variant_id, step) in self._ignore:
-                self._ignore.discard((variant_id, step))
+            if (row_id, step) in self._ignore:
+                self._ignore.discard((row_id, step))
                 log.info("pipeline: ignored the notification of %s done (stall_notify); the sweep will move it", step)
                 return
-        self._schedule_after(conn, variant_id, job_id, step)
+        if job_row:
+            self._schedule_job_after(conn, job_id, step)
+        else:
+            self._schedule_after(conn, row_id, job_id, step)
 
-    def _next(self, step: str) -> str | None:
-        """The step this worker runs after `step`, or None (end, stop_after, or not its part)."""
-        if step == "user_img_input":
-            return "img_gen" if self.config.with_ye else None
-        if step not in steps.PIPELINE:
+    def _next(self, step: str, level: str = "v") -> str | None:
+        """The step this worker runs after `step` on a row of `level`, or None (end, stop_after, not its part)."""
+        definition = self.definition
+        if not definition.has(step):
             return None
-        if self.config.stop_after and steps.index(step) >= steps.index(self.config.stop_after):
+        if self.config.stop_after and definition.index(step) >= definition.index(self.config.stop_after):
             return None
-        return steps.next_step(step)
+        if level == "v":
+            following = definition.next_step(step) if definition.level(step) == "variant" else None
+            return following if following is not None and definition.level(following) == "variant" \
+                and self._runs(following) else None
+        if step != definition.last_variant_step and definition.level(step) != "job":
+            return None
+        return definition.next_step(step)
 
     def _runs(self, step: str) -> bool:
-        """Whether this worker runs `step`: img_gen belongs to the YE part (or the runner's simulation)."""
-        return step in steps.PIPELINE[2:] or (step == "img_gen" and self.config.with_ye)
+        """Whether this worker runs `step`: the simulated step belongs to the YE part (or the runner)."""
+        definition = self.definition
+        if not definition.has(step) or step == definition.seed:
+            return False
+        return not definition.step(step).simulated or self.config.with_ye
 
     def _schedule_after(self, conn: psycopg2.extensions.connection, variant_id: str, job_id: str, step: str) -> None:
         following = self._next(step)
@@ -210,18 +241,33 @@ class Worker:
         if info is not None:
             self._enqueue(Task(info, following, (step, "done")))
 
+    def _schedule_job_after(self, conn: psycopg2.extensions.connection, job_id: str, step: str) -> None:
+        following = self._next(step, "j")
+        if following is not None:
+            self._enqueue(Task(self._job_info(conn, job_id), following, (step, "done"), level="j"))
+
     def _info(self, conn: psycopg2.extensions.connection, variant_id: str, job_id: str) -> VariantInfo | None:
         known = self.shared.book.known(variant_id)
         if known is None:
-            with conn.cursor() as cur:
-                cur.execute("SELECT job_variants_id::text, creation_order FROM jobs_variants WHERE job_id = %s "
-                            "ORDER BY creation_order", (job_id,))
-                self.shared.book.learn(job_id, cur.fetchall())
+            self._learn(conn, job_id)
             known = self.shared.book.known(variant_id)
         return known
 
+    def _job_info(self, conn: psycopg2.extensions.connection, job_id: str) -> VariantInfo:
+        ordinal = self.shared.book.ordinal(job_id)
+        if ordinal is None:
+            self._learn(conn, job_id)
+            ordinal = self.shared.book.ordinal(job_id) or 0
+        return VariantInfo(job_id, job_id, 0, ordinal)
+
+    def _learn(self, conn: psycopg2.extensions.connection, job_id: str) -> None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT job_variants_id::text, creation_order FROM jobs_variants WHERE job_id = %s "
+                        "ORDER BY creation_order", (job_id,))
+            self.shared.book.learn(job_id, cur.fetchall())
+
     def _enqueue(self, task: Task) -> None:
-        key = (task.info.variant_id, task.step)
+        key = (task.row_id, task.step)
         with self._lock:
             if key in self._in_flight:
                 return
@@ -236,25 +282,44 @@ class Worker:
             cur.execute(query, params + scope_params)
             return cur.fetchall()
 
+    def _scan_jobs(self, conn: psycopg2.extensions.connection, condition: str, params: list) -> list[tuple]:
+        where, scope_params = self.scope.where_job("j")
+        query = sql.SQL("SELECT j.job_id::text, j.current_step, j.status FROM jobs j WHERE {} AND {} "
+                        "ORDER BY j.job_id").format(sql.SQL(condition), where)
+        with conn.cursor() as cur:
+            cur.execute(query, params + scope_params)
+            return cur.fetchall()
+
     def _sweep(self, conn: psycopg2.extensions.connection) -> None:
-        driving = [s for s in steps.PIPELINE if self._next(s) is not None and s != "user_img_input"]
+        names = self.definition.variant_names
+        driving = [s for s in names if self._next(s) is not None and s != self.definition.seed]
         for variant_id, job_id, step, _ in self._scan(conn, "v.status = 'done' AND v.current_step = ANY(%s)",
                                                       [driving]):
             self._schedule_after(conn, variant_id, job_id, step)
+        job_driving = [s for s in self.definition.names if self._next(s, "j") is not None]
+        if job_driving:
+            for job_id, step, _ in self._scan_jobs(conn, "j.status = 'done' AND j.current_step = ANY(%s)",
+                                                   [job_driving]):
+                self._schedule_job_after(conn, job_id, step)
 
     def _poll_ye(self, conn: psycopg2.extensions.connection) -> None:
         for variant_id, job_id, step, _ in self._scan(
-                conn, "v.status = 'done' AND v.current_step = 'user_img_input'", []):
+                conn, "v.status = 'done' AND v.current_step = %s", [self.definition.seed]):
             self._schedule_after(conn, variant_id, job_id, step)
 
     def _resume(self, conn: psycopg2.extensions.connection) -> None:
-        """Pick up variants a previous worker left `running` or `queued` in its step."""
+        """Pick up rows a previous worker left `running` or `queued` in a step this worker runs."""
         for variant_id, job_id, step, status in self._scan(conn, "v.status IN ('running', 'queued')", []):
-            if self._runs(step):
+            if self._runs(step) and self.definition.level(step) == "variant":
                 info = self._info(conn, variant_id, job_id)
                 if info is not None:
                     log.info("pipeline: resuming %s of variant #%d (left %s)", step, info.creation_order, status)
                     self._enqueue(Task(info, step, (step, status), resumed=True))
+        if self.definition.job_steps:
+            for job_id, step, status in self._scan_jobs(conn, "j.status IN ('running', 'queued') AND "
+                                                              "j.current_step = ANY(%s)", [list(self.definition.job_names)]):
+                log.info("pipeline: resuming %s of job %s (left %s)", step, job_id[:8], status)
+                self._enqueue(Task(self._job_info(conn, job_id), step, (step, status), resumed=True, level="j"))
 
     # --- the slots ----------------------------------------------------------------------
 
@@ -282,101 +347,130 @@ class Worker:
                     continue
             finally:
                 with self._lock:
-                    self._in_flight.discard((task.info.variant_id, task.step))
+                    self._in_flight.discard((task.row_id, task.step))
         _close(conn)
 
     def _execute(self, conn: psycopg2.extensions.connection, task: Task) -> None:
         info, step, config = task.info, task.step, self.config
+        expect = task.expect
         while not task.resumed and faults.find(config, "skip", info, step):
-            log.info("pipeline: skipping %s for variant #%d (fault)", step, info.creation_order)
-            following = self._next(step)
+            log.info("pipeline: skipping %s for %s (fault)", step, _who(task))
+            following = self._next(step, task.level)
             if following is None:
                 return
             step = following
         with self.shared.lock:
-            attempt = self.shared.attempts.get((info.variant_id, step), 0)
-        if not self._claim(conn, info, step, task.expect):
-            return
+            attempt = self.shared.attempts.get((task.row_id, step), 0)
+        writes = list(self.definition.writes(step))
+        if len(writes) > 1:  # a step that writes only `done` claims the row with that write instead
+            if not self._claim(conn, task, step, writes[0]):
+                return
+            expect, writes = (step, writes[0]), writes[1:]
         if attempt == 0 and not task.resumed and faults.find(config, "crash", info, step):
-            raise WorkerCrashed(f"in {step} of variant #{info.creation_order} (job {info.job_id[:8]})")
+            raise WorkerCrashed(f"in {step} of {_who(task)} (job {info.job_id[:8]})")
         if faults.find(config, "hang", info, step):
-            log.info("pipeline: %s of variant #%d hangs (fault)", step, info.creation_order)
+            log.info("pipeline: %s of %s hangs (fault)", step, _who(task))
             return
         started = time.monotonic()
         if self.stopping.wait(faults.latency(config, info, step, attempt)):
             return
         if faults.find(config, "fail", info, step, attempt):
-            self._commit(conn, info, [(step, "failed", False)])
-            self.stats.outcome(info.variant_id, failed=True)
+            if self._commit(conn, task, [(step, "failed", False)], expect):
+                self._outcome(task, failed=True)
             return
         retry = faults.find(config, "fail_then_retry", info, step, attempt)
         if retry is not None and attempt < retry.times:
-            self._fail_and_retry(conn, info, step, attempt)
+            self._fail_and_retry(conn, task, step, attempt, expect)
             return
-        self._finish(conn, info, step)
+        self._finish(conn, task, step, writes, expect)
         self.stats.step_took(step, time.monotonic() - started)
 
-    def _claim(self, conn: psycopg2.extensions.connection, info: VariantInfo, step: str,
-               expect: tuple[str, str]) -> bool:
+    def _claim(self, conn: psycopg2.extensions.connection, task: Task, step: str, status: str) -> bool:
         with conn.cursor() as cur:
-            cur.execute(self._sql["claim"], (step, "running", info.variant_id, *expect))
+            cur.execute(self._sql[(task.level, "claim")], (step, status, task.row_id, *task.expect))
             claimed = cur.rowcount == 1
         conn.commit()
         if claimed:
-            self._logged(info, step, "running")
+            self._logged(task, step, status)
         return claimed
 
-    def _fail_and_retry(self, conn: psycopg2.extensions.connection, info: VariantInfo, step: str, attempt: int) -> None:
+    def _fail_and_retry(self, conn: psycopg2.extensions.connection, task: Task, step: str, attempt: int,
+                        expect: tuple[str, str]) -> None:
         with self.shared.lock:
-            self.shared.attempts[(info.variant_id, step)] = attempt + 1
-        if attempt >= self.config.max_retries:
-            self._commit(conn, info, [(step, "failed", False)])
-            self.stats.outcome(info.variant_id, failed=True)
+            self.shared.attempts[(task.row_id, step)] = attempt + 1
+        if not self._commit(conn, task, [(step, "failed", False)], expect):
             return
-        self._commit(conn, info, [(step, "failed", False)])
-        target = steps.RETRY_TARGET.get(step, (step, "queued"))
+        if attempt >= self.config.max_retries:
+            self._outcome(task, failed=True)
+            return
+        target = self.definition.retry_target(step)
         with self._lock:  # the retry's own notification may arrive before this task returns
-            self._in_flight.discard((info.variant_id, step))
-        self._commit(conn, info, [(*target, True)])
+            self._in_flight.discard((task.row_id, step))
+        self._commit(conn, task, [(*target, True)])
         if target == (step, "queued"):
-            self._enqueue(Task(info, step, (step, "queued"), resumed=True))
+            self._enqueue(Task(task.info, step, (step, "queued"), resumed=True, level=task.level))
 
-    def _finish(self, conn: psycopg2.extensions.connection, info: VariantInfo, step: str) -> None:
-        writes = [(step, "done", False)]
+    def _finish(self, conn: psycopg2.extensions.connection, task: Task, step: str, writes: list[str],
+                expect: tuple[str, str]) -> None:
+        info = task.info
+        planned = [(step, status, False) for status in writes]
         if faults.find(self.config, "duplicate", info, step):
-            writes.append((step, "done", False))
+            planned.append((step, "done", False))
         back = faults.find(self.config, "backwards", info, step)
         went_back = False
         if back is not None:
             with self.shared.lock:
-                went_back = (info.variant_id, step) not in self.shared.went_back
-                self.shared.went_back.add((info.variant_id, step))
+                went_back = (task.row_id, step) not in self.shared.went_back
+                self.shared.went_back.add((task.row_id, step))
         if went_back and back is not None:
-            target = back.to or steps.PIPELINE[steps.index(step) - 1]
-            writes += [(target, "running", False), (target, "done", False)]
+            target = back.to or self.definition.previous_step(step) or step
+            planned += [(target, status, False) for status in self.definition.writes(target)]
         elif faults.find(self.config, "stall_notify", info, step):
             with self._lock:
-                self._ignore.add((info.variant_id, step))
-        self._commit(conn, info, writes, evaluate=step in EVAL_STEPS)
-        if not went_back and self._next(step) is None:
-            self.stats.outcome(info.variant_id, failed=False)
+                self._ignore.add((task.row_id, step))
+        if not self._commit(conn, task, planned, expect, evaluate=task.level == "v" and step in EVAL_STEPS):
+            return
+        if not went_back and self._next(step, task.level) is None:
+            self._outcome(task, failed=False)
 
-    def _commit(self, conn: psycopg2.extensions.connection, info: VariantInfo, writes: list[tuple[str, str, bool]],
-                evaluate: bool = False) -> None:
-        """Several writes of one variant in one transaction (a fault's extra writes land atomically)."""
+    def _outcome(self, task: Task, failed: bool) -> None:
+        """The summary counts variants; a job row's steps show in its transitions."""
+        if task.level == "v":
+            self.stats.outcome(task.row_id, failed=failed)
+
+    def _commit(self, conn: psycopg2.extensions.connection, task: Task, writes: list[tuple[str, str, bool]],
+                expect: tuple[str, str] | None = None, evaluate: bool = False) -> bool:
+        """Several writes of one row in one transaction (a fault's extra writes land atomically).
+
+        With `expect`, the first write is a compare-and-set on it (a step that writes only `done`
+        claims the row that way); False, and nothing written, when another task moved it first.
+        """
         with conn.cursor() as cur:
-            for step, status, bump in writes:
-                cur.execute(self._sql["retry" if bump else "write"], (step, status, info.variant_id))
-            if evaluate and self._sql["evaluate"]:
-                score = faults.rng(self.config, info, writes[0][0], 0, "score").random()
-                cur.execute(self._sql["evaluate"], (info.variant_id, writes[0][0], round(score, 4)))
+            for index, (step, status, bump) in enumerate(writes):
+                if index == 0 and expect is not None:
+                    cur.execute(self._sql[(task.level, "claim")], (step, status, task.row_id, *expect))
+                    if cur.rowcount != 1:
+                        conn.rollback()
+                        return False
+                    continue
+                cur.execute(self._sql[(task.level, "retry" if bump else "write")], (step, status, task.row_id))
+            if evaluate and self._sql[("v", "evaluate")]:
+                score = faults.rng(self.config, task.info, writes[0][0], 0, "score").random()
+                cur.execute(self._sql[("v", "evaluate")], (task.row_id, writes[0][0], round(score, 4)))
         conn.commit()
         for step, status, _ in writes:
-            self._logged(info, step, status)
+            self._logged(task, step, status)
+        return True
 
-    def _logged(self, info: VariantInfo, step: str, status: str) -> None:
-        self.stats.transition(info.variant_id)
-        log.info("job=%s variant=#%d step=%s status=%s", info.job_id[:8], info.creation_order, step, status)
+    def _logged(self, task: Task, step: str, status: str) -> None:
+        self.stats.transition(task.row_id if task.level == "v" else None)
+        info = task.info
+        who = f"variant=#{info.creation_order}" if task.level == "v" else "row=job"
+        log.info("job=%s %s step=%s status=%s", info.job_id[:8], who, step, status)
+
+
+def _who(task: Task) -> str:
+    return f"variant #{task.info.creation_order}" if task.level == "v" else "the job row"
 
 
 def _close(conn: psycopg2.extensions.connection | None) -> None:

@@ -6,16 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from runner import durations
+from runner.definition import DEFAULT, Definition
 from runner.pipeline import config as pipeline_config
 from runner.resources import default_images_dir
 from runner.scenario import model
 from runner.scenario.semantics import expected_steps, resolve_image
-from runner.scenario.yamlsource import Located
+from runner.scenario.yamlsource import Located, join_path, locate
 
 
-def scenario(doc: dict[str, Any], root: Located, path: Path) -> model.Scenario:
+def scenario(doc: dict[str, Any], root: Located, path: Path, definition: Definition = DEFAULT) -> model.Scenario:
     """The Scenario a validated document describes; `path` is the file it came from."""
-    start = doc.get("start", "user_img_input")
+    start = doc.get("start", definition.seed_states[0])
     return model.Scenario(
         path=path,
         name=doc.get("name") or path.stem,
@@ -32,11 +33,24 @@ def scenario(doc: dict[str, Any], root: Located, path: Path) -> model.Scenario:
         simulate_img_gen=_simulation(doc.get("simulate_img_gen", False)),
         observe=doc.get("observe", True),
         cleanup=doc.get("cleanup", "on_success"),
-        expect=_expect(doc),
+        expect=_expect(doc, root, definition),
         timeouts=_timeouts(doc.get("timeouts", {})),
         fixtures=tuple(_fixture(f) for f in doc.get("fixtures", ())),
         reference_pipeline=pipeline_config.build(doc.get("reference_pipeline")),
+        definition=definition,
+        source=model.SourceMap(str(path), dict(_marks(root, "$"))),
     )
+
+
+def _marks(node: Located, path: str):  # type: ignore[no-untyped-def]
+    """(JSON path, origin) of every value in a located tree."""
+    yield path, model.Origin(node.mark.file, node.mark.line, node.mark.col)
+    if isinstance(node.value, dict):
+        for key, (_, child) in node.value.items():
+            yield from _marks(child, join_path(path, key))
+    elif isinstance(node.value, list):
+        for index, child in enumerate(node.value):
+            yield from _marks(child, join_path(path, index))
 
 
 def _row_ref(value: Any) -> model.RowRef:
@@ -80,19 +94,23 @@ def _simulation(value: Any) -> model.Simulation:
     )
 
 
-def _expect(doc: dict[str, Any]) -> model.Expectations:
+def _expect(doc: dict[str, Any], root: Located, definition: Definition) -> model.Expectations:
     expect = doc.get("expect", {})
-    expected = tuple(expected_steps(doc))
+    steps = expected_steps(doc, definition)
+    expected = tuple(s for s in steps if definition.level(s) == "variant")
     final = expect.get("final", {})
     return model.Expectations(
         steps=expected,
+        job_steps=tuple(s for s in steps if definition.level(s) == "job"),
         final_variant=_state(final["variant"]) if "variant" in final else model.State(expected[-1], "done"),
         final_variant_given="variant" in final,
         final_job=_state(final["job"]) if "job" in final else None,
         retries=tuple(expect.get("retries", {}).items()),
-        failures=tuple(_failure(f) for f in expect.get("failures", ())),
+        failures=tuple(_failure(f) for f in expect.get("failures", ()) if definition.level(f["step"]) == "variant"),
+        job_failures=tuple(_failure(f) for f in expect.get("failures", ()) if definition.level(f["step"]) == "job"),
         latency=tuple((step, _latency(limits)) for step, limits in expect.get("latency", {}).items()),
-        sql=tuple(_sql(check) for check in expect.get("sql", ())),
+        sql=tuple(_sql(check, _origin(root, ["expect", "sql", i, "query"]))
+                  for i, check in enumerate(expect.get("sql", ()))),
     )
 
 
@@ -113,9 +131,14 @@ def _latency(limits: dict[str, str]) -> model.LatencyLimit:
     return model.LatencyLimit(**{key: durations.parse(text) for key, text in limits.items()})
 
 
-def _sql(check: dict[str, Any]) -> model.SqlCheck:
+def _sql(check: dict[str, Any], origin: model.Origin) -> model.SqlCheck:
     return model.SqlCheck(name=check["name"], query=check["query"], equals=check.get("equals"),
-                          rows=check.get("rows"), compare_value="equals" in check)
+                          rows=check.get("rows"), compare_value="equals" in check, origin=origin)
+
+
+def _origin(root: Located, parts: list[str | int]) -> model.Origin:
+    mark = locate(root, parts)
+    return model.Origin(mark.file, mark.line, mark.col)
 
 
 def _timeouts(value: dict[str, Any]) -> model.Timeouts:

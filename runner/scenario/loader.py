@@ -5,6 +5,7 @@ Every problem of a file is reported at once, each as `file:line:col: json.path: 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -13,52 +14,55 @@ from runner import resources
 from runner.errors import Problem, ScenarioError
 from runner.pipeline.config import PipelineConfig
 from runner.pipeline import config as pipeline_config
-from runner.scenario import build, schema_errors, semantics, yamlsource
+from runner.definition import DEFAULT, Definition
+from runner.scenario import bounds, build, definitions, schema_errors, semantics, yamlsource
 from runner.scenario.model import Scenario
 from runner.scenario.yamlsource import Located, Mark
 
 MAX_EXTENDS = 8
 
 
-def load(path: str | Path) -> Scenario:
-    """The Scenario in `path`; raises ScenarioError listing every problem found."""
+def load(path: str | Path, definition: Definition = DEFAULT) -> Scenario:
+    """The Scenario in `path`, checked against `definition`; raises ScenarioError listing every problem found."""
     display = str(path)
     root = _read_with_extends(Path(path), display, chain=())
     doc = yamlsource.to_plain(root)
-    problems = check_document(doc, root, "scenario.schema.json")
+    problems = check_document(doc, root, "scenario.schema.json", definition)
     if not problems:
-        problems = semantics.Checker(doc, root).run()
+        problems = semantics.Checker(doc, root, definition).run() + bounds.problems(doc, root)
     if problems:
         raise ScenarioError(problems)
-    return build.scenario(doc, root, Path(path))
+    return build.scenario(doc, root, Path(path), definition)
 
 
-def load_pipeline_config(path: str | Path) -> PipelineConfig:
+def load_pipeline_config(path: str | Path, definition: Definition = DEFAULT) -> PipelineConfig:
     """A reference pipeline configuration file (`ye-run pipeline --config`)."""
     root = yamlsource.read(Path(path), str(path))
     doc = yamlsource.to_plain(root)
-    problems = check_document(doc, root, "pipeline.schema.json")
+    problems = check_document(doc, root, "pipeline.schema.json", definition)
     if not problems:
-        problems = semantics.pipeline_problems(doc, root, [])
+        problems = semantics.pipeline_problems(doc, root, [], definition) + bounds.problems(
+            doc, root, "pipeline.schema.json")
     if problems:
         raise ScenarioError(problems)
     return pipeline_config.build(doc)
 
 
-def check_document(doc: Any, root: Located, schema_name: str) -> list[Problem]:
+def check_document(doc: Any, root: Located, schema_name: str, definition: Definition = DEFAULT) -> list[Problem]:
     """Located schema problems of a document against one of the shipped schemas."""
-    validator = resources.validator(schema_name)
-    return schema_errors.translate(validator.iter_errors(doc), root, _resolver(schema_name))
+    validator = resources.validator(schema_name, definition)
+    return schema_errors.translate(validator.iter_errors(doc), root, _resolver(schema_name, definition),
+                                   definition.names)
 
 
-def _resolver(schema_name: str):
-    documents = [resources.schema(schema_name)] + [
-        resources.schema(n) for n in ("scenario.schema.json", "pipeline.schema.json") if n != schema_name
+def _resolver(schema_name: str, definition: Definition):
+    documents = [resources.schema(schema_name, definition)] + [
+        resources.schema(n, definition) for n in ("scenario.schema.json", "pipeline.schema.json") if n != schema_name
     ]
 
     def resolve(ref: str) -> dict:
         if not ref.startswith("#/"):
-            return resources.schema(ref)
+            return resources.schema(ref, definition)
         for document in documents:
             node: Any = document
             for part in ref[2:].split("/"):
@@ -102,3 +106,17 @@ def _merge(base: dict[str, tuple[Mark, Located]], own: dict[str, tuple[Mark, Loc
         else:
             merged[key] = (key_mark, node)
     return merged
+
+
+def load_definition(path: str | Path) -> Definition:
+    """A pipeline definition file (`--pipeline-file`); ScenarioError listing every problem found."""
+    display = str(path)
+    raw = yamlsource.read_bounded(Path(path), yamlsource.MAX_BYTES) if Path(path).is_file() else b""
+    root = yamlsource.read(Path(path), display)
+    doc = yamlsource.to_plain(root)
+    problems = check_document(doc, root, "definition.schema.json")
+    if not problems:
+        problems = definitions.problems(doc, root)
+    if problems:
+        raise ScenarioError(problems)
+    return definitions.build(doc, display, hashlib.sha256(raw).hexdigest())

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from runner.definition import DEFAULT, Definition
 from runner.pipeline.config import PipelineConfig
 
 Scalar = str | int | float | bool | None
@@ -101,6 +102,33 @@ class LatencyLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a value was written (1-based line and column), for errors found after loading."""
+
+    file: str
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """Where every value of a scenario was written, by JSON path, so a check made after loading (against
+    the database) can still point at `file:line:col`."""
+
+    file: str = ""
+    marks: dict[str, Origin] = field(default_factory=dict)
+
+    def at(self, path: str) -> str:
+        """`file:line:col: path`, at the value or its nearest written ancestor."""
+        probe = path
+        while probe not in self.marks and len(probe) > 1:
+            cut = max(probe.rfind("."), probe.rfind("["))
+            probe = probe[:cut] if cut > 0 else "$"
+        origin = self.marks.get(probe, Origin(self.file, 1, 1))
+        return f"{origin.file}:{origin.line}:{origin.col}: {path}"
+
+
+@dataclass(frozen=True, slots=True)
 class SqlCheck:
     name: str
     query: str
@@ -108,6 +136,8 @@ class SqlCheck:
     rows: int | None = None
     compare_value: bool = False
     """True when `equals` was given (it may legitimately be null)."""
+    origin: Origin | None = None
+    """Where the query was written; None for checks built by hand."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +152,10 @@ class Expectations:
     latency: tuple[tuple[str, LatencyLimit], ...] = ()
     sql: tuple[SqlCheck, ...] = ()
     final_variant_given: bool = False
+    job_steps: tuple[str, ...] = ()
+    """The job-level steps the job row walks once every variant is done, in order (none: not judged)."""
+    job_failures: tuple[ExpectedFailure, ...] = ()
+    """Failures declared at job-level steps: the job row's, never a variant's."""
 
     def retries_at(self, step: str) -> int:
         return dict(self.retries).get(step, 0)
@@ -173,3 +207,10 @@ class Scenario:
     fixtures: tuple[Fixture, ...] = ()
     reference_pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     """Latency and faults for the built-in reference pipeline (embedded default only)."""
+    definition: Definition = DEFAULT
+    """The pipeline definition the scenario was validated against (`--pipeline-file`)."""
+    source: SourceMap = field(default_factory=SourceMap)
+
+    def at(self, path: str) -> str:
+        """`file:line:col: path` for a JSON path of this scenario (for errors found after loading)."""
+        return self.source.at(path) if self.source.marks else f"{self.path}: {path}"

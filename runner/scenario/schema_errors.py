@@ -7,7 +7,8 @@ One formatter per keyword; unknown keys and enum values get a "did you mean";
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from jsonschema import ValidationError
@@ -15,7 +16,9 @@ from jsonschema import ValidationError
 from runner import durations
 from runner.errors import Problem
 from runner.scenario.yamlsource import Located, locate, path_text
-from runner.steps import PIPELINE
+
+_STEPS: ContextVar[tuple[str, ...]] = ContextVar("step_names", default=())
+"""The step names in force while one document's errors are translated."""
 
 _TYPE_WORDS = {
     "object": "a mapping",
@@ -28,12 +31,20 @@ _TYPE_WORDS = {
 }
 
 
-def translate(errors: Iterable[ValidationError], root: Located, resolve: Callable[[str], dict]) -> list[Problem]:
-    """Every schema error as a Problem at the offending key or value, without duplicates."""
+def translate(errors: Iterable[ValidationError], root: Located, resolve: Callable[[str], dict],
+              step_names: Sequence[str] = ()) -> list[Problem]:
+    """Every schema error as a Problem at the offending key or value, without duplicates.
+
+    `step_names` are the pipeline definition's steps: an enum of exactly those is worded as a step.
+    """
     problems: dict[tuple, Problem] = {}
-    for error in errors:
-        for problem in _translate(error, root, resolve):
-            problems.setdefault((problem.line, problem.col, problem.path, problem.message), problem)
+    token = _STEPS.set(tuple(step_names))
+    try:
+        found = [p for error in errors for p in _translate(error, root, resolve)]
+    finally:
+        _STEPS.reset(token)
+    for problem in found:
+        problems.setdefault((problem.line, problem.col, problem.path, problem.message), problem)
     return list(problems.values())
 
 
@@ -102,7 +113,7 @@ def _got(value: Any) -> str:
 
 def _type(error: ValidationError, is_key: bool) -> str:
     if error.schema.get("pattern") == durations.PATTERN:
-        return f"bad duration {error.instance!r}: write a number and a unit, e.g. 250ms, 30s, 5m, 1h"
+        return _bad_duration(error.instance)
     expected = error.validator_value
     names = expected if isinstance(expected, list) else [expected]
     words = " or ".join(_TYPE_WORDS.get(n, n) for n in names)
@@ -112,7 +123,7 @@ def _type(error: ValidationError, is_key: bool) -> str:
 def _enum(error: ValidationError, is_key: bool) -> str:
     options = list(error.validator_value)
     value = error.instance
-    if options == list(PIPELINE):
+    if options and tuple(options) == _STEPS.get():
         what = "step name" if is_key else "step"
         return f"unknown {what} {value!r}{_suggest(str(value), options)}"
     rendered = ", ".join(repr(o) for o in options)
@@ -126,7 +137,7 @@ def _pattern(error: ValidationError, is_key: bool) -> str:
     value = error.instance
     pattern = error.validator_value
     if pattern == durations.PATTERN:
-        return f"bad duration {value!r}: write a number and a unit, e.g. 250ms, 30s, 5m, 1h"
+        return _bad_duration(value)
     if pattern.startswith("^[a-z_][a-z0-9_]"):
         return (f"{value!r} is not a valid name: lowercase letters, digits and _, "
                 "starting with a letter or _, at most 63 characters")
@@ -135,6 +146,12 @@ def _pattern(error: ValidationError, is_key: bool) -> str:
     if pattern.startswith("^[a-z0-9]"):
         return f"{value!r} is not a valid tag: lowercase letters, digits, _ and -"
     return f"{value!r} does not match {pattern}"
+
+
+def _bad_duration(value: Any) -> str:
+    if isinstance(value, str) and value.strip().startswith("-"):
+        return f"bad duration {value!r}: durations cannot be negative"
+    return f"bad duration {value!r}: write a number and a unit, e.g. 250ms, 30s, 5m, 1h"
 
 
 def _bound(word: str) -> Callable[[ValidationError, bool], str]:

@@ -11,23 +11,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runner import durations, sqlparams, steps
+from runner import durations, sqlsafety
+from runner.definition import DEFAULT, Definition
 from runner.errors import Problem
-from runner.scenario.yamlsource import Located, locate, path_text
+from runner.scenario.yamlsource import Located, Mark, locate, path_text
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 PLACEHOLDER_NAMES = re.compile(r"^(job\.id|tenant\.id|image\.id|variant\.([1-9][0-9]*)\.id)$")
 SQL_PARAMS = ("job_id", "tenant_id")
 SEEDED_JOB_INPUT_COLUMNS = ("job_id", "img_asset_id", "tone_style_id", "desc_kor", "created_at", "updated_at")
 MISSING_IMAGE = "이미지 파일을 찾을 수 없습니다"
+_LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
 
 
 class Checker:
     """Collects located problems for one schema-valid scenario document."""
 
-    def __init__(self, doc: dict[str, Any], root: Located):
+    def __init__(self, doc: dict[str, Any], root: Located, definition: Definition = DEFAULT):
         self.doc = doc
         self.root = root
+        self.definition = definition
         self.problems: list[Problem] = []
 
     def add(self, parts: list[str | int], message: str, at_key: bool = False) -> None:
@@ -45,7 +48,7 @@ class Checker:
 
     @property
     def start(self) -> str:
-        return self.doc.get("start", "user_img_input")
+        return self.doc.get("start", self.definition.seed_states[0])
 
     @property
     def variant_count(self) -> int:
@@ -87,19 +90,24 @@ class Checker:
         sim = self.doc.get("simulate_img_gen", False)
         if sim is False:
             return
-        if self.start != "user_img_input":
-            self.add(["simulate_img_gen"], "img_gen can only be simulated when the variants start at "
-                     "user_img_input (this scenario has start: img_gen)")
+        simulated, seed = self.definition.simulated_step, self.definition.seed
+        if simulated is None:
+            self.add(["simulate_img_gen"], "the pipeline definition marks no step as simulated (the YE part); "
+                     "nothing can be simulated")
+            return
+        if self.start != seed or self.definition.next_step(seed) != simulated:
+            self.add(["simulate_img_gen"], f"{simulated} can only be simulated when the variants start at "
+                     f"{seed} (this scenario has start: {self.start})")
             return
         if not isinstance(sim, dict):
             return
         for i, order in enumerate(sim.get("fail_variants", [])):
             if order > self.variant_count:
                 self.add(["simulate_img_gen", "fail_variants", i], self._no_variant(order))
-            elif not self._declares_failure("img_gen", order):
+            elif not self._declares_failure(simulated, order):
                 self.add(["simulate_img_gen", "fail_variants", i],
-                         f"variant #{order} is made to fail at img_gen, but expect.failures does not declare "
-                         "it (add {step: img_gen, variants: [" + str(order) + "]})")
+                         f"variant #{order} is made to fail at {simulated}, but expect.failures does not declare "
+                         f"it (add {{step: {simulated}, variants: [{order}]}})")
 
     def _no_variant(self, order: int) -> str:
         return f"variant #{order} does not exist: this scenario seeds {self.variant_count} variant(s)"
@@ -128,21 +136,21 @@ class Checker:
             seen[step] = i
             if not self._after_start(step):
                 self.add(["expect", "steps", i], self._not_after_start(step))
-            elif previous is not None and steps.index(step) < steps.index(previous):
+            elif previous is not None and self.definition.index(step) < self.definition.index(previous):
                 self.add(["expect", "steps", i], f"step {step!r} is out of the pipeline's order: it comes "
-                         f"before {previous!r} (order: {' -> '.join(steps.PIPELINE)})")
+                         f"before {previous!r} (order: {' -> '.join(self.definition.names)})")
             previous = step if self._after_start(step) else previous
 
     def _after_start(self, step: str) -> bool:
-        return steps.index(step) > steps.index(self.start)
+        return self.definition.index(step) > self.definition.index(self.start)
 
     def _not_after_start(self, step: str) -> str:
         return (f"step {step!r} is not after the start state ({self.start}, done); "
-                f"expected steps come from: {', '.join(steps.steps_after(self.start))}")
+                f"expected steps come from: {', '.join(self.definition.steps_after(self.start))}")
 
     def expected(self) -> list[str]:
         """The expected step list this document resolves to (defaults applied)."""
-        return expected_steps(self.doc)
+        return expected_steps(self.doc, self.definition)
 
     def step_keys(self) -> None:
         expected = self.expected()
@@ -161,17 +169,27 @@ class Checker:
                 self.add(["expect", "failures", i, "step"], f"{failure['step']!r} is not one of this "
                          f"scenario's expected steps ({', '.join(expected)})")
             targets = failure.get("variants", "all")
+            if targets != "all" and self._is_job_step(failure["step"]):
+                self.add(["expect", "failures", i, "variants"], f"{failure['step']} is a job-level step: it fails "
+                         "on the job row, not on variants (leave out 'variants')", at_key=True)
             for j, order in enumerate(targets if isinstance(targets, list) else []):
                 if order > self.variant_count:
                     self.add(["expect", "failures", i, "variants", j], self._no_variant(order))
 
+    def _is_job_step(self, step: str) -> bool:
+        return self.definition.has(step) and self.definition.level(step) == "job"
+
     def final_states(self) -> None:
         final = self.doc.get("expect", {}).get("final", {})
         allowed = [self.start] + self.expected()
-        for key in ("variant", "job"):
-            if key in final and final[key]["step"] not in allowed:
+        variant_allowed = [s for s in allowed if not self._is_job_step(s)]
+        for key, reachable, who in (("variant", variant_allowed, "variants"), ("job", allowed, "job row")):
+            if key in final and final[key]["step"] not in reachable:
                 self.add(["expect", "final", key, "step"], f"{final[key]['step']!r} is not a state this "
-                         f"scenario's variants can reach ({', '.join(allowed)})")
+                         f"scenario's {who} can reach ({', '.join(reachable)})")
+        if self.expected() and all(self._is_job_step(s) for s in self.expected()):
+            self.add(["expect", "steps"], f"the variants must walk at least one step after {self.start}; "
+                     "job-level steps follow the variant steps")
 
     def latency(self) -> None:
         for step, limits in self.doc.get("expect", {}).get("latency", {}).items():
@@ -185,12 +203,15 @@ class Checker:
         for i, check in enumerate(self.doc.get("expect", {}).get("sql", [])):
             if ("equals" in check) == ("rows" in check):
                 self.add(["expect", "sql", i], "give exactly one of 'equals' or 'rows'")
-            code = sqlparams.code_only(check["query"])
-            if ";" in code.strip().rstrip(";"):
-                self.add(["expect", "sql", i, "query"], "one statement only (found ';' inside the query)")
-            for name in sqlparams.names(check["query"]):
+            parts: list[str | int] = ["expect", "sql", i, "query"]
+            analysis = sqlsafety.analyze(check["query"])
+            for refusal in analysis.problems:
+                mark, where = point_into(locate(self.root, parts), check["query"], refusal.position)
+                self.problems.append(Problem(mark.file, mark.line, mark.col, path_text(parts),
+                                             refusal.message + where))
+            for name in analysis.params:
                 if name not in SQL_PARAMS:
-                    self.add(["expect", "sql", i, "query"], f"unknown parameter :{name}; available: "
+                    self.add(parts, f"unknown parameter :{name}; available: "
                              + ", ".join(f":{p}" for p in SQL_PARAMS))
 
     def fixtures(self) -> None:
@@ -214,10 +235,11 @@ class Checker:
     def reference_pipeline(self) -> None:
         config = self.doc.get("reference_pipeline")
         if config is not None:
-            self.problems.extend(pipeline_problems(config, self.root, ["reference_pipeline"]))
+            self.problems.extend(pipeline_problems(config, self.root, ["reference_pipeline"], self.definition))
 
 
-def pipeline_problems(config: dict[str, Any], root: Located, prefix: list[str | int]) -> list[Problem]:
+def pipeline_problems(config: dict[str, Any], root: Located, prefix: list[str | int],
+                      definition: Definition = DEFAULT) -> list[Problem]:
     """Cross-field checks of a schema-valid reference pipeline configuration."""
     problems = []
 
@@ -227,15 +249,16 @@ def pipeline_problems(config: dict[str, Any], root: Located, prefix: list[str | 
 
     for i, fault in enumerate(config.get("faults", [])):
         kind, step = fault["kind"], fault["step"]
-        if step == "user_img_input":
-            add(["faults", i, "step"], "user_img_input is seeded, never run; a fault cannot happen there")
+        if step == definition.seed:
+            add(["faults", i, "step"], f"{step} is seeded, never run; a fault cannot happen there")
         if "to" in fault and kind != "backwards":
             add(["faults", i, "to"], "'to' applies to kind 'backwards' only")
         if "times" in fault and kind != "fail_then_retry":
             add(["faults", i, "times"], "'times' applies to kind 'fail_then_retry' only")
         if kind == "backwards":
-            target = fault.get("to") or (steps.PIPELINE[steps.index(step) - 1])
-            if steps.index(target) >= steps.index(step) or target == "user_img_input":
+            target = fault.get("to") or definition.previous_step(step) or step
+            if definition.index(target) >= definition.index(step) or target == definition.seed \
+                    or (definition.level(step) == "variant" and definition.level(target) == "job"):
                 add(["faults", i, "to" if "to" in fault else "step"],
                     f"'backwards' must return to a step run before {step!r} (got {target!r})")
         if kind == "fail_then_retry" and fault.get("times", 1) > config.get("max_retries", 2):
@@ -244,16 +267,44 @@ def pipeline_problems(config: dict[str, Any], root: Located, prefix: list[str | 
     return problems
 
 
-def expected_steps(doc: dict[str, Any]) -> list[str]:
-    """The expected step list with defaults: explicit `steps`, else start..stop_after/iou_eval."""
+def expected_steps(doc: dict[str, Any], definition: Definition = DEFAULT) -> list[str]:
+    """The expected steps with defaults: explicit `steps`, else every step after `start` (variant steps, then
+    the job-level ones) up to `stop_after`."""
     expect = doc.get("expect", {})
     if "steps" in expect:
         return list(expect["steps"])
-    following = list(steps.steps_after(doc.get("start", "user_img_input")))
+    following = list(definition.steps_after(doc.get("start", definition.seed_states[0])))
     stop = expect.get("stop_after")
     if stop in following:
         return following[: following.index(stop) + 1]
     return following
+
+
+def point_into(mark: Mark, query: str, position: int | None) -> tuple[Mark, str]:
+    """Where character `position` of a query is: inside the YAML value when the file shows it as is
+    on one line, else at the value, with " (at character N)" (1-based, as PostgreSQL counts) to add."""
+    if position is None:
+        return mark, ""
+    start = _inline_start(mark, query)
+    if start is None:
+        return mark, f" (at character {position + 1})"
+    return Mark(mark.file, mark.line, start + position), ""
+
+
+def _inline_start(mark: Mark, query: str) -> int | None:
+    """The column of a query's first character when its line holds it verbatim (plain or quoted, no escapes)."""
+    if not query or _LINE_BREAK.search(query):
+        return None
+    try:
+        line = _LINE_BREAK.split(Path(mark.file).read_text(encoding="utf-8-sig"))[mark.line - 1]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return None
+    text = line[mark.col - 1:]
+    if text[:1] not in ("'", '"'):
+        return mark.col if text.startswith(query) else None
+    quote = text[0]
+    verbatim = quote not in query and (quote == "'" or "\\" not in query)
+    return mark.col + 1 if verbatim and text.startswith(quote + query + quote) else None
 
 
 def resolve_image(root: Located, index: int) -> Path:

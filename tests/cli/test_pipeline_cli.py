@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner.db.connect import Database
-from tests.pipeline.rig import Rig, full_trace
+from tests.pipeline.rig import DONE, Rig, full_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def test_crash_exits_70_and_a_restarted_worker_finishes(db: Database, tmp_path: 
 
     second = ye_run("pipeline", "--config", str(config), "--tenant", tenant, database=db)
     stack.callback(second.kill)
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     second.send_signal(signal.SIGINT)
     _, err = second.communicate(timeout=30)
     assert second.returncode == 0, err

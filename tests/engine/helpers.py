@@ -29,7 +29,10 @@ class Outcome:
 def run(db: Database, tmp_path: Path, text: str, stop: threading.Event | None = None, handlers=(),
         **settings) -> Outcome:
     (tmp_path / "_defaults.yaml").write_text("tenant: {isolate: true}\ncleanup: never\n")
+    definition = settings.pop("definition", None)
     scenario = load(tmp_path, "extends: _defaults.yaml\n" + text)
+    if definition is not None:
+        scenario = dataclasses.replace(scenario, definition=definition)
     events: list[Event] = []
     config = RunSettings(reference_pipeline=True, asset_dir=tmp_path / "assets", **settings)
     runner = ScenarioRun(scenario, db, config, Emitter([events.append, *handlers]), stop)

@@ -15,11 +15,14 @@ def test_once(db: Database, tmp_path: Path):
     result = outcome.result
     assert result.outcome == "passed", [f.text() for f in result.all_failures]
     (job,) = result.jobs
-    assert job.outcome == "passed" and job.final_state == ("iou_eval", "done")
+    assert job.outcome == "passed" and job.final_state == ("instagram_feed_gen", "done")
     assert all(len(t.transitions) == 19 for t in job.variants.values())
+    assert [t.state for t in job.job_trace][-3:] == [("iou_eval", "done"), ("ad_copy_gen_kor", "done"),
+                                                     ("instagram_feed_gen", "done")]
     assert result.observation.method == "history" and result.observation.complete
     assert set(result.latency) == {"img_gen", "vlm_analyze", "yolo_detect", "planner", "overlay", "vlm_judge",
-                                   "ocr_eval", "readability_eval", "iou_eval"}
+                                   "ocr_eval", "readability_eval", "iou_eval", "ad_copy_gen_kor", "instagram_feed_gen"}
+    assert result.latency["ad_copy_gen_kor"].n == 1  # measured on the job row, once per job
 
 
 def test_wait_for_completion_creates_each_job_after_the_previous_finished(db: Database, tmp_path: Path):

@@ -8,13 +8,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import steps
+from runner.definition import DEFAULT
 from runner.db.connect import Database
 from runner.db.registry import SeededJob
 from runner.pipeline import config as pipeline_config
 from runner.pipeline.scope import Scope
 from tests.db.helpers import load, rows, seeding
 
+DONE = ("instagram_feed_gen", "done")
+"""Where a job row ends when the whole pipeline ran: its last job-level step, done."""
 WAIT = 60.0
 """Upper bound for a condition to hold; waits return as soon as it does (woken by NOTIFY)."""
 
@@ -22,7 +24,9 @@ WAIT = 60.0
 def full_trace(start: str = "user_img_input", until: str = "iou_eval") -> list[tuple[str, str]]:
     """The (step, status) sequence of a variant that walks every step normally."""
     trace = [(start, "done")]
-    for step in steps.steps_after(start):
+    for step in DEFAULT.steps_after(start):
+        if DEFAULT.level(step) == "job":
+            break
         trace += [(step, "running"), (step, "done")]
         if step == until:
             break
@@ -57,6 +61,11 @@ class Rig:
     def trace(self, variant_id: str) -> list[tuple[str, str]]:
         return rows(self.conn, "SELECT current_step, status FROM ye_run_history WHERE kind = 'v' AND row_id = %s "
                                "ORDER BY id", (variant_id,))
+
+    def job_trace(self, job: SeededJob | None = None) -> list[tuple[str, str]]:
+        job = job or self.jobs[0]
+        return rows(self.conn, "SELECT current_step, status FROM ye_run_history WHERE kind = 'j' AND row_id = %s "
+                               "ORDER BY id", (job.job_id,))
 
     def traces(self, job: SeededJob | None = None) -> dict[int, list[tuple[str, str]]]:
         job = job or self.jobs[0]

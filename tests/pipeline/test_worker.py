@@ -10,7 +10,7 @@ import pytest
 from runner.db.connect import Database
 from runner.pipeline.host import PipelineHost
 from runner.pipeline.worker import Worker
-from tests.pipeline.rig import Rig, full_trace
+from tests.pipeline.rig import DONE, Rig, full_trace
 
 FULL = full_trace()
 
@@ -32,8 +32,11 @@ def test_normal_run_walks_every_step_and_the_trigger_completes_the_job(db: Datab
     rig = Rig(db, tmp_path, stack, variants=3)
     worker = run_worker(rig, stack, slots=2)
     rig.img_gen()
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     assert rig.traces() == {1: FULL, 2: FULL, 3: FULL}
+    job_trace = rig.job_trace()
+    assert job_trace[0] == ("user_img_input", "done")
+    assert job_trace[-3:] == [("iou_eval", "done"), ("ad_copy_gen_kor", "done"), ("instagram_feed_gen", "done")]
     # The slot thread counts a variant just after its commit, which is what job_reaches saw.
     rig.wait_until(lambda: worker.stats.completed == {v.id for v in rig.jobs[0].variants})
     evaluations = rig_rows(rig, "SELECT count(*) FROM variant_evaluations WHERE job_variants_id = ANY(%s::uuid[])",
@@ -57,7 +60,7 @@ def test_fail_then_retry_requeues_with_retry_count(db: Database, tmp_path: Path,
     rig = Rig(db, tmp_path, stack, variants=2)
     run_worker(rig, stack, faults=[{"kind": "fail_then_retry", "step": "vlm_judge", "variants": [1], "times": 2}])
     rig.img_gen()
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     head = full_trace(until="overlay")
     tail = full_trace(start="vlm_judge")[1:]
     retry = [("vlm_judge", "running"), ("vlm_judge", "failed"), ("vlm_judge", "queued")] * 2
@@ -71,7 +74,7 @@ def test_overlay_retry_returns_to_planner_done(db: Database, tmp_path: Path, sta
     rig = Rig(db, tmp_path, stack, variants=1)
     run_worker(rig, stack, faults=[{"kind": "fail_then_retry", "step": "overlay"}])
     rig.img_gen()
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     head = full_trace(until="planner")
     expected = head + [("overlay", "running"), ("overlay", "failed"), ("planner", "done"),
                        ("overlay", "running"), ("overlay", "done")] + full_trace(start="overlay")[1:]
@@ -92,7 +95,7 @@ def test_skip_never_visits_the_step(db: Database, tmp_path: Path, stack):
     rig = Rig(db, tmp_path, stack, variants=2)
     run_worker(rig, stack, faults=[{"kind": "skip", "step": "yolo_detect", "variants": [2]}])
     rig.img_gen()
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     assert rig.traces()[2] == [s for s in FULL if s[0] != "yolo_detect"]
     assert rig.traces()[1] == FULL
 
@@ -101,7 +104,7 @@ def test_backwards_returns_to_an_earlier_step_once(db: Database, tmp_path: Path,
     rig = Rig(db, tmp_path, stack, variants=1)
     run_worker(rig, stack, faults=[{"kind": "backwards", "step": "overlay", "to": "yolo_detect"}])
     rig.img_gen()
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     head = full_trace(until="overlay")
     again = [("yolo_detect", "running"), ("yolo_detect", "done"), ("planner", "running"), ("planner", "done"),
              ("overlay", "running"), ("overlay", "done")]
@@ -112,7 +115,7 @@ def test_duplicate_writes_the_done_state_twice(db: Database, tmp_path: Path, sta
     rig = Rig(db, tmp_path, stack, variants=1)
     run_worker(rig, stack, faults=[{"kind": "duplicate", "step": "planner"}])
     rig.img_gen()
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     head = full_trace(until="planner")
     assert rig.traces()[1] == head + [("planner", "done")] + full_trace(start="planner")[1:]
 
@@ -122,7 +125,7 @@ def test_stall_notify_is_moved_on_by_the_sweep(db: Database, tmp_path: Path, sta
     worker = run_worker(rig, stack, sweep="300ms",
                         faults=[{"kind": "stall_notify", "step": "yolo_detect"}])
     rig.img_gen()
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     assert rig.traces()[1] == FULL
     assert worker._ignore == set()  # the notification was received and deliberately dropped
 
@@ -141,7 +144,7 @@ def test_crash_then_restart_continues(db: Database, tmp_path: Path, stack):
     second = Worker(rig.database, config, rig.scope)  # a new worker knows nothing of the first
     second.start()
     stack.callback(second.stop)
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     head = full_trace(until="planner")[:-1]
     assert rig.traces()[1] == head + [("planner", "running"), ("planner", "done")] + full_trace(start="planner")[1:]
 
@@ -152,7 +155,7 @@ def test_host_restarts_a_crashed_worker(db: Database, tmp_path: Path, stack):
     host.start()
     stack.callback(host.stop)
     rig.img_gen()
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     assert 1 <= host.restarts <= 3
     for trace in rig.traces().values():
         assert trace[-1] == ("iou_eval", "done")
@@ -162,7 +165,7 @@ def test_host_restarts_a_crashed_worker(db: Database, tmp_path: Path, stack):
 def test_ye_part_runs_img_gen(db: Database, tmp_path: Path, stack):
     rig = Rig(db, tmp_path, stack, variants=2)
     run_worker(rig, stack, with_ye=True)
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     assert rig.traces() == {1: FULL, 2: FULL}
 
 
@@ -183,14 +186,14 @@ def test_resume_leaves_img_gen_to_the_ye_part(db: Database, tmp_path: Path, stac
     with rig.conn.cursor() as cur:
         cur.execute("UPDATE jobs_variants SET status = 'done' WHERE job_variants_id = %s", (first.id,))
     rig.conn.commit()
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     assert rig.traces() == {1: FULL, 2: FULL[:4] + [("vlm_analyze", "running")] + FULL[4:]}
 
 
 def test_yh_only_start_is_found_by_the_sweep(db: Database, tmp_path: Path, stack):
     rig = Rig(db, tmp_path, stack, variants=2, start="img_gen")
     run_worker(rig, stack)
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     assert rig.traces() == {1: full_trace("img_gen"), 2: full_trace("img_gen")}
 
 
@@ -207,7 +210,7 @@ def test_job_and_variant_targets(db: Database, tmp_path: Path, stack):
     run_worker(rig, stack, faults=[{"kind": "fail", "step": "planner", "jobs": [2], "variants": [1]}])
     first, second = rig.jobs
     rig.img_gen(first)
-    rig.job_reaches(("iou_eval", "done"), first)
+    rig.job_reaches(DONE, first)
     rig.img_gen(second)
     rig.wait_until(lambda: rig.job_state(second) == ("planner", "failed")
                    and rig.traces(second)[2][-1] == ("iou_eval", "done"))
@@ -224,7 +227,7 @@ def test_relistens_after_losing_its_connection(db: Database, tmp_path: Path, sta
         cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE application_name = 'ye-run pipeline listen' AND datname = current_database()")
         assert cur.rowcount >= 1
-    rig.job_reaches(("iou_eval", "done"))
+    rig.job_reaches(DONE)
     assert rig.traces() == {1: FULL, 2: FULL}
     assert worker.reconnects >= 1
 

@@ -1,0 +1,157 @@
+"""The pipeline as data: its steps, in order, on the variants and then on the job row.
+
+Pipelines change (a step is added, one is renamed, a retry rule moves); the team that owns
+the pipeline owns this definition, so a scenario can say so without a new ye-run. The built-in
+default mirrors the deployment: ten variant steps, then `ad_copy_gen_kor` and
+`instagram_feed_gen` on the jobs row once every variant is `(iou_eval, done)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+Level = Literal["variant", "job"]
+JobRow = Literal["each_step", "together"]
+TERMINAL = frozenset({"done", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    level: Level = "variant"
+    writes: tuple[str, ...] = ("running", "done")
+    """The statuses a normal run of the step writes, in order (some stages write only `done`)."""
+    retry_to: tuple[str, str] | None = None
+    """Where a failed step goes when it is retried; None: `(step, queued)`."""
+    simulated: bool = False
+    """The YE part's step, which `simulate_img_gen` writes."""
+
+
+@dataclass(frozen=True)
+class Definition:
+    variant_steps: tuple[Step, ...]
+    """In order; the first is the seeded state (never run)."""
+    job_steps: tuple[Step, ...] = ()
+    """Run on the jobs row, in order, once every variant is done at the last variant step."""
+    seed_states: tuple[str, ...] = ()
+    """States a scenario may seed (with status done); the first is the default."""
+    statuses: tuple[str, ...] = ("queued", "running", "done", "failed")
+    job_row: JobRow = "together"
+    """How the jobs row follows its variants: `each_step` moves it to (S, done) whenever every variant is
+    (S, done) and to (S, failed) when one fails at S; `together` moves it only when every variant is done at
+    the same step at the same moment, so it may skip steps, and after a failure leaves it failed at a step
+    no later than the one that failed."""
+    name: str = "built-in"
+    source: str = "built-in"
+    """The file it was read from, or `built-in`."""
+    sha256: str = ""
+    _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index.update({s.name: i for i, s in enumerate(self.steps)})
+
+    # --- the steps ----------------------------------------------------------------------
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.variant_steps + self.job_steps
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every step name, variant steps first: the order a job's work follows."""
+        return tuple(s.name for s in self.steps)
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.variant_steps)
+
+    @property
+    def job_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.job_steps)
+
+    @property
+    def seed(self) -> str:
+        return self.variant_steps[0].name
+
+    @property
+    def last_variant_step(self) -> str:
+        return self.variant_steps[-1].name
+
+    @property
+    def simulated_step(self) -> str | None:
+        return next((s.name for s in self.variant_steps if s.simulated), None)
+
+    def step(self, name: str) -> Step:
+        return self.steps[self._index[name]]
+
+    def has(self, name: str) -> bool:
+        return name in self._index
+
+    def index(self, name: str) -> int:
+        """Position in the whole pipeline; KeyError for an unknown step."""
+        return self._index[name]
+
+    def level(self, name: str) -> Level:
+        return self.step(name).level
+
+    def steps_after(self, name: str) -> tuple[str, ...]:
+        return self.names[self.index(name) + 1:]
+
+    def next_step(self, name: str) -> str | None:
+        following = self.steps_after(name)
+        return following[0] if following else None
+
+    def previous_step(self, name: str) -> str | None:
+        position = self.index(name)
+        return self.names[position - 1] if position > 0 else None
+
+    def retry_target(self, name: str) -> tuple[str, str]:
+        return self.step(name).retry_to or (name, "queued")
+
+    def writes(self, name: str) -> tuple[str, ...]:
+        return self.step(name).writes
+
+
+def _variant(name: str, **extra: object) -> Step:
+    return Step(name, "variant", **extra)  # type: ignore[arg-type]
+
+
+def _job(name: str, **extra: object) -> Step:
+    return Step(name, "job", **extra)  # type: ignore[arg-type]
+
+
+DEFAULT_TEXT = """\
+# The pipeline ye-run tests, as deployed (ye-run's built-in default).
+name: deployment
+variant_steps:
+  - user_img_input
+  - {name: img_gen, simulated: true}
+  - vlm_analyze
+  - yolo_detect
+  - planner
+  - {name: overlay, retry_to: {step: planner, status: done}}
+  - vlm_judge
+  - ocr_eval
+  - readability_eval
+  - iou_eval
+job_steps:
+  - {name: ad_copy_gen_kor, writes: [done]}
+  - {name: instagram_feed_gen, writes: [done]}
+seed_states: [user_img_input, img_gen]
+job_row: together
+"""
+"""The built-in default as a file would say it (`ye-run definition` prints it; a test keeps both in step)."""
+
+DEFAULT = Definition(
+    variant_steps=(
+        _variant("user_img_input"), _variant("img_gen", simulated=True), _variant("vlm_analyze"),
+        _variant("yolo_detect"), _variant("planner"), _variant("overlay", retry_to=("planner", "done")),
+        _variant("vlm_judge"), _variant("ocr_eval"), _variant("readability_eval"), _variant("iou_eval"),
+    ),
+    job_steps=(_job("ad_copy_gen_kor", writes=("done",)), _job("instagram_feed_gen", writes=("done",))),
+    seed_states=("user_img_input", "img_gen"),
+    name="deployment",
+    sha256=hashlib.sha256(DEFAULT_TEXT.encode()).hexdigest(),
+)

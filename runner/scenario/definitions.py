@@ -1,0 +1,100 @@
+"""Pipeline definition files: cross-field checks a JSON Schema cannot make, and the dataclasses.
+
+Runs on documents that passed `schemas/definition.schema.json`; every complaint is located.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.definition import Definition, Step
+from runner.errors import Problem
+from runner.scenario.yamlsource import Located, locate, path_text
+
+Parts = list[str | int]
+
+
+def _name(entry: Any) -> str:
+    return entry if isinstance(entry, str) else entry["name"]
+
+
+def problems(doc: dict[str, Any], root: Located) -> list[Problem]:
+    """Every inconsistency of a schema-valid definition."""
+    found: list[Problem] = []
+
+    def add(parts: Parts, message: str) -> None:
+        mark = locate(root, parts)
+        found.append(Problem(mark.file, mark.line, mark.col, path_text(parts), message))
+
+    statuses = doc.get("statuses", ["queued", "running", "done", "failed"])
+    for needed in ("done", "failed"):
+        if needed not in statuses:
+            add(["statuses"], f"the statuses must include {needed!r}")
+    seen: dict[str, str] = {}
+    simulated = []
+    for level in ("variant_steps", "job_steps"):
+        names = [_name(e) for e in doc.get(level, [])]
+        for i, entry in enumerate(doc.get(level, [])):
+            name = _name(entry)
+            here = f"{level}[{i}]"
+            if name in seen:
+                add([level, i], f"step {name!r} is defined twice (first at {seen[name]})")
+                continue
+            seen[name] = here
+            if isinstance(entry, dict):
+                _step_problems(entry, level, i, names, statuses, add)
+                if entry.get("simulated"):
+                    simulated.append((level, i))
+    for level, i in simulated[1:]:
+        add([level, i, "simulated"], "only one step can be the simulated YE step")
+    for level, i in simulated[:1]:
+        if level == "job_steps" or i == 0:
+            add([level, i, "simulated"], "the simulated step must be a variant step after the seeded one")
+    variant_names = [_name(e) for e in doc["variant_steps"]]
+    for i, state in enumerate(doc.get("seed_states", [])):
+        if state not in variant_names:
+            add(["seed_states", i], f"{state!r} is not a variant step ({', '.join(variant_names)})")
+    return found
+
+
+def _step_problems(entry: dict[str, Any], level: str, i: int, names: list[str], statuses: list[str],
+                   add) -> None:  # type: ignore[no-untyped-def]
+    writes = entry.get("writes", ["running", "done"])
+    for j, status in enumerate(writes):
+        if status not in statuses:
+            add([level, i, "writes", j], f"{status!r} is not one of the statuses ({', '.join(statuses)})")
+    if writes[-1] != "done" or "failed" in writes:
+        add([level, i, "writes"], "a normal run ends with 'done' and never writes 'failed'")
+    retry = entry.get("retry_to")
+    if retry is None:
+        return
+    target = retry["step"]
+    if target not in names or names.index(target) > i:
+        add([level, i, "retry_to", "step"], f"a retry returns to this step or an earlier one on the same row "
+                                            f"({', '.join(names[: i + 1])}); got {target!r}")
+    if retry.get("status", "done") not in statuses:
+        add([level, i, "retry_to", "status"], f"{retry['status']!r} is not one of the statuses")
+
+
+def build(doc: dict[str, Any], source: str, sha256: str) -> Definition:
+    """The Definition a checked document describes."""
+    variant = tuple(_step(e, "variant") for e in doc["variant_steps"])
+    job = tuple(_step(e, "job") for e in doc.get("job_steps", []))
+    return Definition(
+        variant_steps=variant,
+        job_steps=job,
+        seed_states=tuple(doc.get("seed_states", [variant[0].name])),
+        statuses=tuple(doc.get("statuses", ("queued", "running", "done", "failed"))),
+        job_row=doc.get("job_row", "together"),
+        name=doc.get("name", source),
+        source=source,
+        sha256=sha256,
+    )
+
+
+def _step(entry: Any, level: str) -> Step:
+    if isinstance(entry, str):
+        return Step(entry, level)  # type: ignore[arg-type]
+    retry = entry.get("retry_to")
+    return Step(entry["name"], level, tuple(entry.get("writes", ("running", "done"))),  # type: ignore[arg-type]
+                (retry["step"], retry.get("status", "done")) if retry else None, entry.get("simulated", False))
