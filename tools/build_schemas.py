@@ -411,6 +411,9 @@ REPORT = {
     "properties": {
         "format": prop("Version of this format.", {"const": 1}),
         "error": prop("Why the run could not start at all (e.g. no database), else null.", NULLABLE_STR),
+        "totals": prop("The grand total (scenarios by outcome).", closed("Totals.", {
+            k: prop(k, {"type": "integer", "minimum": 0})
+            for k in ("scenarios", "passed", "failed", "errors", "interrupted", "not_run")})),
         "ye_run_version": prop("The ye-run that wrote it.", {"type": "string"}),
         "started_at": prop("Start of the invocation.", TIME),
         "finished_at": prop("End of the invocation.", TIME),
@@ -420,8 +423,8 @@ REPORT = {
         "scenarios": prop("One entry per scenario run.", {"type": "array", "items": closed("A scenario run.", {
             "name": prop("Scenario name.", {"type": "string"}),
             "file": prop("Scenario file.", {"type": "string"}),
-            "outcome": prop("How it ended.", {"enum": ["passed", "failed", "interrupted", "error", "seeded",
-                                                       "running"]}),
+            "outcome": prop("How it ended (`not_run`: --fail-fast or an interrupt stopped the suite first).",
+                            {"enum": ["passed", "failed", "interrupted", "error", "seeded", "running", "not_run"]}),
             "error": prop("What ended it early, if anything.", NULLABLE_STR),
             "run": prop("The run id and what it seeded.", closed("The run.", {
                 "run_id": prop("The run id.", {"type": "string"}),

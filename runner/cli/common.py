@@ -13,7 +13,7 @@ import click
 
 from runner import bugs
 from runner.definition import DEFAULT, Definition
-from runner.errors import Refused, ScenarioError, YeRunError
+from runner.errors import InputError, Refused, ScenarioError, YeRunError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,3 +66,32 @@ def definition(path: Path | None) -> Definition:
     from runner.scenario import loader
 
     return loader.load_definition(path)
+
+
+def load_all(paths: list[str], pipeline_file: Path | None) -> list:  # type: ignore[type-arg]
+    """Every scenario in `paths`, validated against the definition in force; ScenarioError lists every problem
+    of every file at once (nothing is touched then)."""
+    from runner.scenario import discover, loader
+
+    definition_in_force = definition(pipeline_file)
+    loaded, problems = [], []
+    for file in discover.scenario_files(paths):
+        try:
+            loaded.append(loader.load(file, definition_in_force))
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ScenarioError(problems)
+    return loaded
+
+
+def choose(loaded: list, tags: tuple[str, ...], skip_tags: tuple[str, ...], keyword: str | None,  # type: ignore[type-arg]
+           shard: str | None) -> list:  # type: ignore[type-arg]
+    """The selected scenarios (after validation of every file, so an unselected invalid file still counts)."""
+    from runner.scenario import select
+
+    chosen = select.select(loaded, select.Selection(tuple(tags), tuple(skip_tags), keyword,
+                                                    select.parse_shard(shard) if shard else None))
+    if not chosen and not shard:
+        raise InputError(f"no scenario selected out of {len(loaded)} (check --tag, --skip-tag and -k)")
+    return chosen

@@ -153,8 +153,3 @@ def print_counts(what: str, result: cleanup_module.CleanupResult) -> None:
         click.echo(f"  {table:24} {count}")
     for note in result.notes:
         click.echo(f"  note: {note}")
-
-
-def register(group: click.Group) -> None:
-    group.add_command(db)
-    group.add_command(cleanup)

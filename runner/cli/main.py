@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 
 import click
 
@@ -9,14 +10,39 @@ from runner import __version__
 from runner.cli.common import EXIT_CODES_HELP
 
 
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("runner.cli.run", "run", "Run scenarios: seed, observe, assert, report, clean up."),
+    "list": ("runner.cli.listing", "list_scenarios", "List the scenarios a selection picks; no database."),
+    "validate": ("runner.cli.validate", "validate", "Check scenario files without touching a database."),
+    "schema": ("runner.cli.validate", "schema", "Print the scenario JSON Schema (or another), for editors."),
+    "db": ("runner.cli.database", "db", "Install or check what ye-run needs in a database."),
+    "cleanup": ("runner.cli.database", "cleanup", "Delete seeded rows and every row that references them."),
+    "pipeline": ("runner.cli.pipeline", "pipeline", "Run the reference pipeline (a stand-in for the YE/YH parts)."),
+}
+"""Commands are imported only when used, so `ye-run --help` does not load SQLAlchemy, psycopg2 or Pillow."""
+
+
 class ShortcutGroup(click.Group):
-    """A group where `ye-run FILE...` means `ye-run run FILE...`."""
+    """A group of lazily imported commands, where `ye-run FILE...` means `ye-run run FILE...`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and "run" in self.commands and args[0] not in self.commands \
-                and args[0] not in ("-h", "--help", "--version") and any(_looks_like_path(a) for a in args):
+        if args and args[0] not in COMMANDS and args[0] not in ("-h", "--help", "--version") \
+                and any(_looks_like_path(a) for a in args):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, _, help_) in COMMANDS.items()])
 
 
 def _looks_like_path(argument: str) -> bool:
@@ -39,23 +65,12 @@ def cli() -> None:
     \b
     Examples:
       ye-run scenarios/smoke.yaml
-      ye-run scenarios/ --junit junit.xml --json report.json
+      ye-run scenarios/ -j 4 --junit junit.xml --json report.json
+      ye-run list scenarios/ --tag regression
       ye-run validate scenarios/
       ye-run db check --database-url postgresql://qa@staging-db/pipeline
       ye-run cleanup --run 20261126T101500-3fa9c1 --dry-run
     """
-
-
-def _register() -> None:
-    from runner.cli import database, pipeline, run, validate
-
-    run.register(cli)
-    validate.register(cli)
-    database.register(cli)
-    pipeline.register(cli)
-
-
-_register()
 
 
 def main() -> None:

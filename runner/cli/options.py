@@ -22,3 +22,20 @@ pipeline_file = click.option(
     "--pipeline-file", envvar="YE_PIPELINE_FILE", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
     help="The pipeline definition: variant steps, job-level steps, retry rules, how the job row follows "
          "(docs/pipeline-definition.md; env YE_PIPELINE_FILE). Default: the built-in one, as deployed.")
+
+
+def selection(command):  # type: ignore[no-untyped-def]
+    """--tag, --skip-tag, -k and --shard: which of the validated scenarios run (or are listed)."""
+    for option in reversed([
+        click.option("--tag", "tags", multiple=True, metavar="TAG",
+                     help="Only scenarios with this tag (repeatable: any of them)."),
+        click.option("--skip-tag", "skip_tags", multiple=True, metavar="TAG",
+                     help="Leave out scenarios with this tag (repeatable)."),
+        click.option("-k", "keyword", metavar="EXPR",
+                     help="Only scenarios whose name matches: words as substrings, with and/or/not and "
+                          "parentheses, e.g. -k 'retry and not overlay'."),
+        click.option("--shard", metavar="K/N",
+                     help="Run shard K of N (1-based): a deterministic, disjoint split for N CI machines."),
+    ]):
+        command = option(command)
+    return command

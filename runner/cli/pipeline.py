@@ -95,7 +95,3 @@ def _describe(scope: Scope) -> str:
     if scope.tenant_pattern:
         return f"test tenants (/{scope.tenant_pattern}/)"
     return "every tenant"
-
-
-def register(group: click.Group) -> None:
-    group.add_command(pipeline)

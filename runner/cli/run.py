@@ -13,37 +13,37 @@ from pathlib import Path
 
 import click
 
-from runner import bugs
 from runner import durations
 from runner.cli import common, options
 from runner.cli.common import EXIT_CODES_HELP, handle_errors
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
-from runner.db.target import open_database
 from runner.engine import plan as plan_module
-from runner.engine.events import Emitter
-from runner.engine.results import ScenarioResult
-from runner.engine.run import RunSettings, ScenarioRun, preflight
-from runner.errors import ExitCode, InputError, ScenarioError, YeRunError
+from runner.engine.run import RunSettings
+from runner.engine.session import Session, SessionOptions
+from runner.errors import InputError, YeRunError
 from runner.report import json_report, junit
 from runner.report.console import ConsoleReporter
-from runner.scenario import discover, loader
+from runner.report.json_report import JsonReporter
+from runner.report.junit import JUnitReporter
 from runner.scenario.model import Scenario
-
-_PRIORITY = [ExitCode.PASSED, ExitCode.FAILED, ExitCode.BAD_INPUT, ExitCode.INFRASTRUCTURE, ExitCode.INTERRUPTED,
-             ExitCode.BUG]
 
 
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("scenarios", nargs=-1, required=True, metavar="SCENARIO...")
 @options.database_url
 @options.ephemeral
+@click.option("-j", "--parallel", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
+              help="Run up to N scenarios at once (each keeps to its own jobs; verdicts do not depend on N).")
+@options.selection
+@click.option("--fail-fast", is_flag=True, help="After the first failed scenario, start no new ones (those running "
+                                                 "finish; the rest are reported as not run).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (jobs, rows per table, steps, timeouts); touch nothing.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write JUnit XML: one testsuite per scenario, one testcase per job.")
+              help="Write JUnit XML: one testsuite per scenario, one testcase per job (names stable across runs).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the full JSON report (schemas/report.schema.json).")
 @click.option("-v", "--verbose", count=True, help="A line per transition (-vv: also the pipeline's own log).")
-@click.option("-q", "--quiet", is_flag=True, help="Print only failures.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only failures and the grand total.")
 @click.option("--observe", type=click.Choice(["auto", "history", "listen"]), default="auto", show_default=True,
               help="How to observe: ye-run's history table (complete), or LISTEN + reconciling reads.")
 @click.option("--variant-channel", envvar="YE_VARIANT_CHANNEL", default=VARIANT_CHANNEL, show_default=True,
@@ -63,22 +63,31 @@ _PRIORITY = [ExitCode.PASSED, ExitCode.FAILED, ExitCode.BAD_INPUT, ExitCode.INFR
 @options.pipeline_file
 @options.tenant_pattern
 @options.force
-def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, dry_run: bool,
-        junit_path: Path | None, json_path: Path | None, verbose: int, quiet: bool, observe: str,
+def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, parallel: int,
+        tags: tuple[str, ...], skip_tags: tuple[str, ...], keyword: str | None, shard: str | None, fail_fast: bool,
+        dry_run: bool, junit_path: Path | None, json_path: Path | None, verbose: int, quiet: bool, observe: str,
         variant_channel: str, job_channel: str, reference_pipeline: bool | None, asset_dir: Path | None,
         asset_base_url: str | None, job_settle: str, pipeline_file: Path | None, tenant_pattern: str | None,
         force: bool) -> None:
     """Run scenarios: seed, (simulate img_gen,) observe every transition, assert, report, clean up.
 
     SCENARIO is a file, a directory (every *.yaml in it, partials named _*.yaml aside) or a
-    glob. All scenarios are validated before anything is seeded. With no --database-url,
-    an embedded PostgreSQL and the built-in reference pipeline are started. Ctrl+C stops
-    job creation, writes the partial report and applies the cleanup policy (exit 130).
+    glob. All scenarios are validated before anything is seeded, and checked against the
+    database before any is seeded. With no --database-url, an embedded PostgreSQL and the
+    built-in reference pipeline are started. Ctrl+C stops job creation, writes the partial
+    report and applies the cleanup policy (exit 130). The last line is always the grand total.
+
+    \b
+    Examples:
+      ye-run run scenarios/ -j 4 --junit junit.xml --json report.json
+      ye-run run scenarios/ --tag smoke -k "not slow"
+      ye-run run scenarios/ --shard 2/4          # the second of four CI machines
     """
-    loaded = handle_errors(_load)(list(scenarios), pipeline_file)
+    loaded = _load_or_report(list(scenarios), pipeline_file, junit_path, json_path)
+    chosen = handle_errors(common.choose)(loaded, tags, skip_tags, keyword, shard)
     if dry_run:
         label = handle_errors(_database_label)(database_url, ephemeral)
-        for scenario in loaded:
+        for scenario in chosen:
             click.echo(handle_errors(lambda s=scenario: plan_module.render(plan_module.build(s, label)))())
         return
     settle = handle_errors(_duration)("--job-settle", job_settle)
@@ -87,12 +96,27 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, d
                            job_settle=settle)
     if asset_dir is not None:
         settings = dataclasses.replace(settings, asset_dir=asset_dir)
-    verbosity = 0 if quiet else 1 + verbose
     _configure_logging(verbose)
-    console = ConsoleReporter(sys.stdout, verbosity, tty=sys.stdout.isatty() and not os.environ.get("CI"))
-    code = handle_errors(_run_all)(loaded, database_url, ephemeral, settings, reference_pipeline, console,
-                                   junit_path, json_path)
-    sys.exit(code)
+    console = ConsoleReporter(sys.stdout, 0 if quiet else 1 + verbose,
+                              tty=sys.stdout.isatty() and not os.environ.get("CI"))
+    reporters: list = [console]
+    reporters += [JUnitReporter(junit_path)] if junit_path else []
+    reporters += [JsonReporter(json_path)] if json_path else []
+    options_ = SessionOptions(database_url, ephemeral, settings, reference_pipeline, parallel, fail_fast)
+    sys.exit(handle_errors(_run_session)(chosen, options_, reporters))
+
+
+def _run_session(chosen: list[Scenario], options_: SessionOptions, reporters: list) -> int:  # type: ignore[type-arg]
+    stop = threading.Event()
+    restore = _install_signals(stop)
+    try:
+        outcome = Session(chosen, options_, reporters, stop).run()
+    finally:
+        restore()
+    if outcome.error is not None:
+        outcome.error.exit_code = outcome.exit_code
+        raise outcome.error
+    return outcome.exit_code
 
 
 def _duration(option: str, text: str) -> float:
@@ -102,19 +126,28 @@ def _duration(option: str, text: str) -> float:
         raise InputError(f"{option}: {exc}") from None
 
 
-def _load(paths: list[str], pipeline_file: Path | None) -> list[Scenario]:
-    """Every scenario, or every problem of every file at once (nothing is touched then)."""
-    definition = common.definition(pipeline_file)
-    files = discover.scenario_files(paths)
-    loaded, problems = [], []
-    for file in files:
-        try:
-            loaded.append(loader.load(file, definition))
-        except ScenarioError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ScenarioError(problems)
-    return loaded
+def _load_or_report(paths: list[str], pipeline_file: Path | None, junit_path: Path | None,
+                    json_path: Path | None) -> list[Scenario]:
+    """Every scenario; when a file is invalid, the reports asked for still say so (CI finds a report)."""
+    try:
+        return common.load_all(paths, pipeline_file)
+    except YeRunError as exc:
+        started = datetime.now(timezone.utc)
+        invalid: dict[str, list[str]] = {}
+        for problem in getattr(exc, "problems", []):
+            invalid.setdefault(problem.file, []).append(str(problem))
+        error = None if invalid else str(exc)
+        if junit_path:
+            junit.write(junit_path, [], error, invalid)
+        if json_path:
+            text = error or "\n".join(line for lines in invalid.values() for line in lines)
+            json_report.write(json_path, json_report.document([], exc.exit_code, started, datetime.now(timezone.utc),
+                                                              text))
+        return handle_errors(_raise)(exc)
+
+
+def _raise(exc: YeRunError) -> list[Scenario]:
+    raise exc
 
 
 def _database_label(url: str | None, ephemeral: bool) -> str:
@@ -130,68 +163,6 @@ def _configure_logging(verbose: int) -> None:
                         format="%(asctime)s %(name)s: %(message)s")
     if verbose < 2:
         logging.getLogger("ye_run.observe").setLevel(logging.ERROR)  # the console reports reconnects itself
-
-
-def _run_all(loaded: list[Scenario], database_url: str | None, ephemeral: bool, settings: RunSettings,
-             reference_pipeline: bool | None, console: ConsoleReporter, junit_path: Path | None,
-             json_path: Path | None) -> int:
-    stop = threading.Event()
-    restore = _install_signals(stop)
-    try:
-        return _run_each(loaded, database_url, ephemeral, settings, reference_pipeline, console, junit_path,
-                         json_path, stop)
-    finally:
-        restore()
-
-
-def _run_each(loaded: list[Scenario], database_url: str | None, ephemeral: bool, settings: RunSettings,
-              reference_pipeline: bool | None, console: ConsoleReporter, junit_path: Path | None,
-              json_path: Path | None, stop: threading.Event) -> int:
-    started = datetime.now(timezone.utc)
-    results: list[ScenarioResult] = []
-    codes: list[int] = []
-    emit = Emitter([console])
-    error: YeRunError | None = None
-    try:
-        with open_database(database_url, ephemeral) as database:
-            wanted = database.embedded if reference_pipeline is None else reference_pipeline
-            settings = dataclasses.replace(settings, reference_pipeline=wanted)
-            preflight(loaded, database, settings)
-            for scenario in loaded:
-                if stop.is_set():
-                    break
-                runner = ScenarioRun(scenario, database, settings, emit, stop)
-                result = runner.execute()
-                results.append(result)
-                codes.append(_code(result, runner.error))
-    except YeRunError as exc:  # no database at all: CI still gets reports that say why
-        error = exc
-    except Exception as exc:  # a bug outside a scenario: the reports still say what ran
-        error = bugs.record(exc, "running the scenarios")
-    if stop.is_set():
-        codes.append(ExitCode.INTERRUPTED)
-    if error is not None:
-        codes.append(error.exit_code)
-    code = max(codes or [ExitCode.PASSED], key=_PRIORITY.index)
-    _write_reports(junit_path, json_path, results, code, started, None if error is None else str(error))
-    if error is not None:
-        raise error
-    return code
-
-
-def _write_reports(junit_path: Path | None, json_path: Path | None, results: list[ScenarioResult], code: int,
-                   started: datetime, error: str | None) -> None:
-    if junit_path:
-        junit.write(junit_path, results, error)
-    if json_path:
-        json_report.write(json_path, json_report.document(results, code, started, datetime.now(timezone.utc), error))
-
-
-def _code(result: ScenarioResult, error: YeRunError | None) -> int:
-    if error is not None:
-        return error.exit_code
-    return {"passed": ExitCode.PASSED, "seeded": ExitCode.PASSED, "failed": ExitCode.FAILED,
-            "interrupted": ExitCode.INTERRUPTED}.get(result.outcome, ExitCode.BUG)
 
 
 def _install_signals(stop: threading.Event):  # type: ignore[no-untyped-def]
@@ -210,8 +181,3 @@ def _install_signals(stop: threading.Event):  # type: ignore[no-untyped-def]
             signal.signal(sig, old)
 
     return restore
-
-
-def register(group: click.Group) -> None:
-    group.add_command(run)
-

@@ -65,8 +65,3 @@ def schema(pipeline: bool, report: bool, definition: bool, pipeline_file: Path |
             "definition.schema.json" if definition else "scenario.schema.json")
     in_force = handle_errors(common.definition)(pipeline_file)
     click.echo(resources.schema_text(name, in_force), nl=False)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(validate)
-    group.add_command(schema)

@@ -1,11 +1,14 @@
-"""The engine speaks in events; console, JUnit and JSON writers are handlers of them."""
+"""The engine speaks in events; every reporter (console, JUnit, JSON) is handed them in order.
+
+Scenario runs emit them from worker threads onto a queue; the session hands them to the
+reporters on one thread (runner/engine/session.py). Session events carry only snapshots."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.engine.results import JobResult, ScenarioResult
+from runner.engine.results import JobResult, ScenarioResult, Totals
 from runner.trace import Failure, Transition
 
 
@@ -54,7 +57,24 @@ class ScenarioFinished:
     result: ScenarioResult
 
 
-Event = ScenarioStarted | JobSeeded | TransitionObserved | Note | AssertionFailed | JobFinished | ScenarioFinished
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    scenarios: int
+    parallel: int
+    database: str
+    embedded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFinished:
+    totals: Totals
+    duration: float
+    exit_code: int
+    error: str | None
+
+
+Event = (ScenarioStarted | JobSeeded | TransitionObserved | Note | AssertionFailed | JobFinished | ScenarioFinished
+         | SessionStarted | SessionFinished)
 Handler = Callable[[Event], None]
 
 

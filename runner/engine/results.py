@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from runner.db.cleanup import CleanupResult
+from runner.durations import format_seconds
 from runner.db.registry import RunRecord, SeededJob
 from runner.trace import Failure, Transition, VariantTrace
 from runner.observe.observer import ObservationReport
@@ -47,6 +49,47 @@ class StepLatency:
     max: float
 
 
+class Outcome(StrEnum):
+    """How a scenario (or a job) ended; ORDER says which is worse, so the worst of many is one max()."""
+
+    PASSED = "passed"
+    SEEDED = "seeded"
+    NOT_RUN = "not_run"
+    RUNNING = "running"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return list(Outcome).index(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The grand total of a session."""
+
+    scenarios: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    interrupted: int = 0
+    not_run: int = 0
+
+    @classmethod
+    def of(cls, results: list[ScenarioResult]) -> Totals:
+        outcomes = [Outcome(r.outcome) for r in results]
+        return cls(len(results), sum(o in (Outcome.PASSED, Outcome.SEEDED) for o in outcomes),
+                   outcomes.count(Outcome.FAILED), outcomes.count(Outcome.ERROR),
+                   sum(o in (Outcome.INTERRUPTED, Outcome.RUNNING) for o in outcomes), outcomes.count(Outcome.NOT_RUN))
+
+    def line(self, duration: float) -> str:
+        """`N scenarios: P passed, F failed, E errors, S not run in T` — one greppable line."""
+        interrupted = f", {self.interrupted} interrupted" if self.interrupted else ""
+        return (f"{self.scenarios} scenarios: {self.passed} passed, {self.failed} failed, {self.errors} errors"
+                f"{interrupted}, {self.not_run} not run in {format_seconds(duration)}")
+
+
 @dataclass
 class ScenarioResult:
     name: str
@@ -73,6 +116,12 @@ class ScenarioResult:
     delayed_creations: int = 0
     statements: int = 0
     """Statements the runner itself sent (seeding, simulation, observation, checks)."""
+    exit_code: int = 0
+    """What this scenario alone would exit with (set when it ends)."""
+    worker: str = ""
+    """The session worker that ran it (with -j N)."""
+    note: str = ""
+    """Why it did not run (fail-fast, an interrupt before it started)."""
 
     @property
     def all_failures(self) -> list[Failure]:

@@ -65,6 +65,8 @@ class RunSettings:
     """Before cleaning up a job the pipeline may still work on, its rows must be unchanged this long."""
     cleanup_wait: float = 30.0
     """The longest cleanup waits for that quiet; past it the rows are kept (never deleted under a pipeline)."""
+    worker: str = ""
+    """The session worker running the scenario (reports name it)."""
 
 
 class ScenarioRun:
@@ -80,7 +82,7 @@ class ScenarioRun:
         self.result = ScenarioResult(scenario.name, str(scenario.path), run_id,
                                      record=registry.RunRecord(run_id, scenario.name, tenant),
                                      cleanup_policy=scenario.cleanup, database=database.display,
-                                     embedded=database.embedded)
+                                     embedded=database.embedded, worker=settings.worker)
         self.tracker = Tracker(scenario)
         self.error: YeRunError | None = None
         self.conn: psycopg2.extensions.connection | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections import Counter
 from datetime import datetime
@@ -16,9 +17,10 @@ from typing import TextIO
 
 from runner.durations import format_seconds
 from runner.engine.events import (AssertionFailed, Event, JobFinished, JobSeeded, Note, ScenarioFinished,
-                                  ScenarioStarted, TransitionObserved)
-from runner.engine.results import JobResult, ScenarioResult
+                                  ScenarioStarted, SessionFinished, SessionStarted, TransitionObserved)
+from runner.engine.results import JobResult, Outcome, ScenarioResult
 from runner.report import safe
+from runner.report.summary import summary
 
 REDRAW = 0.1
 MAX_LIVE = 8
@@ -34,13 +36,22 @@ class ConsoleReporter:
         self._drawn = 0
         self._last_draw = 0.0
         self.closed = False
+        self._session_started = False
 
-    def __call__(self, event: Event) -> None:
+    def start(self) -> None:
+        """Nothing to open: the stream is the caller's."""
+
+    def handle(self, event: Event) -> None:
         handler = getattr(self, f"_on_{type(event).__name__}", None)
         if handler is not None:
             handler(event)
         if self.tty:
             self._redraw(force=isinstance(event, (JobSeeded, JobFinished, ScenarioFinished)))
+
+    __call__ = handle
+
+    def finish(self, outcome: object) -> None:
+        self._write(self._erase)
 
     # --- events -------------------------------------------------------------------------
 
@@ -81,7 +92,18 @@ class ConsoleReporter:
         self._line(1, f"{event.scenario.name}: job {job.ordinal} {job.outcome.upper()}{took}"
                       + (f" ({len(job.failures)} failure(s))" if job.failures else ""))
 
+    def _on_SessionStarted(self, event: SessionStarted) -> None:
+        self._session_started = True
+
+    def _on_SessionFinished(self, event: SessionFinished) -> None:
+        """The grand total, last, whatever the verbosity; not when nothing started (the error says it all)."""
+        if self._session_started:
+            self._line(0, event.totals.line(event.duration), stamp=False)
+
     def _on_ScenarioFinished(self, event: ScenarioFinished) -> None:
+        if event.result.outcome == Outcome.NOT_RUN:
+            self._line(1, f"{event.result.name}: NOT RUN - {event.result.note}", stamp=False)
+            return
         head, *rest = summary(event.result)
         bad = event.result.outcome in ("failed", "error", "interrupted")
         self._line(0 if bad else 1, head, stamp=False)
@@ -118,7 +140,9 @@ class ConsoleReporter:
         if not force and now - self._last_draw < REDRAW:
             return
         self._last_draw = now
-        lines = [safe.terminal(progress_line(scenario, job)) for scenario, job in list(self._live.values())[-MAX_LIVE:]]
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        lines = [_crop(safe.terminal(progress_line(scenario, job)), width)
+                 for scenario, job in list(self._live.values())[-MAX_LIVE:]]
         if len(self._live) > MAX_LIVE:
             lines.insert(0, f"  ... {len(self._live) - MAX_LIVE} more job(s) in flight")
 
@@ -129,6 +153,11 @@ class ConsoleReporter:
                 self._drawn = len(lines)
 
         self._write(draw)
+
+
+def _crop(line: str, width: int) -> str:
+    """A progress line that fits the terminal: a wrapped line could never be erased in place."""
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def progress_line(scenario: ScenarioResult, job: JobResult) -> str:
@@ -145,33 +174,3 @@ def progress_line(scenario: ScenarioResult, job: JobResult) -> str:
     where = ", ".join(f"{state} x{n}" for state, n in at.most_common(3))
     elapsed = format_seconds(time.monotonic() - job.seeded_mono)
     return f"  {scenario.name} job {job.ordinal} [{'#' * filled}{'.' * (BAR - filled)}] {elapsed:>6}  {where}"
-
-
-def summary(result: ScenarioResult) -> list[str]:
-    """The scenario's closing lines: outcome, counts, observation, latency table."""
-    jobs = result.jobs
-    passed = sum(j.outcome == "passed" for j in jobs)
-    failed = sum(j.outcome == "failed" for j in jobs)
-    unfinished = sum(j.outcome in ("interrupted", "running") for j in jobs)
-    variants = sum(len(j.seeded.variants) for j in jobs)
-    head = (f"{result.name}: {result.outcome.upper()} - {len(jobs)} job(s): {passed} passed, {failed} failed"
-            + (f", {unfinished} unfinished" if unfinished else "")
-            + f"; {variants} variants; {format_seconds(result.duration)}")
-    lines = [head]
-    if result.error:
-        lines.append(f"  error: {result.error}")
-    if result.observation is not None:
-        obs = result.observation
-        extra = f"; {obs.reconnects} reconnect(s)" if obs.reconnects else ""
-        lines.append(f"  observed: {obs.description}{extra}")
-    if result.latency:
-        lines.append(f"  {'step':18}{'n':>5}{'p50':>10}{'p95':>10}{'max':>10}")
-        for step, lat in result.latency.items():
-            lines.append(f"  {step:18}{lat.n:>5}{format_seconds(lat.p50):>10}{format_seconds(lat.p95):>10}"
-                         f"{format_seconds(lat.max):>10}")
-    if result.cleanup is not None:
-        lines.append(f"  cleanup ({result.cleanup_policy}): deleted {result.cleanup.total} row(s)")
-    elif result.record is not None and result.record.jobs and result.outcome != "seeded":
-        lines.append(f"  rows kept (cleanup: {result.cleanup_policy}); remove them with: "
-                     f"ye-run cleanup --run {result.run_id}")
-    return lines

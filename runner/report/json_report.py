@@ -3,6 +3,7 @@ how it observed, every assertion). Its format is `schemas/report.schema.json`.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,25 @@ def document(results: list[ScenarioResult], exit_code: int, started: datetime, f
         "exit_code": exit_code,
         "scenarios": [_scenario(r) for r in results],
     }
+
+
+class JsonReporter:
+    """Writes the document when the session finishes, whatever ended it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def start(self) -> None:
+        """Nothing to write until the end."""
+
+    def handle(self, event: object) -> None:
+        """The results hold everything the document says."""
+
+    def finish(self, outcome) -> None:  # type: ignore[no-untyped-def]
+        error = None if outcome.error is None else str(outcome.error)
+        doc = document(outcome.results, outcome.exit_code, outcome.started, outcome.finished, error)
+        doc["totals"] = dataclasses.asdict(outcome.totals)
+        write(self.path, doc)
 
 
 def write(path: Path, doc: dict) -> None:

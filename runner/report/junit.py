@@ -1,8 +1,10 @@
 """JUnit XML for CI (Jenkins, GitLab): one testsuite per scenario, one testcase per job.
 
-A job's failures become one <failure> (message: the first; text: all of them). Failures of
-the scenario as a whole (latency limits) get a testcase of their own; an error that ended the
-scenario (database lost, bad input at run time) is an <error>; an interrupted job is <skipped>.
+Names are stable across nights (`job 1` in `ye-run.<scenario>`; ids and run ids go to
+<properties>), so CI history, "fixed since" and flaky tracking work. A job's failures become
+one <failure> (message: the first; text: all of them). Failures of the scenario as a whole
+(latency limits) get a testcase of their own; an error that ended the scenario (database lost,
+bad input at run time) is an <error>; an interrupted job or a scenario not run is <skipped>.
 """
 
 from __future__ import annotations
@@ -14,11 +16,29 @@ from pathlib import Path
 from runner.engine.results import JobResult, ScenarioResult
 from runner.trace import Failure
 from runner.report import safe
-from runner.report.console import summary
+from runner.report.summary import summary
 
 
-def write(path: Path, results: list[ScenarioResult], error: str | None = None) -> None:
-    """The JUnit file; `error` (the run could not start or go on: no database, a bug) is a testsuite of its own."""
+class JUnitReporter:
+    """Writes the file when the session finishes, whatever ended it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def start(self) -> None:
+        """Nothing to write until the end."""
+
+    def handle(self, event: object) -> None:
+        """The results hold everything the file says."""
+
+    def finish(self, outcome) -> None:  # type: ignore[no-untyped-def]
+        write(self.path, outcome.results, None if outcome.error is None else str(outcome.error))
+
+
+def write(path: Path, results: list[ScenarioResult], error: str | None = None,
+          invalid: dict[str, list[str]] | None = None) -> None:
+    """The JUnit file; `error` (the run could not start or go on: no database, a bug) is a testsuite of its own,
+    and so is each invalid scenario file (`invalid`: file -> its problems)."""
     root = ET.Element("testsuites", name="ye-run")
     totals = {"tests": 0, "failures": 0, "errors": 0}
     duration = 0.0
@@ -28,10 +48,13 @@ def write(path: Path, results: list[ScenarioResult], error: str | None = None) -
         for key in totals:
             totals[key] += int(suite.get(key, "0"))
         duration += result.duration
-    if error:
-        suite = ET.SubElement(root, "testsuite", name="ye-run", tests="1", failures="0", errors="1", time="0.000")
-        case = ET.SubElement(suite, "testcase", name="run", classname="ye-run", time="0.000")
-        ET.SubElement(case, "error", message=error.splitlines()[0], type="error").text = error
+    errors = [("run", error)] if error else []
+    errors += [(file, "\n".join(problems)) for file, problems in (invalid or {}).items()]
+    for name, text in errors:
+        suite = ET.SubElement(root, "testsuite", name=name if name != "run" else "ye-run", tests="1", failures="0",
+                              errors="1", time="0.000")
+        case = ET.SubElement(suite, "testcase", name=name, classname="ye-run", time="0.000")
+        ET.SubElement(case, "error", message=text.splitlines()[0], type="error").text = text
         totals["tests"] += 1
         totals["errors"] += 1
     root.set("tests", str(totals["tests"]))
@@ -55,11 +78,17 @@ def _suite(result: ScenarioResult) -> ET.Element:
     suite.set("time", _time(result.duration))
     suite.set("file", result.path)
     properties = ET.SubElement(suite, "properties")
+    definition = result.plan.get("definition", {})
     for name, value in (("run_id", result.run_id), ("database", result.database),
                         ("observation", result.observation.method if result.observation else "none"),
-                        ("outcome", result.outcome)):
+                        ("outcome", result.outcome), ("worker", result.worker),
+                        ("pipeline_definition", f"{definition.get('name', '')} {definition.get('sha256', '')[:12]}")):
         ET.SubElement(properties, "property", name=name, value=str(value))
     cases = [_job_case(result, job) for job in result.jobs]
+    if result.outcome == "not_run":
+        case = _case(result, "scenario", 0.0)
+        ET.SubElement(case, "skipped", message=result.note or "not run")
+        cases.append(case)
     if result.failures:
         cases.append(_case(result, "scenario checks", result.duration, failures=result.failures))
     if result.error:
@@ -75,8 +104,10 @@ def _suite(result: ScenarioResult) -> ET.Element:
 
 
 def _job_case(result: ScenarioResult, job: JobResult) -> ET.Element:
-    name = f"job {job.ordinal} ({job.job_id})"
-    case = _case(result, name, job.duration or 0.0, failures=job.failures)
+    case = _case(result, f"job {job.ordinal}", job.duration or 0.0, failures=job.failures)
+    properties = ET.SubElement(case, "properties")
+    for name, value in (("job_id", job.job_id), ("run_id", result.run_id), ("tenant_id", job.seeded.tenant_id)):
+        ET.SubElement(properties, "property", name=name, value=value)
     if job.outcome == "interrupted":
         ET.SubElement(case, "skipped", message="interrupted before the job finished")
     elif job.outcome == "seeded":

@@ -1,0 +1,202 @@
+"""A run of many scenarios: one database, one preflight, N workers, and events on one thread.
+
+The CLI (and anything else that runs a suite) hands over loaded scenarios and reporters. The
+session opens the database once, decides the reference-pipeline default, checks every scenario
+against the database before anything is seeded, then runs up to `parallel` scenarios at once on
+worker threads. Workers only put events on a queue; the calling thread takes them off and hands
+them to the reporters in order, so no reporter needs a lock (pytest's LogXML under xdist, and
+schemathesis' engine, work the same way). Every reporter is started before the first event and
+finished after the last, on every exit path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from runner import bugs
+from runner.db.target import open_database
+from runner.engine.events import Event, ScenarioFinished, SessionFinished, SessionStarted
+from runner.engine.results import Outcome, ScenarioResult, Totals
+from runner.engine.run import RunSettings, ScenarioRun, preflight
+from runner.errors import ExitCode, InputError, YeRunError
+from runner.scenario.model import Scenario
+
+PRIORITY = [ExitCode.PASSED, ExitCode.FAILED, ExitCode.BAD_INPUT, ExitCode.INFRASTRUCTURE, ExitCode.INTERRUPTED,
+            ExitCode.BUG]
+"""Worst exit code wins: a bug above an interrupt above a lost database above bad input above a failure."""
+PUMP = 0.1
+
+
+class Reporter(Protocol):
+    """What every reporter is: started once, handed every event in order, finished once."""
+
+    def start(self) -> None: ...
+
+    def handle(self, event: Event) -> None: ...
+
+    def finish(self, outcome: SessionOutcome) -> None: ...
+
+
+@dataclass
+class SessionOutcome:
+    """What a session did, for the reporters' finish and the exit code."""
+
+    results: list[ScenarioResult] = field(default_factory=list)
+    exit_code: int = ExitCode.PASSED
+    error: YeRunError | None = None
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    finished: datetime | None = None
+    duration: float = 0.0
+
+    @property
+    def totals(self) -> Totals:
+        return Totals.of(self.results)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    database_url: str | None = None
+    ephemeral: bool = False
+    settings: RunSettings = field(default_factory=RunSettings)
+    reference_pipeline: bool | None = None
+    """None: on for the embedded server, off for an external one."""
+    parallel: int = 1
+    fail_fast: bool = False
+
+
+class Session:
+    def __init__(self, scenarios: Sequence[Scenario], options: SessionOptions, reporters: Sequence[Reporter],
+                 stop: threading.Event | None = None):
+        self.scenarios = list(scenarios)
+        self.options = options
+        self.reporters = list(reporters)
+        self.stop = stop or threading.Event()
+        self._events: queue.Queue[Event] = queue.Queue()
+        self._no_more = threading.Event()
+        """Set by --fail-fast after a failed scenario: scenarios not started yet are not run."""
+
+    def run(self) -> SessionOutcome:
+        """Run the suite; never raises for a scenario's sake. The outcome carries the error that stopped it."""
+        outcome = SessionOutcome()
+        started = time.monotonic()
+        for reporter in self.reporters:
+            reporter.start()
+        try:
+            outcome.results = self._run(outcome)
+        except YeRunError as exc:
+            outcome.error = exc
+        except Exception as exc:  # a bug outside a scenario: the reports still say what ran
+            outcome.error = bugs.record(exc, "running the scenarios")
+        finally:
+            self._drain()
+            outcome.finished = datetime.now(timezone.utc)
+            outcome.duration = time.monotonic() - started
+            outcome.exit_code = self._exit_code(outcome)
+            self._dispatch(SessionFinished(outcome.totals, outcome.duration, outcome.exit_code,
+                                           None if outcome.error is None else str(outcome.error)))
+            for reporter in self.reporters:
+                reporter.finish(outcome)
+        return outcome
+
+    # --- running ------------------------------------------------------------------------
+
+    def _run(self, outcome: SessionOutcome) -> list[ScenarioResult]:
+        options = self.options
+        with open_database(options.database_url, options.ephemeral) as database:
+            wanted = database.embedded if options.reference_pipeline is None else options.reference_pipeline
+            settings = dataclasses.replace(options.settings, reference_pipeline=wanted)
+            if options.parallel > 1:
+                check_isolation(self.scenarios)
+            preflight(self.scenarios, database, settings)
+            self._dispatch(SessionStarted(len(self.scenarios), options.parallel, database.display,
+                                          database.embedded))
+            workers = min(options.parallel, max(1, len(self.scenarios)))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scenario") as pool:
+                futures = [pool.submit(self._one, scenario, database, settings) for scenario in self.scenarios]
+                self._pump(futures)
+                return [future.result() for future in futures]
+
+    def _one(self, scenario: Scenario, database, settings: RunSettings) -> ScenarioResult:  # type: ignore[no-untyped-def]
+        if self.stop.is_set() or self._no_more.is_set():
+            result = not_run(scenario, "interrupted before it started" if self.stop.is_set() else
+                             "not run: --fail-fast stopped the suite after a failure")
+            self._events.put(ScenarioFinished(result))
+            return result
+        worker = threading.current_thread().name
+        run = ScenarioRun(scenario, database, dataclasses.replace(settings, worker=worker), self._events.put,
+                          self.stop)
+        result = run.execute()
+        result.exit_code = exit_code(result, run.error)
+        if self.options.fail_fast and result.outcome in (Outcome.FAILED, Outcome.ERROR):
+            self._no_more.set()
+        return result
+
+    def _pump(self, futures: list[Future]) -> None:
+        """Hand events to the reporters, on this thread, until every scenario is done."""
+        while not all(future.done() for future in futures):
+            try:
+                self._dispatch(self._events.get(timeout=PUMP))
+            except queue.Empty:
+                continue
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._dispatch(self._events.get_nowait())
+            except queue.Empty:
+                return
+
+    def _dispatch(self, event: Event) -> None:
+        for reporter in self.reporters:
+            reporter.handle(event)
+
+    def _exit_code(self, outcome: SessionOutcome) -> int:
+        codes = [r.exit_code for r in outcome.results]
+        if self.stop.is_set():
+            codes.append(ExitCode.INTERRUPTED)
+        if outcome.error is not None:
+            codes.append(outcome.error.exit_code)
+        return max(codes or [ExitCode.PASSED], key=PRIORITY.index)
+
+
+def exit_code(result: ScenarioResult, error: YeRunError | None) -> int:
+    """A scenario's own exit code: its error's, else what its outcome means."""
+    if error is not None:
+        return error.exit_code
+    return {Outcome.PASSED: ExitCode.PASSED, Outcome.SEEDED: ExitCode.PASSED, Outcome.FAILED: ExitCode.FAILED,
+            Outcome.INTERRUPTED: ExitCode.INTERRUPTED, Outcome.NOT_RUN: ExitCode.PASSED}.get(
+        Outcome(result.outcome), ExitCode.BUG)
+
+
+def not_run(scenario: Scenario, why: str) -> ScenarioResult:
+    result = ScenarioResult(scenario.name, str(scenario.path), "", outcome=Outcome.NOT_RUN, error=None)
+    result.note = why
+    return result
+
+
+def check_isolation(scenarios: Sequence[Scenario]) -> None:
+    """Refuse, before seeding, scenarios that would write the same literal fixture rows side by side."""
+    seen: dict[tuple[str, tuple], str] = {}
+    clashes = []
+    for scenario in scenarios:
+        for fixture in scenario.fixtures:
+            for row in fixture.rows:
+                if any(isinstance(value, str) and "${" in value for _, value in row):
+                    continue
+                key = (fixture.table, row)
+                if key in seen and seen[key] != scenario.name:
+                    clashes.append(f"{scenario.at('$.fixtures')}: a {fixture.table} row with no ${{...}} placeholder "
+                                   f"is also seeded by scenario {seen[key]!r}; run them with -j 1, or make the row "
+                                   "unique per job (e.g. ${job.id})")
+                seen.setdefault(key, scenario.name)
+    if clashes:
+        raise InputError("\n".join(clashes))

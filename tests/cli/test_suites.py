@@ -1,0 +1,155 @@
+"""Suites: parallel scenarios with the verdicts of serial ones, selection, list, fail-fast, CI-grade reports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+from runner import resources
+from runner.db.connect import Database
+from tests.cli.test_run_cli import JUNIT_XSD, ROOT, _process, _wait_for, invoke, url
+from tests.db.helpers import count
+
+FAULTS = {
+    "skip-two": "reference_pipeline: {faults: [{kind: skip, step: yolo_detect, variants: [2]}]}\n",
+    "fail-one": "reference_pipeline: {faults: [{kind: fail, step: ocr_eval, variants: [1]}]}\n",
+    "declared": ("expect: {failures: [{step: ocr_eval, variants: [3]}]}\n"
+                 "reference_pipeline: {faults: [{kind: fail, step: ocr_eval, variants: [3]}]}\n"),
+    "healthy": "reference_pipeline: {latency: {default: 5ms}}\n",
+}
+
+
+def write_suite(tmp_path: Path, texts: dict[str, str], tenant: str = "ye_suite_test") -> Path:
+    folder = tmp_path / "suite"
+    folder.mkdir(exist_ok=True)
+    for name, text in texts.items():
+        (folder / f"{name}.yaml").write_text(f"name: {name}\ntags: [{name.split('-')[0]}]\n"
+                                             f"tenant: {{id: {tenant}}}\nsimulate_img_gen: true\n"
+                                             "timeouts: {step: 20s, stall: 20s, job: 60s}\n" + text)
+    return folder
+
+
+def verdicts(report: Path) -> dict[str, tuple[str, list[str]]]:
+    doc = json.loads(report.read_text())
+    resources.validator("report.schema.json").validate(doc)
+    return {s["name"]: (s["outcome"], sorted({f["kind"] for j in s["jobs"] for f in j["failures"]}))
+            for s in doc["scenarios"]}
+
+
+def test_parallel_verdicts_equal_serial_ones_for_faults_side_by_side(db: Database, tmp_path: Path):
+    """Four scenarios on one tenant, faults injected into their own jobs only: -j 4 says what -j 1 says."""
+    suite = write_suite(tmp_path, FAULTS)
+    serial, parallel = tmp_path / "serial.json", tmp_path / "parallel.json"
+    first = invoke("run", str(suite), "--database-url", url(db), "--reference-pipeline", "--json", str(serial))
+    second = invoke("run", str(suite), "-j", "4", "--database-url", url(db), "--reference-pipeline",
+                    "--json", str(parallel))
+    assert first.exit_code == second.exit_code == 1, second.output
+    assert verdicts(serial) == verdicts(parallel) == {
+        "declared": ("passed", []), "fail-one": ("failed", ["unexpected_failure"]), "healthy": ("passed", []),
+        "skip-two": ("failed", ["skipped_step"])}
+    workers = {s["name"]: s for s in json.loads(parallel.read_text())["scenarios"]}
+    assert second.stdout.rstrip().splitlines()[-1].startswith("4 scenarios: 2 passed, 2 failed, 0 errors, 0 not run in ")
+    assert len({w["jobs"][0]["tenant_id"] for w in workers.values()}) == 1  # one tenant, rows kept apart by run
+
+
+def test_the_shipped_suite_has_the_same_verdicts_at_any_parallelism(db: Database, tmp_path: Path):
+    serial, parallel = tmp_path / "serial.json", tmp_path / "parallel.json"
+    scenarios = str(ROOT / "scenarios")
+    first = invoke("run", scenarios, "--database-url", url(db), "--reference-pipeline", "--json", str(serial),
+                   "--asset-dir", str(tmp_path / "assets"))
+    second = invoke("run", scenarios, "-j", "4", "--database-url", url(db), "--reference-pipeline",
+                    "--json", str(parallel), "--asset-dir", str(tmp_path / "assets"))
+    assert first.exit_code == second.exit_code == 0, second.output
+    assert verdicts(serial) == verdicts(parallel)
+    assert all(outcome == "passed" for outcome, _ in verdicts(parallel).values())
+
+
+def test_list_shows_the_selection_and_validates_every_file(tmp_path: Path):
+    suite = write_suite(tmp_path, FAULTS)
+    listed = invoke("list", str(suite), "--tag", "fail", "--tag", "skip", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)["scenarios"]
+    assert [r["name"] for r in rows] == ["fail-one", "skip-two"]
+    assert rows[0] == {**rows[0], "jobs": 1, "variants": 3, "mode": "once", "longest": 60.0, "tags": ["fail"]}
+    table = invoke("list", str(suite), "-k", "not healthy")
+    assert table.exit_code == 0 and "healthy" not in table.stdout and "skip-two" in table.stdout
+    (suite / "broken.yaml").write_text("name: broken\nvariants: lots\ntags: [other]\n")
+    refused = invoke("list", str(suite), "--tag", "fail")
+    assert refused.exit_code == 2 and "broken.yaml:2:11: $.variants" in refused.stderr
+
+
+def test_fail_fast_starts_nothing_after_a_failure_and_reports_the_rest_as_not_run(db: Database, tmp_path: Path):
+    suite = write_suite(tmp_path, {"a-fails": FAULTS["fail-one"], "b-healthy": FAULTS["healthy"],
+                                   "c-healthy": FAULTS["healthy"]})
+    junit = tmp_path / "junit.xml"
+    result = invoke("run", str(suite), "--fail-fast", "--database-url", url(db), "--reference-pipeline",
+                    "--junit", str(junit))
+    assert result.exit_code == 1, result.output
+    assert "b-healthy: NOT RUN - not run: --fail-fast stopped the suite after a failure" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("3 scenarios: 0 passed, 1 failed, 0 errors, 2 not run")
+    JUNIT_XSD.validate(str(junit))
+    suites = {s["@name"]: s for s in JUNIT_XSD.to_dict(str(junit))["testsuite"]}
+    assert suites["c-healthy"]["@skipped"] == 1 and suites["a-fails"]["@failures"] == 1
+
+
+def test_junit_names_are_stable_across_runs(db: Database, tmp_path: Path):
+    suite = write_suite(tmp_path, {"skip-two": FAULTS["skip-two"], "healthy": FAULTS["healthy"]})
+    names, ids = [], []
+    for night in ("one", "two"):
+        junit = tmp_path / f"{night}.xml"
+        invoke("run", str(suite), "-j", "2", "--database-url", url(db), "--reference-pipeline", "--junit", str(junit))
+        JUNIT_XSD.validate(str(junit))
+        doc = JUNIT_XSD.to_dict(str(junit))
+        names.append(sorted((s["@name"], c["@classname"], c["@name"]) for s in doc["testsuite"]
+                            for c in s["testcase"]))
+        ids.append(sorted(p["@value"] for s in doc["testsuite"] for c in s["testcase"]
+                          for p in c.get("properties", [{}])[0].get("property", []) if p["@name"] == "job_id"))
+    assert names[0] == names[1] == [("healthy", "ye-run.healthy", "job 1"), ("skip-two", "ye-run.skip-two", "job 1")]
+    assert ids[0] and ids[1] and set(ids[0]).isdisjoint(ids[1])
+
+
+def test_an_invalid_file_still_gets_the_reports_written(tmp_path: Path):
+    suite = write_suite(tmp_path, {"healthy": FAULTS["healthy"]})
+    (suite / "broken.yaml").write_text("name: broken\nvariants: lots\n")
+    junit, report = tmp_path / "junit.xml", tmp_path / "report.json"
+    result = invoke("run", str(suite), "--database-url", "postgresql://nobody@127.0.0.1:1/x", "--junit", str(junit),
+                    "--json", str(report))
+    assert result.exit_code == 2
+    JUNIT_XSD.validate(str(junit))
+    (case,) = [c for s in JUNIT_XSD.to_dict(str(junit))["testsuite"] for c in s["testcase"]]
+    assert case["@name"].endswith("broken.yaml") and "$.variants" in case["error"][0]["@message"]
+    doc = json.loads(report.read_text())
+    resources.validator("report.schema.json").validate(doc)
+    assert doc["exit_code"] == 2 and "broken.yaml:2:11: $.variants" in doc["error"]
+
+
+def test_ctrl_c_with_four_workers_stops_cleanly(db: Database, tmp_path: Path):
+    slow = ("mode: {type: interval, jobs: 200, interval: 50ms, max_in_flight: 10}\n"
+            "reference_pipeline: {latency: {default: 30ms}}\ncleanup: never\n")
+    suite = write_suite(tmp_path, {f"slow-{i}": slow for i in range(6)}, tenant="ye_suite_sigint_test")
+    report = tmp_path / "report.json"
+    proc = _process(db, "run", str(suite), "-j", "4", "--reference-pipeline", "-v", "--json", str(report),
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(proc.stdout, "job 3 seeded")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()
+    doc = json.loads(report.read_text())
+    resources.validator("report.schema.json").validate(doc)
+    outcomes = [s["outcome"] for s in doc["scenarios"]]
+    assert doc["exit_code"] == 130 and "passed" not in outcomes
+    assert outcomes.count("interrupted") >= 1 and set(outcomes) <= {"interrupted", "not_run"}
+    assert doc["totals"]["scenarios"] == 6
+    with contextlib.closing(db.connect()) as conn:
+        for s in doc["scenarios"]:
+            if s["run"]["record"] is None:
+                continue
+            tenant = s["run"]["record"]["tenant_id"]
+            assert count(conn, "select count(*) from jobs j where tenant_id = %s and (select count(*) from "
+                               "jobs_variants v where v.job_id = j.job_id) <> 3", (tenant,)) == 0

@@ -1,0 +1,64 @@
+"""Selection and sharding: tags, -k expressions, and disjoint shards whose union is the suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.errors import InputError
+from runner.scenario import discover, loader, select
+from runner.scenario.select import Selection
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = [loader.load(p) for p in discover.scenario_files([str(ROOT / "scenarios")])]
+
+
+def names(selection: Selection) -> list[str]:
+    return [s.name for s in select.select(SHIPPED, selection)]
+
+
+def test_tags_select_any_and_skip_tags_leave_out():
+    assert names(Selection(tags=("smoke",))) == ["smoke"]
+    assert "smoke" not in names(Selection(skip_tags=("smoke",)))
+    assert len(names(Selection(tags=("smoke", "regression")))) == len(SHIPPED)
+    assert names(Selection(tags=("nightly",))) == []
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("smoke", ["smoke"]),
+    ("SMOKE", ["smoke"]),
+    ("retry or smoke", ["overlay-retry", "smoke"]),
+    ("start and not yh", ["ye-start"]),
+    ("not (start or retry or variants or image or sql or interval or pipeline or failure or completion)",
+     ["smoke"]),
+])
+def test_keyword_expressions_match_names(expression: str, expected: list[str]):
+    assert sorted(names(Selection(keyword=expression))) == expected
+
+
+@pytest.mark.parametrize("expression", ["", "smoke and", "(smoke", "smoke )", "or smoke", "not"])
+def test_a_broken_keyword_expression_is_bad_input(expression: str):
+    with pytest.raises(InputError, match="-k"):
+        select.keyword_matcher(expression) if expression else select.keyword_matcher("and")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 12])
+def test_shards_are_disjoint_and_their_union_is_the_selection(n: int):
+    shards = [names(Selection(shard=(k, n))) for k in range(1, n + 1)]
+    flat = [name for shard in shards for name in shard]
+    assert sorted(flat) == sorted(s.name for s in SHIPPED) and len(flat) == len(set(flat))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert shards == [names(Selection(shard=(k, n))) for k in range(1, n + 1)]  # deterministic
+
+
+def test_sharding_applies_after_selection():
+    regression = names(Selection(tags=("regression",)))
+    halves = [names(Selection(tags=("regression",), shard=(k, 2))) for k in (1, 2)]
+    assert sorted(halves[0] + halves[1]) == sorted(regression)
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "a/b", "1", "1/0", "-1/2"])
+def test_a_bad_shard_is_bad_input(text: str):
+    with pytest.raises(InputError, match="--shard"):
+        select.parse_shard(text)
