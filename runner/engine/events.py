@@ -1,32 +1,60 @@
 """The engine speaks in events; every reporter (console, JUnit, JSON) is handed them in order.
 
 Scenario runs emit them from worker threads onto a queue; the session hands them to the
-reporters on one thread (runner/engine/session.py). Session events carry only snapshots."""
+reporters on one thread (runner/engine/session.py). Events are immutable snapshots naming the
+scenario run (and worker) they belong to, so a reporter never reads what a worker is changing;
+only ScenarioFinished carries the result, which is final by then."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner.engine.results import JobResult, ScenarioResult, Totals
+from runner.engine.results import ScenarioResult, Totals
 from runner.trace import Failure, Transition
 
 
 @dataclass(frozen=True, slots=True)
+class ScenarioRef:
+    """Which scenario run an event is about (several run at once with -j N)."""
+
+    name: str
+    run_id: str
+    worker: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRef:
+    """A seeded job, as it was seeded."""
+
+    ordinal: int
+    job_id: str
+    tenant_id: str
+    variants: int
+    seeded_mono: float
+
+
+@dataclass(frozen=True, slots=True)
 class ScenarioStarted:
-    result: ScenarioResult
+    scenario: ScenarioRef
+    database: str
+    embedded: bool
+    tenant: str
+    expected_steps: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class JobSeeded:
-    scenario: ScenarioResult
-    job: JobResult
+    scenario: ScenarioRef
+    job: JobRef
+    seed_only: bool = False
+    """observe: false — the job is left as seeded."""
 
 
 @dataclass(frozen=True, slots=True)
 class TransitionObserved:
-    scenario: ScenarioResult
-    job: JobResult
+    scenario: ScenarioRef
+    job: JobRef
     transition: Transition
     creation_order: int | None
     """None for the job row."""
@@ -36,25 +64,29 @@ class TransitionObserved:
 class Note:
     """Something the user should know that is not a failure (a reconnect, a delayed creation)."""
 
-    scenario: ScenarioResult
+    scenario: ScenarioRef
     text: str
 
 
 @dataclass(frozen=True, slots=True)
 class AssertionFailed:
-    scenario: ScenarioResult
+    scenario: ScenarioRef
     failure: Failure
 
 
 @dataclass(frozen=True, slots=True)
 class JobFinished:
-    scenario: ScenarioResult
-    job: JobResult
+    scenario: ScenarioRef
+    job: JobRef
+    outcome: str
+    duration: float | None
+    failures: int
 
 
 @dataclass(frozen=True, slots=True)
 class ScenarioFinished:
     result: ScenarioResult
+    """Final: nothing changes it once this is emitted."""
 
 
 @dataclass(frozen=True, slots=True)

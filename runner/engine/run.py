@@ -27,8 +27,8 @@ from runner.db.connect import Database, StatementCounter
 from runner.db.seed import Seeder
 from runner.durations import format_seconds
 from runner.engine import checks, messages, plan as plan_module
-from runner.engine.events import (AssertionFailed, Emitter, JobFinished, JobSeeded, Note, ScenarioFinished,
-                                  ScenarioStarted, TransitionObserved)
+from runner.engine.events import (AssertionFailed, Emitter, JobFinished, JobRef, JobSeeded, Note, ScenarioFinished,
+                                  ScenarioRef, ScenarioStarted, TransitionObserved)
 from runner.engine.results import JobResult, ScenarioResult, step_latencies, summarise
 from runner.engine.schedule import JobSchedule
 from runner.engine.simulate import ImgGenSimulator
@@ -83,6 +83,8 @@ class ScenarioRun:
                                      record=registry.RunRecord(run_id, scenario.name, tenant),
                                      cleanup_policy=scenario.cleanup, database=database.display,
                                      embedded=database.embedded, worker=settings.worker)
+        self.ref = ScenarioRef(scenario.name, run_id, settings.worker)
+        self._job_refs: dict[str, JobRef] = {}
         self.tracker = Tracker(scenario)
         self.error: YeRunError | None = None
         self.conn: psycopg2.extensions.connection | None = None
@@ -102,7 +104,9 @@ class ScenarioRun:
         result = self.result
         result.started_at = datetime.now(timezone.utc)
         started = time.monotonic()
-        self.emit(ScenarioStarted(result))
+        assert result.record is not None
+        self.emit(ScenarioStarted(self.ref, self.database.display, self.database.embedded, result.record.tenant_id,
+                                  self.scenario.expect.steps + self.scenario.expect.job_steps))
         try:
             result.plan = plan_module.build(self.scenario, self.database.display)
             with contextlib.ExitStack() as stack:
@@ -236,10 +240,10 @@ class ScenarioRun:
             self._apply(observer.poll(timeout))
             if observer.report.reconnects != reconnects:
                 reconnects = observer.report.reconnects
-                self.emit(Note(self.result, f"observer reconnected ({reconnects}); caught up"))
+                self.emit(Note(self.ref, f"observer reconnected ({reconnects}); caught up"))
         self.result.delayed_creations = schedule.delayed
         if schedule.delayed:
-            self.emit(Note(self.result, f"{schedule.delayed} job creation(s) waited for max_in_flight"))
+            self.emit(Note(self.ref, f"{schedule.delayed} job creation(s) waited for max_in_flight"))
 
     def _seed(self, seeder: Seeder, observer: Observer, host: PipelineHost | None,
               simulator: ImgGenSimulator | None, now: float) -> None:
@@ -249,7 +253,7 @@ class ScenarioRun:
         self.result.jobs.append(job)
         self.tracker.add(job)
         self._next_check = 0.0
-        self.emit(JobSeeded(self.result, job))
+        self.emit(JobSeeded(self.ref, self._job_ref(job)))
         seed_state = (self.scenario.start, "done")
         self._apply(observer.track(seeded.job_id, [v.id for v in seeded.variants], seed_state, wall, mono))
         if host is not None:
@@ -257,10 +261,17 @@ class ScenarioRun:
         if simulator is not None:
             simulator.schedule(seeded, now)
 
+    def _job_ref(self, job: JobResult) -> JobRef:
+        ref = self._job_refs.get(job.job_id)
+        if ref is None:
+            ref = JobRef(job.ordinal, job.job_id, job.seeded.tenant_id, len(job.seeded.variants), job.seeded_mono)
+            self._job_refs[job.job_id] = ref
+        return ref
+
     def _apply(self, transitions: list[Transition]) -> None:
         for job, transition, order in self.tracker.apply(transitions):
             self._touched.add(job.job_id)
-            self.emit(TransitionObserved(self.result, job, transition, order))
+            self.emit(TransitionObserved(self.ref, self._job_ref(job), transition, order))
 
     def _failed(self, failure: Failure) -> None:
         for job in self.result.jobs:
@@ -269,7 +280,7 @@ class ScenarioRun:
                 break
         else:
             self.result.failures.append(failure)
-        self.emit(AssertionFailed(self.result, failure))
+        self.emit(AssertionFailed(self.ref, failure))
 
     # --- judging a job ------------------------------------------------------------------
 
@@ -317,7 +328,7 @@ class ScenarioRun:
         self.tracker.mark_judged(job.job_id)
         if self.observer is not None:
             self.observer.untrack(job.job_id)
-        self.emit(JobFinished(self.result, job))
+        self.emit(JobFinished(self.ref, self._job_ref(job), job.outcome, job.duration, len(job.failures)))
 
     @property
     def _writer(self) -> psycopg2.extensions.connection:
@@ -336,7 +347,7 @@ class ScenarioRun:
                 self._failed(failure)
             job.outcome = "interrupted"
             self.tracker.mark_judged(job.job_id)
-            self.emit(JobFinished(self.result, job))
+            self.emit(JobFinished(self.ref, self._job_ref(job), job.outcome, job.duration, len(job.failures)))
 
     # --- the end ------------------------------------------------------------------------
 
@@ -365,7 +376,7 @@ class ScenarioRun:
                 job = JobResult(seeded, datetime.now(timezone.utc), now, {})
                 job.outcome = "seeded"
                 self.result.jobs.append(job)
-                self.emit(JobSeeded(self.result, job))
+                self.emit(JobSeeded(self.ref, self._job_ref(job), seed_only=True))
                 schedule.created_one(now)
                 continue
             wake = schedule.next_time(now)
@@ -399,7 +410,7 @@ class ScenarioRun:
             with contextlib.closing(self.database.connect("ye-run cleanup")) as conn:
                 busy = self._busy_jobs()
                 if busy and not self._quiet(conn, busy):
-                    self.emit(Note(self.result, f"cleanup skipped: the pipeline was still writing to {len(busy)} "
+                    self.emit(Note(self.ref, f"cleanup skipped: the pipeline was still writing to {len(busy)} "
                                                 f"job(s) after {format_seconds(self.settings.cleanup_wait)}; the "
                                                 f"rows are kept: ye-run cleanup --run {self.result.run_id} later"))
                     return
@@ -435,7 +446,7 @@ class ScenarioRun:
             elif now - since >= self.settings.cleanup_quiet:
                 waited = now - started
                 if waited >= self.settings.cleanup_quiet + 1:
-                    self.emit(Note(self.result, f"cleanup waited {format_seconds(waited)} for the pipeline to "
+                    self.emit(Note(self.ref, f"cleanup waited {format_seconds(waited)} for the pipeline to "
                                                 f"finish with {len(job_ids)} job(s)"))
                 return True
             if now >= deadline:
@@ -445,7 +456,7 @@ class ScenarioRun:
     def _cleanup_failed(self, exc: YeRunError) -> None:
         """Rows the policy says must go are still there: the run did not do what it promised."""
         text = f"cleanup failed: {exc}; the rows are kept: ye-run cleanup --run {self.result.run_id} once fixed"
-        self.emit(Note(self.result, text))
+        self.emit(Note(self.ref, text))
         failed = YeRunError(text)
         failed.exit_code = exc.exit_code
         self._errored(failed)
