@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import signal
+import sys
 
 import click
 
 from runner import __version__
 from runner.cli.common import EXIT_CODES_HELP
+from runner.errors import ExitCode
 
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -74,7 +77,23 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="ye-run")
+    """The console script: Ctrl+C, SIGTERM or SIGHUP at any moment is one line and exit 130, never a traceback."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    try:
+        code = cli.main(prog_name="ye-run", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("ye-run: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    """Until a command installs its own handling (a run stops gracefully), a signal is an interrupt."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -107,10 +107,10 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
 
 
 def _run_session(chosen: list[Scenario], options_: SessionOptions, reporters: list) -> int:  # type: ignore[type-arg]
-    stop = threading.Event()
-    restore = _install_signals(stop)
+    stop, hurry = threading.Event(), threading.Event()
+    restore = _install_signals(stop, hurry)
     try:
-        outcome = Session(chosen, options_, reporters, stop).run()
+        outcome = Session(chosen, options_, reporters, stop, hurry).run()
     finally:
         restore()
     if outcome.error is not None:
@@ -165,16 +165,23 @@ def _configure_logging(verbose: int) -> None:
         logging.getLogger("ye_run.observe").setLevel(logging.ERROR)  # the console reports reconnects itself
 
 
-def _install_signals(stop: threading.Event):  # type: ignore[no-untyped-def]
-    """SIGINT/SIGTERM stop the run gracefully (a second one aborts); returns a function restoring the old handlers."""
+def _install_signals(stop: threading.Event, hurry: threading.Event):  # type: ignore[no-untyped-def]
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal) stop the run gracefully: no new jobs, the partial report,
+    the cleanup policy. A second one also skips what is left of cleanup (the rows are kept and the run says
+    how to remove them); the reports are still written and the exit code is 130. Returns a function restoring
+    the previous handlers."""
     def handler(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        click.echo(f"ye-run: {signal.Signals(signum).name}: stopping; writing the partial report "
-                   "(again to abort at once)", err=True)
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            stop.set()
+            click.echo(f"ye-run: {name}: stopping; writing the partial report (again to skip cleanup)", err=True)
+        elif not hurry.is_set():
+            hurry.set()
+            click.echo(f"ye-run: {name} again: skipping what is left of cleanup; the reports are still written",
+                       err=True)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
 
     def restore() -> None:
         for sig, old in previous.items():

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -27,6 +28,9 @@ IMPLICIT = (
     ("ye_run_history", ("job_id",), "jobs", ("job_id",)),
 )
 """Relations followed even where a deployment declares no foreign key for them."""
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'"
+"""Another session holding the rows (a pipeline stage, a person in psql) fails cleanup in 10 s, rolled back,
+instead of hanging it (and every signal with it)."""
 
 
 @dataclass
@@ -51,6 +55,7 @@ def cleanup_run(conn: psycopg2.extensions.connection, catalog: Catalog, record: 
         _check_provable(catalog, record)
     try:
         with conn.cursor() as cur:
+            cur.execute(LOCK_TIMEOUT)
             closure = _Closure(cur, catalog)
             for table, keys in record.rows().items():
                 closure.add_keys(table, keys)
@@ -66,7 +71,7 @@ def cleanup_run(conn: psycopg2.extensions.connection, catalog: Catalog, record: 
         return result
     except psycopg2.Error as exc:
         conn.rollback()
-        raise InfrastructureError(f"cleanup failed and was rolled back: {exc.diag.message_primary or exc}") from None
+        raise _failed(exc) from None
 
 
 def _check_provable(catalog: Catalog, record: registry_module.RunRecord) -> None:
@@ -83,6 +88,7 @@ def cleanup_tenant(conn: psycopg2.extensions.connection, catalog: Catalog, tenan
     """Delete every job, asset and tenant row of a test tenant, and everything that references them."""
     try:
         with conn.cursor() as cur:
+            cur.execute(LOCK_TIMEOUT)
             closure = _Closure(cur, catalog)
             for table in ("jobs", "image_assets", "tenants"):
                 if catalog.has(table, "tenant_id"):
@@ -97,7 +103,14 @@ def cleanup_tenant(conn: psycopg2.extensions.connection, catalog: Catalog, tenan
         return result
     except psycopg2.Error as exc:
         conn.rollback()
-        raise InfrastructureError(f"cleanup failed and was rolled back: {exc.diag.message_primary or exc}") from None
+        raise _failed(exc) from None
+
+
+def _failed(exc: psycopg2.Error) -> InfrastructureError:
+    if isinstance(exc, psycopg2.errors.LockNotAvailable):
+        return InfrastructureError("cleanup failed and was rolled back: another session holds a lock on the rows "
+                                   "to delete (waited 10 s); try again when it is done")
+    return InfrastructureError(f"cleanup failed and was rolled back: {exc.diag.message_primary or exc}")
 
 
 def _finish(conn: psycopg2.extensions.connection, dry_run: bool) -> None:

@@ -29,7 +29,7 @@ from runner.durations import format_seconds
 from runner.engine import checks, messages, plan as plan_module
 from runner.engine.events import (AssertionFailed, Emitter, JobFinished, JobRef, JobSeeded, Note, ScenarioFinished,
                                   ScenarioRef, ScenarioStarted, TransitionObserved)
-from runner.engine.results import JobResult, ScenarioResult, step_latencies, summarise
+from runner.engine.results import JobResult, Outcome, ScenarioResult, step_latencies, summarise
 from runner.engine.schedule import JobSchedule
 from runner.engine.simulate import ImgGenSimulator
 from runner.trace import Failure, Transition, VariantTrace
@@ -71,12 +71,15 @@ class RunSettings:
 
 class ScenarioRun:
     def __init__(self, scenario: Scenario, database: Database, settings: RunSettings, emit: Emitter,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, hurry: threading.Event | None = None):
         self.scenario = scenario
         self.database = database
         self.settings = settings
         self.emit = emit
         self.stop = stop or threading.Event()
+        self.hurry = hurry or threading.Event()
+        """Set by a second signal: no cleanup from now on; one under way is cancelled."""
+        self._cleanup_conn: psycopg2.extensions.connection | None = None
         run_id = registry.new_run_id()
         tenant = registry.isolated_tenant(scenario.tenant.id, run_id) if scenario.tenant.isolate else scenario.tenant.id
         self.result = ScenarioResult(scenario.name, str(scenario.path), run_id,
@@ -406,8 +409,12 @@ class ScenarioRun:
             return
         if policy == "never" or (policy == "on_success" and outcome != "passed"):
             return
+        if self.hurry.is_set():
+            self._cleanup_skipped()
+            return
         try:
             with contextlib.closing(self.database.connect("ye-run cleanup")) as conn:
+                self._cleanup_conn = conn
                 busy = self._busy_jobs()
                 if busy and not self._quiet(conn, busy):
                     self.emit(Note(self.ref, f"cleanup skipped: the pipeline was still writing to {len(busy)} "
@@ -416,9 +423,26 @@ class ScenarioRun:
                     return
                 self.result.cleanup = cleanup.cleanup_run(conn, catalog_module.read(conn), record)
         except YeRunError as exc:
-            self._cleanup_failed(exc)
+            self._cleanup_skipped() if self.hurry.is_set() else self._cleanup_failed(exc)
         except psycopg2.Error as exc:
-            self._cleanup_failed(failures.describe(exc, "cleaning up"))
+            self._cleanup_skipped() if self.hurry.is_set() else self._cleanup_failed(failures.describe(exc, "cleaning up"))
+        finally:
+            self._cleanup_conn = None
+
+    def cut_cleanup_short(self) -> None:
+        """From another thread (a second signal): cancel the cleanup statement under way, if any; its
+        transaction rolls back, so nothing is half deleted."""
+        conn = self._cleanup_conn
+        if conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                conn.cancel()
+
+    def _cleanup_skipped(self) -> None:
+        """The policy was not applied: whatever the checks said, the run was interrupted, never passed."""
+        if self.result.outcome == Outcome.PASSED:
+            self.result.outcome = Outcome.INTERRUPTED
+        self.emit(Note(self.ref, f"cleanup skipped (second signal); the rows are kept: "
+                                 f"ye-run cleanup --run {self.result.run_id}"))
 
     def _busy_jobs(self) -> list[str]:
         """Jobs the pipeline may not be done with: their row is not where the definition says a pipeline stops."""
@@ -449,7 +473,7 @@ class ScenarioRun:
                     self.emit(Note(self.ref, f"cleanup waited {format_seconds(waited)} for the pipeline to "
                                                 f"finish with {len(job_ids)} job(s)"))
                 return True
-            if now >= deadline:
+            if now >= deadline or self.hurry.is_set():
                 return False
             time.sleep(0.2)
 

@@ -74,11 +74,15 @@ class SessionOptions:
 
 class Session:
     def __init__(self, scenarios: Sequence[Scenario], options: SessionOptions, reporters: Sequence[Reporter],
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, hurry: threading.Event | None = None):
         self.scenarios = list(scenarios)
         self.options = options
         self.reporters = list(reporters)
         self.stop = stop or threading.Event()
+        self.hurry = hurry or threading.Event()
+        """A second signal: skip what is left of cleanup (the rows are kept), and cut a cleanup under way short."""
+        self._running: set[ScenarioRun] = set()
+        self._running_lock = threading.Lock()
         self._events: queue.Queue[Event] = queue.Queue()
         self._no_more = threading.Event()
         """Set by --fail-fast after a failed scenario: scenarios not started yet are not run."""
@@ -132,8 +136,14 @@ class Session:
             return result
         worker = threading.current_thread().name
         run = ScenarioRun(scenario, database, dataclasses.replace(settings, worker=worker), self._events.put,
-                          self.stop)
-        result = run.execute()
+                          self.stop, self.hurry)
+        with self._running_lock:
+            self._running.add(run)
+        try:
+            result = run.execute()
+        finally:
+            with self._running_lock:
+                self._running.discard(run)
         result.exit_code = exit_code(result, run.error)
         if self.options.fail_fast and result.outcome in (Outcome.FAILED, Outcome.ERROR):
             self._no_more.set()
@@ -141,7 +151,14 @@ class Session:
 
     def _pump(self, futures: list[Future]) -> None:
         """Hand events to the reporters, on this thread, until every scenario is done."""
+        cut_short = False
         while not all(future.done() for future in futures):
+            if self.hurry.is_set() and not cut_short:
+                cut_short = True
+                with self._running_lock:
+                    running = list(self._running)
+                for run in running:
+                    run.cut_cleanup_short()
             try:
                 self._dispatch(self._events.get(timeout=PUMP))
             except queue.Empty:

@@ -211,3 +211,57 @@ def test_shortcut_runs_a_scenario_file(db: Database, tmp_path: Path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     assert re.fullmatch(rb"1 scenarios: 1 passed, 0 failed, 0 errors, 0 not run in \S+\n", out)
+
+
+def test_a_second_signal_cuts_a_blocked_cleanup_short_and_still_writes_the_reports(db: Database, tmp_path: Path):
+    """Another session holds the job rows; cleanup waits for them; the second Ctrl+C skips it, at once."""
+    path = scenario(tmp_path, "blocked", "cleanup: always\nsimulate_img_gen: true\n"
+                                         "reference_pipeline: {latency: {default: 100ms}}\n")
+    report, junit_path = tmp_path / "report.json", tmp_path / "junit.xml"
+    proc = _process(db, path, "--reference-pipeline", "-v", "--json", str(report), "--junit", str(junit_path),
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with contextlib.closing(db.connect()) as holder:
+        try:
+            seen = _wait_for(proc.stdout, "job 1 seeded")
+            tenant = re.search(r"\(tenant (\S+)\)", seen).group(1)
+            with holder.cursor() as cur:  # KEY SHARE: the pipeline may update the job; cleanup's FOR UPDATE waits
+                cur.execute("SELECT 1 FROM jobs WHERE tenant_id = %s FOR KEY SHARE", (tenant,))
+            _wait_for(proc.stdout, "job 1 PASSED")
+            proc.send_signal(signal.SIGINT)
+            first = time.monotonic()
+            _wait_for(proc.stderr, "SIGINT: stopping")  # the first one is handled; then the second
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+            took = time.monotonic() - first
+        finally:
+            proc.kill()
+            holder.rollback()
+    assert proc.returncode == 130, err.decode()
+    assert took < 8, took  # well before the 10 s lock timeout
+    assert b"again: skipping what is left of cleanup" in err
+    doc = json.loads(report.read_text())
+    (result,) = doc["scenarios"]
+    assert doc["exit_code"] == 130 and result["outcome"] == "interrupted" and not result["cleanup"]["applied"]
+    JUNIT_XSD.validate(str(junit_path))
+    with contextlib.closing(db.connect()) as conn:
+        assert count(conn, "select count(*) from jobs where tenant_id = %s", (tenant,)) == 1
+
+
+def test_sighup_stops_a_run_like_sigterm(db: Database, tmp_path: Path):
+    path = scenario(tmp_path, "hangup", "cleanup: always\nsimulate_img_gen: true\n"
+                                        "mode: {type: interval, jobs: 100, interval: 50ms, max_in_flight: 5}\n"
+                                        "reference_pipeline: {latency: {default: 20ms}}\n")
+    report = tmp_path / "report.json"
+    proc = _process(db, path, "--reference-pipeline", "-v", "--json", str(report), stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE)
+    try:
+        _wait_for(proc.stdout, "job 2 seeded")
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()
+    assert b"SIGHUP: stopping" in err
+    doc = json.loads(report.read_text())
+    assert doc["exit_code"] == 130 and doc["scenarios"][0]["outcome"] == "interrupted"
+    assert doc["scenarios"][0]["cleanup"]["applied"]

@@ -1,0 +1,66 @@
+"""The JUnit writer on hand-built results: stable names, ids in properties, every outcome, safe XML."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import xmlschema
+
+from runner.db.registry import SeededJob, SeededVariant
+from runner.engine.results import JobResult, Outcome, ScenarioResult
+from runner.report import junit
+from runner.trace import Failure
+
+XSD = xmlschema.XMLSchema(str(Path(__file__).parent / "junit.xsd"))
+NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)
+
+
+def job(ordinal: int, outcome: str, failures: list[Failure] | None = None) -> JobResult:
+    seeded = SeededJob(ordinal, str(uuid.uuid4()), "ye_t_test", str(uuid.uuid4()),
+                       (SeededVariant(str(uuid.uuid4()), 1),), ())
+    result = JobResult(seeded, NOW, 0.0, {}, failures=failures or [])
+    result.outcome, result.finished_mono = outcome, 1.5
+    return result
+
+
+def scenario(name: str, outcome: Outcome, jobs: list[JobResult], error: str | None = None) -> ScenarioResult:
+    result = ScenarioResult(name, f"scenarios/{name}.yaml", f"20261128T000000-{uuid.uuid4().hex[:6]}",
+                            jobs=jobs, outcome=outcome, error=error, started_at=NOW, duration=2.0)
+    return result
+
+
+def cases(path: Path) -> dict[tuple[str, str], dict]:
+    XSD.validate(str(path))
+    doc = XSD.to_dict(str(path))
+    return {(s["@name"], c["@name"]): c for s in doc["testsuite"] for c in s["testcase"]}
+
+
+def test_names_are_stable_and_ids_are_properties(tmp_path: Path):
+    failure = Failure("skipped_step", "s › job 1 › variant #2 › yolo_detect: skipped", "detail \x1b[31m")
+    results = [scenario("s", Outcome.FAILED, [job(1, "failed", [failure]), job(2, "passed")]),
+               scenario("t", Outcome.INTERRUPTED, [job(1, "interrupted")])]
+    path = tmp_path / "junit.xml"
+    junit.write(path, results)
+    found = cases(path)
+    assert set(found) == {("s", "job 1"), ("s", "job 2"), ("t", "job 1")}
+    first = found[("s", "job 1")]
+    assert first["@classname"] == "ye-run.s" and first["failure"][0]["@type"] == "skipped_step"
+    properties = {p["@name"]: p["@value"] for p in first["properties"][0]["property"]}
+    assert properties["job_id"] == results[0].jobs[0].job_id and properties["run_id"] == results[0].run_id
+    assert "skipped" in found[("t", "job 1")]
+    assert "\\x1b[31m" in path.read_text() and "\x1b" not in path.read_text()
+
+
+def test_errors_not_run_and_invalid_files_are_testcases(tmp_path: Path):
+    not_run = scenario("later", Outcome.NOT_RUN, [])
+    not_run.note = "not run: --fail-fast stopped the suite after a failure"
+    results = [scenario("broken", Outcome.ERROR, [], error="lost the database connection: gone"), not_run]
+    path = tmp_path / "junit.xml"
+    junit.write(path, results, "ye-run: bug", {"bad.yaml": ["bad.yaml:2:11: $.variants: expected a whole number"]})
+    found = cases(path)
+    assert found[("broken", "scenario")]["error"][0]["@message"] == "lost the database connection: gone"
+    assert found[("later", "scenario")]["skipped"][0]["@message"].startswith("not run: --fail-fast")
+    assert found[("bad.yaml", "bad.yaml")]["error"][0]["@message"].startswith("bad.yaml:2:11: $.variants")
+    assert found[("ye-run", "run")]["error"][0]["@message"] == "ye-run: bug"
