@@ -49,6 +49,12 @@ def prop(description, schema, default=None):
     return out
 
 
+DETECTABLE = ["skipped_step", "out_of_order", "backwards", "unknown_step", "unknown_status", "duplicate_terminal",
+              "incomplete_step", "unexpected_step", "unexpected_failure", "retry_limit", "retries_below_minimum",
+              "final_state", "expected_failure_missing", "step_timeout", "stall_timeout", "job_timeout",
+              "job_final_state", "variant_count", "shared_asset", "sql_check"]
+"""The checker's failure kinds a scenario may declare in expect.detect."""
+
 STATE = obj("A (current_step, status) pair.", {
     "step": prop("The `current_step` value.", {"$ref": "#/$defs/step"}),
     "status": prop("The `status` value.", {"$ref": "#/$defs/status"}, "done"),
@@ -155,9 +161,35 @@ SCENARIO = {
                 "variant": prop("Every variant's last state.", {"$ref": "#/$defs/state"}),
                 "job": prop("The jobs row's last state.", {"$ref": "#/$defs/state"}),
             }, default={}),
-            "retries": prop("Retries allowed per step (a failed step run again); default 0 everywhere.",
-                            {"type": "object", "propertyNames": STEP,
-                             "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 10}}, {}),
+            "retries": prop("Retries per step, counted per variant (on the job row for a job-level step): a "
+                            "number is the most allowed (default 0 everywhere); `{min, max}` also requires at "
+                            "least `min` (of the `variants` listed, default all).",
+                            {"type": "object", "propertyNames": STEP, "additionalProperties": {"anyOf": [
+                                {"type": "integer", "minimum": 0, "maximum": 10},
+                                obj("A range of retries.", {
+                                    "min": prop("At least this many retries.",
+                                                {"type": "integer", "minimum": 0, "maximum": 10}, 0),
+                                    "max": prop("At most this many (default: min).",
+                                                {"type": "integer", "minimum": 0, "maximum": 10}),
+                                    "variants": prop("creation_order of the variants `min` applies to (default: "
+                                                     "all); the maximum applies to every variant.",
+                                                     {"type": "array", "minItems": 1, "uniqueItems": True,
+                                                      "items": {"type": "integer", "minimum": 1}}),
+                                }, required=["min"]),
+                            ]}}, {}),
+            "detect": prop("Failures the checker must report: the scenario passes when exactly these are "
+                           "detected in every job (a canary for the checker and the pipeline's guards), and "
+                           "fails when one is missing or another appears.", {
+                "type": "array",
+                "items": obj("One expected detection.", {
+                    "kind": prop("The failure kind (see the list in docs/scenario-format.md).",
+                                 {"enum": DETECTABLE}),
+                    "step": prop("The step it names (default: any).", {"$ref": "#/$defs/step"}),
+                    "variants": prop("creation_order of the variants it names (default: any).",
+                                     {"type": "array", "minItems": 1, "uniqueItems": True,
+                                      "items": {"type": "integer", "minimum": 1}}),
+                }, required=["kind"]),
+            }, []),
             "failures": prop("Failures the scenario expects: these variants (or, at a job-level step, the "
                              "job row) end (step, failed).", {
                 "type": "array",
@@ -380,6 +412,7 @@ FAILURE = closed("One failed assertion.", {
     "limit": prop("The limit in seconds.", NULLABLE_NUM),
 })
 
+RETRY_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
 JOB = closed("One job of the run.", {
     "ordinal": prop("Job number in the run, from 1.", {"type": "integer", "minimum": 1}),
     "job_id": prop("jobs.job_id.", {"type": "string"}),
@@ -396,9 +429,13 @@ JOB = closed("One job of the run.", {
     "variants": prop("Each variant's trace.", {"type": "array", "items": closed("A variant.", {
         "creation_order": prop("1..N.", {"type": "integer", "minimum": 1}),
         "variant_id": prop("jobs_variants.job_variants_id.", {"type": "string"}),
+        "retries": prop("Retries seen, per step.", RETRY_COUNTS),
         "trace": prop("Every observed transition, in order.", {"type": "array", "items": TRANSITION}),
     })}),
+    "job_retries": prop("Retries seen on the job row, per job-level step.", RETRY_COUNTS),
     "failures": prop("This job's failed assertions.", {"type": "array", "items": FAILURE}),
+    "detected": prop("Failures the scenario declared in expect.detect, reported as expected.",
+                     {"type": "array", "items": FAILURE}),
 })
 
 REPORT = {

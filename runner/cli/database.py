@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 from pathlib import Path
 
@@ -60,6 +61,52 @@ def _db_check(database_url: str | None) -> None:
     missing = [f.what for f in found if f.required and not f.ok]
     if missing:
         raise SchemaMissingError(f"missing what ye-run needs: {', '.join(missing)}")
+
+
+@db.command("describe")
+@click.argument("tables", nargs=-1, metavar="[TABLE]...")
+@options.database_url
+def db_describe(tables: tuple[str, ...], database_url: str | None) -> None:
+    """Show what tables hold: columns, types, NOT NULL, defaults, keys, foreign keys; changes nothing.
+
+    With no TABLE, the tables a scenario deals with (the seeded ones, ye-run's own, and every
+    table that references a job or a variant). Names come from the database's own catalog, so
+    a fixture or an SQL check can be written against what is really there.
+    """
+    handle_errors(_db_describe)(list(tables), database_url)
+
+
+def _db_describe(tables: list[str], database_url: str | None) -> None:
+    with open_database(database_url) as database, contextlib.closing(database.connect("ye-run db describe")) as conn:
+        snapshot = catalog.read(conn)
+    wanted = tables or _interesting(snapshot)
+    unknown = [t for t in wanted if snapshot.table(t) is None]
+    if unknown:
+        close = {t: difflib.get_close_matches(t, list(snapshot.tables), n=1) for t in unknown}
+        hints = "; ".join(f"{t!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for t, c in close.items())
+        raise InputError(f"no such table in {database.display}: {hints}")
+    for name in wanted:
+        click.echo(describe_table(snapshot, name))
+
+
+def _interesting(snapshot: catalog.Catalog) -> list[str]:
+    core = [t for t in requirements.REFERENCE_TABLES + requirements.RUNNER_TABLES if snapshot.has(t)]
+    referencing = sorted({fk.table for fk in snapshot.foreign_keys if fk.ref_table in ("jobs", "jobs_variants")}
+                         - set(core))
+    return core + referencing
+
+
+def describe_table(snapshot: catalog.Catalog, name: str) -> str:
+    """A table as `db describe` prints it."""
+    table = snapshot.tables[name]
+    lines = [f"{name}" + (f"  (primary key: {', '.join(table.primary_key)})" if table.primary_key else "")]
+    for column in table.columns.values():
+        flags = [column.type] + (["NOT NULL"] if column.not_null else []) + (["default"] if column.has_default else [])
+        lines.append(f"  {column.name:22} {' '.join(flags)}")
+    for fk in sorted(snapshot.foreign_keys, key=lambda fk: (fk.columns, fk.ref_table)):
+        if fk.table == name:
+            lines.append(f"  -> {', '.join(fk.columns)} references {fk.ref_table} ({', '.join(fk.ref_columns)})")
+    return "\n".join(lines) + "\n"
 
 
 @click.command("cleanup")

@@ -72,6 +72,7 @@ def cli() -> None:
       ye-run list scenarios/ --tag regression
       ye-run validate scenarios/
       ye-run db check --database-url postgresql://qa@staging-db/pipeline
+      ye-run db describe jobs_variants
       ye-run cleanup --run 20261126T101500-3fa9c1 --dry-run
     """
 

@@ -6,7 +6,7 @@ be judged at the end (final state, a required failure that never came). Both are
 
 Failure kinds: skipped_step, out_of_order, backwards, unknown_step, unknown_status,
 duplicate_terminal, incomplete_step, unexpected_step, unexpected_failure, retry_limit,
-final_state, expected_failure_missing.
+retries_below_minimum, final_state, expected_failure_missing.
 """
 
 from __future__ import annotations
@@ -77,6 +77,14 @@ def walk(trace: list[Transition], expect: Expectations, creation_order: int, sta
 
 def final_problems(state: Walk, expect: Expectations, creation_order: int) -> list[Problem]:
     """What is wrong with where the variant ended (call once it has finished or the run ends)."""
+    too_few = [Problem("retries_below_minimum", step, f"retried {step} {state.retries.get(step, 0)} time(s); at least "
+                       f"{expect.retries_min(step, creation_order)} expected")
+               for step, _ in expect.retries
+               if step in expect.steps and state.retries.get(step, 0) < expect.retries_min(step, creation_order)]
+    return too_few + _final_state_problems(state, expect, creation_order)
+
+
+def _final_state_problems(state: Walk, expect: Expectations, creation_order: int) -> list[Problem]:
     current = state.current
     allowed = expected_final_states(expect, creation_order)
     if current in allowed:

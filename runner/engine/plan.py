@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from runner.db import images as images_module
@@ -48,13 +49,36 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
         "final_job": [expect.final_job.step, expect.final_job.status] if expect.final_job else None,
         "expected_failures": [{"step": f.step, "variants": list(f.variants) if f.variants else "all",
                                "required": f.required} for f in expect.failures + expect.job_failures],
-        "retries": dict(expect.retries),
+        "retries": {step: {"min": r.min, "max": r.max} for step, r in expect.retries},
+        "detect": [str(d) for d in expect.detect],
         "sql_checks": [c.name for c in expect.sql],
+        "sql_queries": [{"name": c.name, "query": " ".join(c.query.split()),
+                         "expect": f"= {c.equals!r}" if c.compare_value else f"{c.rows} row(s)"} for c in expect.sql],
+        "latency_limits": {step: {k: getattr(limit, k) for k in ("p50", "p95", "max") if getattr(limit, k) is not None}
+                           for step, limit in expect.latency},
+        "reference_pipeline": {
+            "faults": [_fault(f) for f in scenario.reference_pipeline.faults],
+            "latency": {step: dataclasses.asdict(lat) for step, lat in scenario.reference_pipeline.latency},
+            "default_latency": dataclasses.asdict(scenario.reference_pipeline.default_latency),
+            "stop_after": scenario.reference_pipeline.stop_after},
         "timeouts": {"step": scenario.timeouts.step, "steps": dict(scenario.timeouts.steps),
                      "stall": scenario.timeouts.stall, "job": scenario.timeouts.job},
         "observe": scenario.observe,
         "cleanup": scenario.cleanup,
     }
+
+
+def _fault(fault: Any) -> dict[str, Any]:
+    """A fault as written: its kind and step, and the targets that differ from the defaults."""
+    out = {"kind": fault.kind, "step": fault.step}
+    for key in ("variants", "jobs", "to"):
+        if getattr(fault, key) is not None:
+            out[key] = list(getattr(fault, key)) if key != "to" else fault.to
+    if fault.probability < 1:
+        out["probability"] = fault.probability
+    if fault.kind == "fail_then_retry":
+        out["times"] = fault.times
+    return out
 
 
 def render(plan: dict[str, Any]) -> str:
@@ -81,13 +105,26 @@ def render(plan: dict[str, Any]) -> str:
         f"  pipeline:   {plan['definition']['name']} ({plan['definition']['source']}, "
         f"sha256 {plan['definition']['sha256'][:12]}; job row: {plan['definition']['job_row']})",
         f"  final:      variants ({', '.join(plan['final_variant'])})"
-        + (f"; job ({', '.join(plan['final_job'])})" if plan["final_job"] else "; job derived from the variants"),
+        + (f"; job ({', '.join(plan['final_job'])})" if plan["final_job"] else
+           "; job row as the pipeline definition's job-row rule predicts"),
     ]
     for failure in plan["expected_failures"]:
         lines.append(f"  failure:    {failure['step']} for variant(s) {failure['variants']}"
                      + ("" if failure["required"] else " (allowed, not required)"))
-    if plan["sql_checks"]:
-        lines.append(f"  sql checks: {', '.join(plan['sql_checks'])}")
+    for step, counts in plan["retries"].items():
+        lines.append(f"  retries:    {step}: " + (f"{counts['min']}..{counts['max']}" if counts["min"] else
+                                                   f"at most {counts['max']}") + " per variant")
+    for detection in plan["detect"]:
+        lines.append(f"  detect:     {detection} (must be reported)")
+    for step, limits in plan["latency_limits"].items():
+        lines.append(f"  latency:    {step}: " + ", ".join(f"{k} <= {format_seconds(v)}" for k, v in limits.items()))
+    for check in plan["sql_queries"]:
+        lines.append(f"  sql check:  {check['name']}: {check['query']} -> {check['expect']}")
+    reference = plan["reference_pipeline"]
+    for fault in reference["faults"]:
+        targets = ", ".join(f"{k} {v}" for k, v in fault.items() if k not in ("kind", "step"))
+        lines.append(f"  inject:     {fault['kind']} at {fault['step']}" + (f" ({targets})" if targets else "")
+                     + " (reference pipeline, embedded default only)")
     lines += [
         f"  timeouts:   step {format_seconds(timeouts['step'])}" + (f" ({overrides})" if overrides else "")
         + f", stall {format_seconds(timeouts['stall'])}, job {format_seconds(timeouts['job'])}",

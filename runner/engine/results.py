@@ -27,6 +27,10 @@ class JobResult:
     finished_at: datetime | None = None
     finished_mono: float | None = None
     final_state: tuple[str, str] | None = None
+    detected: list[Failure] = field(default_factory=list)
+    """Failures the scenario declared in expect.detect: reported, expected, not counted against the job."""
+    retries: dict[int, dict[str, int]] = field(default_factory=dict)
+    """creation_order (0: the job row) -> step -> retries seen."""
 
     @property
     def ordinal(self) -> int:

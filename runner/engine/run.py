@@ -279,11 +279,22 @@ class ScenarioRun:
     def _failed(self, failure: Failure) -> None:
         for job in self.result.jobs:
             if job.job_id == failure.job_id:
+                if self.scenario.expect.detection_for(failure.kind, failure.step, failure.creation_order):
+                    job.detected.append(failure)  # expect.detect: the checker was meant to catch this
+                    self.emit(Note(self.ref, f"detected, as expected: {failure.message}"))
+                    return
                 job.failures.append(failure)
                 break
         else:
             self.result.failures.append(failure)
         self.emit(AssertionFailed(self.ref, failure))
+
+    def _missing_detections(self, job: JobResult) -> None:
+        """expect.detect: every declared detection must have happened in every job."""
+        for detection in self.scenario.expect.detect:
+            if not any(detection.matches(f.kind, f.step, f.creation_order) for f in job.detected):
+                self._failed(messages.job_failure(self.scenario.name, job.ordinal, job.job_id, "detection_missing",
+                                                  f"expected the checker to report {detection}; it did not"))
 
     # --- judging a job ------------------------------------------------------------------
 
@@ -327,6 +338,8 @@ class ScenarioRun:
             self._failed(failure)
         job.finished_at = datetime.now(timezone.utc)
         job.finished_mono = time.monotonic()
+        self._missing_detections(job)
+        job.retries = self.tracker.retries(job.job_id)
         job.outcome = "failed" if job.failures else "passed"
         self.tracker.mark_judged(job.job_id)
         if self.observer is not None:

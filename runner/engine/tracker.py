@@ -290,6 +290,14 @@ class Tracker:
                 out.append(self._failure(state.result, variant_id, problem))
         return out
 
+    def retries(self, job_id: str) -> dict[int, dict[str, int]]:
+        """Retries seen per row of a job (creation_order; 0 for the job row), for the reports."""
+        state = self.jobs[job_id]
+        out = {state.result.variants[v].creation_order: dict(lane.walk.retries) for v, lane in state.variants.items()}
+        if state.lane is not None:
+            out[0] = dict(state.lane.walk.retries)
+        return {order: counts for order, counts in out.items() if counts}
+
     def mark_judged(self, job_id: str) -> None:
         self.active.pop(job_id, None)
 

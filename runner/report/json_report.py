@@ -95,9 +95,12 @@ def _job(job: JobResult) -> dict[str, Any]:
         "final_state": None if job.final_state is None else {"step": job.final_state[0], "status": job.final_state[1]},
         "job_trace": [_transition(t, job) for t in job.job_trace],
         "variants": [{"creation_order": trace.creation_order, "variant_id": trace.variant_id,
+                      "retries": job.retries.get(trace.creation_order, {}),
                       "trace": [_transition(t, job) for t in trace.transitions]}
                      for trace in sorted(job.variants.values(), key=lambda v: v.creation_order)],
+        "job_retries": job.retries.get(0, {}),
         "failures": [_failure(f) for f in job.failures],
+        "detected": [_failure(f) for f in job.detected],
     }
 
 

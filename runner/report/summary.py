@@ -23,13 +23,23 @@ def summary(result: ScenarioResult) -> list[str]:
         obs = result.observation
         extra = f"; {obs.reconnects} reconnect(s)" if obs.reconnects else ""
         lines.append(f"  observed: {obs.description}{extra}")
+    retries: dict[str, int] = {}
+    for job in jobs:
+        for counts in job.retries.values():
+            for step, n in counts.items():
+                retries[step] = retries.get(step, 0) + n
+    if retries:
+        lines.append("  retries seen: " + ", ".join(f"{step} {n}" for step, n in retries.items()))
     if result.latency:
         lines.append(f"  {'step':18}{'n':>5}{'p50':>10}{'p95':>10}{'max':>10}")
         for step, lat in result.latency.items():
             lines.append(f"  {step:18}{lat.n:>5}{format_seconds(lat.p50):>10}{format_seconds(lat.p95):>10}"
                          f"{format_seconds(lat.max):>10}")
     if result.cleanup is not None:
-        lines.append(f"  cleanup ({result.cleanup_policy}): deleted {result.cleanup.total} row(s)")
+        history = result.cleanup.counts.get("ye_run_history", 0)
+        seeded = result.cleanup.total - history
+        lines.append(f"  cleanup ({result.cleanup_policy}): deleted {seeded} seeded and dependent row(s)"
+                     + (f" and {history} ye-run history row(s)" if history else ""))
     elif result.record is not None and result.record.jobs and result.outcome != "seeded":
         lines.append(f"  rows kept (cleanup: {result.cleanup_policy}); remove them with: "
                      f"ye-run cleanup --run {result.run_id}")

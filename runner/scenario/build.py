@@ -105,7 +105,9 @@ def _expect(doc: dict[str, Any], root: Located, definition: Definition) -> model
         final_variant=_state(final["variant"]) if "variant" in final else model.State(expected[-1], "done"),
         final_variant_given="variant" in final,
         final_job=_state(final["job"]) if "job" in final else None,
-        retries=tuple(expect.get("retries", {}).items()),
+        retries=tuple((step, _retries(value)) for step, value in expect.get("retries", {}).items()),
+        detect=tuple(model.Detection(d["kind"], d.get("step"), tuple(d["variants"]) if "variants" in d else None)
+                     for d in expect.get("detect", ())),
         failures=tuple(_failure(f) for f in expect.get("failures", ()) if definition.level(f["step"]) == "variant"),
         job_failures=tuple(_failure(f) for f in expect.get("failures", ()) if definition.level(f["step"]) == "job"),
         latency=tuple((step, _latency(limits)) for step, limits in expect.get("latency", {}).items()),
@@ -125,6 +127,13 @@ def _failure(value: dict[str, Any]) -> model.ExpectedFailure:
         variants=None if targets == "all" else tuple(targets),
         required=value.get("required", True),
     )
+
+
+def _retries(value: Any) -> model.Retries:
+    if isinstance(value, int):
+        return model.Retries(max=value)
+    return model.Retries(max=value.get("max", value["min"]), min=value["min"],
+                         variants=tuple(value["variants"]) if "variants" in value else None)
 
 
 def _latency(limits: dict[str, str]) -> model.LatencyLimit:

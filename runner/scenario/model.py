@@ -141,13 +141,44 @@ class SqlCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class Retries:
+    """Retries of one step, counted per variant (or on the job row for a job-level step)."""
+
+    max: int = 0
+    min: int = 0
+    variants: tuple[int, ...] | None = None
+    """creation_order of the variants `min` applies to; None: all. The maximum applies to every one."""
+
+    def min_for(self, creation_order: int) -> int:
+        return self.min if self.variants is None or creation_order in self.variants else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A failure the checker must report (expect.detect): its kind, and where, if given."""
+
+    kind: str
+    step: str | None = None
+    variants: tuple[int, ...] | None = None
+
+    def matches(self, kind: str, step: str | None, creation_order: int | None) -> bool:
+        return (kind == self.kind and (self.step is None or step == self.step)
+                and (self.variants is None or creation_order in self.variants))
+
+    def __str__(self) -> str:
+        where = f" at {self.step}" if self.step else ""
+        who = f" for variant(s) {', '.join(f'#{v}' for v in self.variants)}" if self.variants else ""
+        return f"{self.kind}{where}{who}"
+
+
+@dataclass(frozen=True, slots=True)
 class Expectations:
     steps: tuple[str, ...]
     """The steps every variant walks after the start state, in order."""
     final_variant: State
     final_job: State | None
     """None: derived per job (done at the last step, or failed where a declared failure hit)."""
-    retries: tuple[tuple[str, int], ...] = ()
+    retries: tuple[tuple[str, Retries], ...] = ()
     failures: tuple[ExpectedFailure, ...] = ()
     latency: tuple[tuple[str, LatencyLimit], ...] = ()
     sql: tuple[SqlCheck, ...] = ()
@@ -156,9 +187,19 @@ class Expectations:
     """The job-level steps the job row walks once every variant is done, in order (none: not judged)."""
     job_failures: tuple[ExpectedFailure, ...] = ()
     """Failures declared at job-level steps: the job row's, never a variant's."""
+    detect: tuple[Detection, ...] = ()
 
     def retries_at(self, step: str) -> int:
-        return dict(self.retries).get(step, 0)
+        """The most retries of `step` allowed."""
+        found = dict(self.retries).get(step)
+        return found.max if found is not None else 0
+
+    def retries_min(self, step: str, creation_order: int) -> int:
+        found = dict(self.retries).get(step)
+        return found.min_for(creation_order) if found is not None else 0
+
+    def detection_for(self, kind: str, step: str | None, creation_order: int | None) -> Detection | None:
+        return next((d for d in self.detect if d.matches(kind, step, creation_order)), None)
 
     def failure_for(self, step: str, creation_order: int) -> ExpectedFailure | None:
         for failure in self.failures:

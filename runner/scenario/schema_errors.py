@@ -117,7 +117,16 @@ def _type(error: ValidationError, is_key: bool) -> str:
     expected = error.validator_value
     names = expected if isinstance(expected, list) else [expected]
     words = " or ".join(_TYPE_WORDS.get(n, n) for n in names)
-    return f"expected {words}, {_got(error.instance)}"
+    return f"expected {words}, {_got(error.instance)}{_shape_hint(error)}"
+
+
+def _shape_hint(error: ValidationError) -> str:
+    """For a scalar where a mapping with one required key belongs (`tenant: qa_x`), show the shape."""
+    required = error.schema.get("required") or [k for k in ("id",) if k in error.schema.get("properties", {})]
+    path = list(error.absolute_path)
+    if error.validator_value != "object" or isinstance(error.instance, (dict, list)) or not required or not path:
+        return ""
+    return f"; write {path[-1]}: {{{required[0]}: {error.instance}}}"
 
 
 def _enum(error: ValidationError, is_key: bool) -> str:

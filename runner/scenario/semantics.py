@@ -6,6 +6,7 @@ Every complaint is located at the offending key or value.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,8 +40,8 @@ class Checker:
 
     def run(self) -> list[Problem]:
         for check in (self.images, self.mode, self.simulation, self.expected_steps, self.step_keys,
-                      self.failures, self.final_states, self.latency, self.sql, self.fixtures,
-                      self.job_inputs, self.reference_pipeline):
+                      self.failures, self.retry_ranges, self.detections, self.final_states, self.latency, self.sql,
+                      self.fixtures, self.job_inputs, self.reference_pipeline):
             check()
         return self.problems
 
@@ -60,7 +61,9 @@ class Checker:
         candidates = [resolve_image(self.root, i) for i in range(len(self.doc["images"]))]
         if not any(path.is_file() for path in candidates):
             tried = ", ".join(str(p) for p in candidates)
-            self.add(["images"], f"{MISSING_IMAGE} (image file not found); tried: {tried}")
+            folder = os.path.dirname(self.root.value["images"][1].mark.file) or "."
+            self.add(["images"], f"{MISSING_IMAGE} (image file not found); tried: {tried} (relative paths are "
+                                 f"resolved against the folder of the file that lists them: {folder})")
 
     def job_inputs(self) -> None:
         for column in self.doc.get("job_inputs", {}).get("extra", {}):
@@ -161,6 +164,25 @@ class Checker:
                 if step not in expected:
                     self.add(parts + [step], f"{step!r} is not one of this scenario's expected steps "
                              f"({', '.join(expected)})", at_key=True)
+
+    def retry_ranges(self) -> None:
+        for step, value in self.doc.get("expect", {}).get("retries", {}).items():
+            if not isinstance(value, dict):
+                continue
+            if value.get("max", value["min"]) < value["min"]:
+                self.add(["expect", "retries", step, "max"], f"max ({value['max']}) is below min ({value['min']})")
+            for j, order in enumerate(value.get("variants", [])):
+                if order > self.variant_count:
+                    self.add(["expect", "retries", step, "variants", j], self._no_variant(order))
+
+    def detections(self) -> None:
+        for i, detect in enumerate(self.doc.get("expect", {}).get("detect", [])):
+            if "step" in detect and detect["step"] not in [self.start] + self.expected():
+                self.add(["expect", "detect", i, "step"], f"{detect['step']!r} is not one of this scenario's "
+                         f"expected steps ({', '.join(self.expected())})")
+            for j, order in enumerate(detect.get("variants", [])):
+                if order > self.variant_count:
+                    self.add(["expect", "detect", i, "variants", j], self._no_variant(order))
 
     def failures(self) -> None:
         expected = self.expected()

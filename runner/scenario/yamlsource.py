@@ -125,6 +125,8 @@ def _mark(file: str, yaml_mark: Any) -> Mark:
 def _yaml_problem(exc: yaml.MarkedYAMLError, file: str) -> ScenarioError:
     mark = exc.problem_mark or exc.context_mark
     what = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
+    if "'\\t'" in what:
+        return problem(_mark(file, mark), "$", "invalid YAML: a tab here; YAML is indented with spaces, not tabs")
     return problem(_mark(file, mark), "$", f"invalid YAML: {what}")
 
 

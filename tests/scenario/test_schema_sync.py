@@ -85,6 +85,7 @@ def expected_defaults(s: model.Scenario) -> dict[str, Any]:
         "cleanup": (s.cleanup, str),
         "expect.retries": (dict(s.expect.retries), dict),
         "expect.failures": (list(s.expect.failures), list),
+        "expect.detect": (list(s.expect.detect), list),
         "expect.failures[].variants": ("all" if model.ExpectedFailure("x").variants is None else None, str),
         "expect.failures[].required": (model.ExpectedFailure("x").required, bool),
         "expect.latency": (dict(s.expect.latency), dict),
