@@ -89,6 +89,10 @@ SCENARIO = {
         "tags": prop("Labels for selecting scenarios (lowercase words).",
                      {"type": "array", "uniqueItems": True,
                       "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"}}, []),
+        "matrix": prop("Top-level keys mapped to lists of values: the scenario runs once per combination, "
+                       "each instance named `name[key=value,...]`.",
+                       {"type": "object", "minProperties": 1,
+                        "additionalProperties": {"type": "array", "minItems": 1}}),
         "extends": prop("Another scenario file (relative to this one) whose keys this file overrides; "
                         "mappings merge key by key, lists and values replace.", {"type": "string", "minLength": 1}),
         "tenant": obj("The tenant the job is seeded for.", {

@@ -68,16 +68,28 @@ def definition(path: Path | None) -> Definition:
     return loader.load_definition(path)
 
 
-def load_all(paths: list[str], pipeline_file: Path | None) -> list:  # type: ignore[type-arg]
-    """Every scenario in `paths`, validated against the definition in force; ScenarioError lists every problem
-    of every file at once (nothing is touched then)."""
+def parse_variables(given: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """`--var NAME=VALUE` options as a mapping; InputError for a malformed one."""
+    out = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise InputError(f"--var {item!r}: write NAME=VALUE (NAME: letters, digits and _)")
+        out[name] = value
+    return out
+
+
+def load_all(paths: list[str], pipeline_file: Path | None, variables: tuple[str, ...] = ()) -> list:  # type: ignore[type-arg]
+    """Every scenario (every matrix instance) in `paths`, validated against the definition in force, variables
+    resolved; ScenarioError lists every problem of every file at once (nothing is touched then)."""
     from runner.scenario import discover, loader
 
     definition_in_force = definition(pipeline_file)
+    values = parse_variables(variables)
     loaded, problems = [], []
     for file in discover.scenario_files(paths):
         try:
-            loaded.append(loader.load(file, definition_in_force))
+            loaded.extend(loader.load_instances(file, definition_in_force, values))
         except ScenarioError as exc:
             problems.extend(exc.problems)
     if problems:

@@ -16,21 +16,22 @@ from runner.cli.common import handle_errors
 @options.selection
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
 @options.pipeline_file
+@options.variables
 def list_scenarios(paths: tuple[str, ...], tags: tuple[str, ...], skip_tags: tuple[str, ...], keyword: str | None,
-                   shard: str | None, as_json: bool, pipeline_file: Path | None) -> None:
+                   shard: str | None, as_json: bool, pipeline_file: Path | None, variables: tuple[str, ...]) -> None:
     """List the scenarios `ye-run run` would run with the same selection options; touches no database.
 
     Every file is validated first. For each scenario: name, file, tags, jobs, variants per job,
     mode, and the longest it can take (from its mode and its timeouts).
     """
-    handle_errors(_list)(list(paths), tags, skip_tags, keyword, shard, as_json, pipeline_file)
+    handle_errors(_list)(list(paths), tags, skip_tags, keyword, shard, as_json, pipeline_file, variables)
 
 
 def _list(paths: list[str], tags: tuple[str, ...], skip_tags: tuple[str, ...], keyword: str | None,
-          shard: str | None, as_json: bool, pipeline_file: Path | None) -> None:
+          shard: str | None, as_json: bool, pipeline_file: Path | None, variables: tuple[str, ...]) -> None:
     from runner.durations import format_seconds
 
-    loaded = common.load_all(paths, pipeline_file)
+    loaded = common.load_all(paths, pipeline_file, variables)
     rows = [describe(s) for s in common.choose(loaded, tags, skip_tags, keyword, shard)]
     if as_json:
         click.echo(json.dumps({"scenarios": rows}, indent=2, ensure_ascii=False))

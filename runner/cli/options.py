@@ -39,3 +39,8 @@ def selection(command):  # type: ignore[no-untyped-def]
     ]):
         command = option(command)
     return command
+
+
+variables = click.option(
+    "--var", "variables", multiple=True, metavar="NAME=VALUE",
+    help="A value for ${NAME} in scenario files (repeatable); overrides the environment.")

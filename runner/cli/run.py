@@ -61,14 +61,15 @@ from runner.scenario.model import Scenario
               help="How long the job row may lag behind its variants before its state is judged wrong; a job is "
                    "judged at once when its row reaches the state the pipeline definition predicts.")
 @options.pipeline_file
+@options.variables
 @options.tenant_pattern
 @options.force
 def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, parallel: int,
         tags: tuple[str, ...], skip_tags: tuple[str, ...], keyword: str | None, shard: str | None, fail_fast: bool,
         dry_run: bool, junit_path: Path | None, json_path: Path | None, verbose: int, quiet: bool, observe: str,
         variant_channel: str, job_channel: str, reference_pipeline: bool | None, asset_dir: Path | None,
-        asset_base_url: str | None, job_settle: str, pipeline_file: Path | None, tenant_pattern: str | None,
-        force: bool) -> None:
+        asset_base_url: str | None, job_settle: str, pipeline_file: Path | None, variables: tuple[str, ...],
+        tenant_pattern: str | None, force: bool) -> None:
     """Run scenarios: seed, (simulate img_gen,) observe every transition, assert, report, clean up.
 
     SCENARIO is a file, a directory (every *.yaml in it, partials named _*.yaml aside) or a
@@ -83,7 +84,7 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
       ye-run run scenarios/ --tag smoke -k "not slow"
       ye-run run scenarios/ --shard 2/4          # the second of four CI machines
     """
-    loaded = _load_or_report(list(scenarios), pipeline_file, junit_path, json_path)
+    loaded = _load_or_report(list(scenarios), pipeline_file, variables, junit_path, json_path)
     chosen = handle_errors(common.choose)(loaded, tags, skip_tags, keyword, shard)
     if dry_run:
         label = handle_errors(_database_label)(database_url, ephemeral)
@@ -126,11 +127,11 @@ def _duration(option: str, text: str) -> float:
         raise InputError(f"{option}: {exc}") from None
 
 
-def _load_or_report(paths: list[str], pipeline_file: Path | None, junit_path: Path | None,
-                    json_path: Path | None) -> list[Scenario]:
+def _load_or_report(paths: list[str], pipeline_file: Path | None, variables: tuple[str, ...],
+                    junit_path: Path | None, json_path: Path | None) -> list[Scenario]:
     """Every scenario; when a file is invalid, the reports asked for still say so (CI finds a report)."""
     try:
-        return common.load_all(paths, pipeline_file)
+        return common.load_all(paths, pipeline_file, variables)
     except YeRunError as exc:
         started = datetime.now(timezone.utc)
         invalid: dict[str, list[str]] = {}

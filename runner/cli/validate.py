@@ -19,7 +19,8 @@ from runner.scenario import discover, loader
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems, not the files that are valid.")
 @options.pipeline_file
-def validate(paths: tuple[str, ...], quiet: bool, pipeline_file: Path | None) -> None:
+@options.variables
+def validate(paths: tuple[str, ...], quiet: bool, pipeline_file: Path | None, variables: tuple[str, ...]) -> None:
     """Check scenario files against the schema without touching a database.
 
     PATH may be a file, a directory (searched recursively for *.yaml and *.yml) or a
@@ -28,23 +29,25 @@ def validate(paths: tuple[str, ...], quiet: bool, pipeline_file: Path | None) ->
     Exit 0 when all files are valid, 1 when any is invalid, 2 for usage errors (and an
     invalid definition file).
     """
-    handle_errors(_validate)(list(paths), quiet, pipeline_file)
+    handle_errors(_validate)(list(paths), quiet, pipeline_file, variables)
 
 
-def _validate(paths: list[str], quiet: bool, pipeline_file: Path | None) -> None:
+def _validate(paths: list[str], quiet: bool, pipeline_file: Path | None, variables: tuple[str, ...]) -> None:
     definition = common.definition(pipeline_file)
+    values = common.parse_variables(variables)
     files = discover.scenario_files(paths)
     invalid = 0
     for file in files:
         try:
-            loader.load(file, definition)
+            found = loader.load_instances(file, definition, values)
         except ScenarioError as exc:
             invalid += 1
             for problem in exc.problems:
                 click.echo(str(problem))
             continue
         if not quiet:
-            click.echo(f"{file}: ok")
+            click.echo(f"{file}: ok" if len(found) == 1 else f"{file}: ok ({len(found)} instances: "
+                       + ", ".join(s.name for s in found) + ")")
     summary = f"{len(files) - invalid} valid, {invalid} invalid"
     click.echo(summary, err=True)
     sys.exit(ExitCode.FAILED if invalid else ExitCode.PASSED)

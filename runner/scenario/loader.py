@@ -5,8 +5,10 @@ Every problem of a file is reported at once, each as `file:line:col: json.path: 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +17,47 @@ from runner.errors import Problem, ScenarioError
 from runner.pipeline.config import PipelineConfig
 from runner.pipeline import config as pipeline_config
 from runner.definition import DEFAULT, Definition
-from runner.scenario import bounds, build, definitions, schema_errors, semantics, yamlsource
+from runner.scenario import bounds, build, definitions, expand, schema_errors, semantics, yamlsource
 from runner.scenario.model import Scenario
 from runner.scenario.yamlsource import Located, Mark
 
 MAX_EXTENDS = 8
 
 
-def load(path: str | Path, definition: Definition = DEFAULT) -> Scenario:
-    """The Scenario in `path`, checked against `definition`; raises ScenarioError listing every problem found."""
+def load(path: str | Path, definition: Definition = DEFAULT, values: Mapping[str, str] | None = None) -> Scenario:
+    """The Scenario in `path`, checked against `definition`; raises ScenarioError listing every problem found.
+    A file with a matrix of more than one instance is loaded with `load_instances`."""
+    found = load_instances(path, definition, values)
+    if len(found) != 1:
+        raise ScenarioError([Problem(str(path), 1, 1, "$.matrix", f"the matrix makes {len(found)} scenarios; "
+                                                                  "load them with load_instances")])
+    return found[0]
+
+
+def load_instances(path: str | Path, definition: Definition = DEFAULT,
+                   values: Mapping[str, str] | None = None) -> list[Scenario]:
+    """Every scenario a file makes (one, or one per matrix combination), variables resolved from `values`
+    (`--var`) and the environment; ScenarioError listing every problem of every instance."""
     display = str(path)
     root = _read_with_extends(Path(path), display, chain=())
-    doc = yamlsource.to_plain(root)
-    problems = check_document(doc, root, "scenario.schema.json", definition)
-    if not problems:
-        problems = semantics.Checker(doc, root, definition).run() + bounds.problems(doc, root)
+    problems = expand.substitute(root, expand.variables(values))
     if problems:
         raise ScenarioError(problems)
-    return build.scenario(doc, root, Path(path), definition)
+    loaded: list[Scenario] = []
+    found: dict[str, Problem] = {}
+    for label, tree in expand.instances(root):
+        doc = yamlsource.to_plain(tree)
+        problems = check_document(doc, tree, "scenario.schema.json", definition)
+        if not problems:
+            problems = semantics.Checker(doc, tree, definition).run() + bounds.problems(doc, tree)
+        for problem in problems:
+            found.setdefault(str(problem), problem)
+        if not problems:
+            scenario = build.scenario(doc, tree, Path(path), definition)
+            loaded.append(dataclasses.replace(scenario, name=f"{scenario.name}[{label}]") if label else scenario)
+    if found:
+        raise ScenarioError(list(found.values()))
+    return loaded
 
 
 def load_pipeline_config(path: str | Path, definition: Definition = DEFAULT) -> PipelineConfig:
