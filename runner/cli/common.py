@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -46,6 +48,10 @@ def handle_errors(command: F) -> F:
         except YeRunError as exc:
             click.echo(f"ye-run: error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except BrokenPipeError:  # the reader went away (`| head`): nothing left to say, and nobody to say it to
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except Exception as exc:  # a bug: one line and a traceback file, with an exit code of its own
             bug = bugs.record(exc)
             click.echo(f"ye-run: {bug}", err=True)

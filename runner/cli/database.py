@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import re
 from pathlib import Path
 
 import click
@@ -13,7 +14,8 @@ from runner.cli import options
 from runner.cli.common import handle_errors
 from runner.db import catalog, cleanup as cleanup_module, guard, registry, requirements, schema
 from runner.db.target import open_database
-from runner.errors import InputError, SchemaMissingError
+from runner import durations
+from runner.errors import GuardError, InputError, SchemaMissingError
 from runner.scenario import yamlsource
 
 
@@ -114,11 +116,13 @@ def describe_table(snapshot: catalog.Catalog, name: str) -> str:
 @click.option("--report", "report", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Delete what the run in this JSON report created (where there is no registry).")
 @click.option("--tenant", metavar="TENANT", help="Delete every job of this test tenant, and the tenant.")
+@click.option("--older-than", metavar="DURATION",
+              help="Delete what every run older than this kept (from the run registry), e.g. 7d, 12h.")
 @click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
 @options.database_url
 @options.tenant_pattern
 @options.force
-def cleanup(run_id: str | None, report: Path | None, tenant: str | None, dry_run: bool,
+def cleanup(run_id: str | None, report: Path | None, tenant: str | None, older_than: str | None, dry_run: bool,
             database_url: str | None, tenant_pattern: str | None, force: bool) -> None:
     """Delete seeded rows and every row that references them, in one transaction.
 
@@ -126,13 +130,16 @@ def cleanup(run_id: str | None, report: Path | None, tenant: str | None, dry_run
     another run or tenant are never touched: if the rows to delete reach them, nothing is
     deleted. Prints the number of rows per table.
     """
-    handle_errors(_cleanup)(run_id, report, tenant, dry_run, database_url, tenant_pattern, force)
+    handle_errors(_cleanup)(run_id, report, tenant, older_than, dry_run, database_url, tenant_pattern, force)
 
 
-def _cleanup(run_id: str | None, report: Path | None, tenant: str | None, dry_run: bool,
+def _cleanup(run_id: str | None, report: Path | None, tenant: str | None, older_than: str | None, dry_run: bool,
              database_url: str | None, tenant_pattern: str | None, force: bool) -> None:
-    if sum(x is not None for x in (run_id, report, tenant)) != 1:
-        raise InputError("give exactly one of --run, --report or --tenant")
+    if sum(x is not None for x in (run_id, report, tenant, older_than)) != 1:
+        raise InputError("give exactly one of --run, --report, --tenant or --older-than")
+    if older_than is not None:
+        _cleanup_older(_age(older_than), dry_run, database_url, tenant_pattern, force)
+        return
     if tenant is not None:
         guard.check_tenant(tenant, tenant_pattern, force, action="delete from")
     records = _from_report(report) if report is not None else []
@@ -147,6 +154,59 @@ def _cleanup(run_id: str | None, report: Path | None, tenant: str | None, dry_ru
             guard.check_tenant(record.tenant_id, tenant_pattern, force, action="delete from")
             result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run, untrusted=bool(records))
             print_counts(f"run {record.run_id} (tenant {record.tenant_id})", result)
+
+
+def _age(text: str) -> float:
+    """A duration that may also be in days (`7d`)."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)d", text.strip())
+    try:
+        return float(match.group(1)) * 86400 if match else durations.parse(text.strip())
+    except ValueError as exc:
+        raise InputError(f"--older-than {text!r}: {exc} (or days: 7d)") from None
+
+
+def _cleanup_older(seconds: float, dry_run: bool, database_url: str | None, tenant_pattern: str | None,
+                   force: bool) -> None:
+    """Every run older than `seconds` that kept rows, through the same guarded, FK-aware cleanup."""
+    with open_database(database_url) as database, contextlib.closing(database.connect("ye-run cleanup")) as conn:
+        snapshot = catalog.read(conn)
+        kept = [run for run in registry.runs(_registry_conn(conn, snapshot), kept_only=True)
+                if run.age >= seconds]
+        if not kept:
+            click.echo(f"no run older than {durations.format_seconds(seconds)} kept rows")
+        for run in kept:
+            record = _from_registry(conn, snapshot, run.run_id)
+            try:
+                guard.check_tenant(record.tenant_id, tenant_pattern, force, action="delete from")
+            except GuardError as exc:
+                click.echo(f"skipped run {run.run_id}: {exc}", err=True)
+                continue
+            print_counts(f"run {run.run_id} (tenant {record.tenant_id}, {durations.format_seconds(run.age)} old)",
+                         cleanup_module.cleanup_run(conn, snapshot, record, dry_run))
+
+
+def _registry_conn(conn, snapshot: catalog.Catalog):  # type: ignore[no-untyped-def]
+    if not requirements.registry_available(snapshot):
+        raise SchemaMissingError("this database has no run registry (ye_run_runs); install it with `ye-run db init`")
+    return conn
+
+
+@click.command("runs")
+@click.option("--kept", is_flag=True, help="Only runs whose rows are still there (not cleaned up).")
+@options.database_url
+def runs(kept: bool, database_url: str | None) -> None:
+    """List the runs in the run registry: id, scenario, tenant, age, outcome, rows kept."""
+    handle_errors(_runs)(kept, database_url)
+
+
+def _runs(kept: bool, database_url: str | None) -> None:
+    with open_database(database_url) as database, contextlib.closing(database.connect("ye-run runs")) as conn:
+        found = registry.runs(_registry_conn(conn, catalog.read(conn)), kept_only=kept)
+    click.echo(f"{'run':24} {'scenario':24} {'tenant':28} {'age':>7} {'outcome':12} rows kept")
+    for run in found:
+        click.echo(f"{run.run_id:24} {run.scenario[:24]:24} {run.tenant_id[:28]:28} "
+                   f"{durations.format_seconds(run.age):>7} {run.outcome or '-':12} {run.rows_kept}")
+    click.echo(f"{len(found)} run(s)", err=True)
 
 
 REPORT_LIMIT = 512 * 1024 * 1024

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "schema": ("runner.cli.validate", "schema", "Print the scenario JSON Schema (or another), for editors."),
     "db": ("runner.cli.database", "db", "Install or check what ye-run needs in a database."),
     "cleanup": ("runner.cli.database", "cleanup", "Delete seeded rows and every row that references them."),
+    "runs": ("runner.cli.database", "runs", "List the runs in the run registry, and what they kept."),
     "pipeline": ("runner.cli.pipeline", "pipeline", "Run the reference pipeline (a stand-in for the YE/YH parts)."),
 }
 """Commands are imported only when used, so `ye-run --help` does not load SQLAlchemy, psycopg2 or Pillow."""

@@ -131,3 +131,29 @@ def seeded_rows_sql(run_id: str, rows: list[tuple[str, tuple]]) -> tuple[str, li
     for table, key in rows:
         params.extend([run_id, table, json.dumps(list(key))])
     return f"INSERT INTO ye_run_seeded (run_id, table_name, row_key) VALUES {values}", params
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run as `ye-run runs` lists it."""
+
+    run_id: str
+    scenario: str
+    tenant_id: str
+    age: float
+    """Seconds since it started."""
+    outcome: str | None
+    rows_kept: int
+    """Rows it recorded as seeded that no cleanup has removed (0 once cleaned)."""
+
+
+def runs(conn: psycopg2.extensions.connection, kept_only: bool = False) -> list[RunSummary]:
+    """The registry's runs, newest first; `kept_only`: those not cleaned up yet."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT r.run_id, r.scenario, r.tenant_id, extract(epoch FROM now() - r.started_at)::float8, "
+                    "r.outcome, CASE WHEN r.cleaned_at IS NULL THEN (SELECT count(*) FROM ye_run_seeded s "
+                    "WHERE s.run_id = r.run_id) ELSE 0 END FROM ye_run_runs r "
+                    "WHERE NOT %s OR r.cleaned_at IS NULL ORDER BY r.started_at DESC", (kept_only,))
+        found = [RunSummary(*row) for row in cur.fetchall()]
+    conn.rollback()
+    return [run for run in found if run.rows_kept or not kept_only]

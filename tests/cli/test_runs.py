@@ -1,0 +1,33 @@
+"""`ye-run runs` and `ye-run cleanup --older-than`: what old runs kept, removed through the guarded path."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from runner.cli.main import cli
+from tests.db.helpers import count
+from tests.engine.helpers import run
+
+
+def test_runs_lists_what_was_kept_and_older_than_removes_it(database_with, tmp_path: Path):
+    database = database_with()
+    url = database.url.render_as_string(hide_password=False)
+    kept = run(database, tmp_path, "name: kept\nsimulate_img_gen: true\n").result
+    assert kept.outcome == "passed" and kept.cleanup is None  # the helper keeps rows (cleanup: never)
+    listed = CliRunner().invoke(cli, ["runs", "--kept", "--database-url", url])
+    assert listed.exit_code == 0, listed.output
+    (line,) = [l for l in listed.stdout.splitlines() if l.startswith(kept.run_id)]
+    assert " kept " in line and " passed " in line and line.split()[-1] != "0"
+    young = CliRunner().invoke(cli, ["cleanup", "--older-than", "1d", "--database-url", url])
+    assert young.exit_code == 0 and "no run older than 24h kept rows" in young.stdout
+    old = CliRunner().invoke(cli, ["cleanup", "--older-than", "0", "--database-url", url])
+    assert old.exit_code == 0 and f"cleanup of run {kept.run_id}" in old.stdout
+    with contextlib.closing(database.connect()) as conn:
+        assert count(conn, "select count(*) from jobs where job_id = %s", (kept.jobs[0].job_id,)) == 0
+    after = CliRunner().invoke(cli, ["runs", "--kept", "--database-url", url])
+    assert kept.run_id not in after.stdout
+    bad = CliRunner().invoke(cli, ["cleanup", "--older-than", "soon", "--database-url", url])
+    assert bad.exit_code == 2 and "--older-than 'soon'" in bad.stderr
