@@ -14,7 +14,6 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from runner.errors import Problem, ScenarioError
 from runner.scenario.yamlsource import Located, Mark, join_path
