@@ -18,6 +18,7 @@ from runner.db import embedded, schema
 from runner.db.connect import Database, parse_url
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]
 
 
 def _drop(admin: Database, name: str) -> None:

@@ -18,7 +18,7 @@ LAYERS = [
     ("observe", ["runner.observe"]),
     ("engine", ["runner.engine"]),
     ("report", ["runner.report"]),
-    ("cli", ["runner.cli", "runner.__main__"]),
+    ("cli", ["runner.cli", "runner.__main__", "runner.pytest_plugin"]),
 ]
 
 

@@ -69,7 +69,7 @@ def test_a_bug_outside_a_scenario_is_one_line_and_exit_70(tmp_path: Path, monkey
     def broken(*args):
         raise KeyError("injected")
 
-    monkeypatch.setattr(loader, "load", broken)
+    monkeypatch.setattr(loader, "load_instances", broken)
     monkeypatch.setenv("YE_CRASH_DIR", str(tmp_path / "crashes"))
     result = invoke("validate", scenario(tmp_path, "x", ""))
     assert result.exit_code == 70

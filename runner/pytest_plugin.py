@@ -1,0 +1,258 @@
+"""The pytest plugin: scenarios as test items, and fixtures to run scenarios from Python tests.
+
+Thin, as pytest's own example of non-Python tests: `pytest_collect_file -> ScenarioFile ->
+ScenarioItem.runtest() -> preflight + ScenarioRun`, the same engine the CLI uses. Opt-in: a
+YAML file is collected only under a path listed in the `ye_run_paths` ini option, or with
+`--ye-run`, so a repository full of other YAML collects nothing. Scenario tags become markers
+(registered, so `--strict-markers` is content). One database per pytest process: the one given
+(`--ye-run-database-url` / `YE_DATABASE_URL`), else the embedded server; under pytest-xdist each
+worker starts an embedded server of its own (in a temporary directory), so workers never stop
+a server another is using.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.errors import ScenarioError, YeRunError
+
+SUFFIXES = (".yaml", ".yml")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ye-run", "ye-run scenarios")
+    group.addoption("--ye-run", action="store_true", help="Collect ye-run scenario files (*.yaml, *.yml) from the "
+                                                           "paths given, as if they were listed in ye_run_paths.")
+    group.addoption("--ye-run-database-url", metavar="URL", default=os.environ.get("YE_DATABASE_URL"),
+                    help="External PostgreSQL for scenarios (env YE_DATABASE_URL). Default: the embedded server.")
+    group.addoption("--ye-run-reference-pipeline", action="store_true", default=None,
+                    help="Run the built-in reference pipeline in-process (default: on for the embedded server).")
+    group.addoption("--ye-run-no-reference-pipeline", action="store_false", dest="ye_run_reference_pipeline",
+                    help="Do not run the reference pipeline (a real one drives the jobs).")
+    group.addoption("--ye-run-observe", choices=("auto", "history", "listen"), default="auto",
+                    help="How transitions are observed, as `ye-run run --observe`.")
+    group.addoption("--ye-run-tenant-pattern", metavar="REGEX", default=os.environ.get("YE_TENANT_PATTERN"),
+                    help="The tenant guard's pattern (env YE_TENANT_PATTERN).")
+    group.addoption("--ye-run-force", action="store_true", help="Write to a tenant that fails the tenant guard.")
+    group.addoption("--ye-run-pipeline-file", metavar="FILE", default=os.environ.get("YE_PIPELINE_FILE"),
+                    help="The pipeline definition (env YE_PIPELINE_FILE).")
+    group.addoption("--ye-run-var", action="append", default=[], metavar="NAME=VALUE",
+                    help="A value for ${NAME} in scenario files (repeatable).")
+    parser.addini("ye_run_paths", "Paths (relative to the rootdir) whose *.yaml files are ye-run scenarios.",
+                  type="paths", default=[])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ye_run: a ye-run scenario (every collected scenario has it)")
+    config._ye_run = Runtime(config)  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    runtime = getattr(config, "_ye_run", None)
+    if runtime is not None:
+        runtime.close()
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix not in SUFFIXES or file_path.name.startswith("_"):
+        return None
+    config = parent.config
+    roots = [Path(p) for p in config.getini("ye_run_paths")]
+    if config.getoption("ye_run") or any(file_path.is_relative_to(root) for root in roots):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class Runtime:
+    """What every scenario of a pytest process shares: the settings from the options, and one database."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self._lock = threading.Lock()
+        self._stack = contextlib.ExitStack()
+        self._database: Any = None
+
+    def definition(self):  # type: ignore[no-untyped-def]
+        from runner.cli.common import definition
+
+        file = self.config.getoption("ye_run_pipeline_file")
+        return definition(Path(file) if file else None)
+
+    def variables(self) -> dict[str, str]:
+        from runner.cli.common import parse_variables
+
+        return parse_variables(self.config.getoption("ye_run_var"))
+
+    def database(self):  # type: ignore[no-untyped-def]
+        """The database, opened at first use: the URL given, else an embedded server (one per xdist worker)."""
+        with self._lock:
+            if self._database is None:
+                from runner.db.target import open_database
+
+                worker = os.environ.get("PYTEST_XDIST_WORKER")
+                self._database = self._stack.enter_context(
+                    open_database(self.config.getoption("ye_run_database_url"), ephemeral=worker is not None))
+            return self._database
+
+    def settings(self, tmp: Path | None = None):  # type: ignore[no-untyped-def]
+        from runner.engine.run import RunSettings
+
+        database = self.database()
+        wanted = self.config.getoption("ye_run_reference_pipeline")
+        settings = RunSettings(observe=self.config.getoption("ye_run_observe"),
+                               tenant_pattern=self.config.getoption("ye_run_tenant_pattern"),
+                               force=self.config.getoption("ye_run_force"),
+                               reference_pipeline=database.embedded if wanted is None else wanted)
+        return settings
+
+    def run(self, scenario):  # type: ignore[no-untyped-def]
+        """Check the scenario against the database, then run it: the CLI's engine, the CLI's verdict."""
+        from runner.engine.events import Emitter, Note
+        from runner.engine.run import ScenarioRun, preflight
+
+        database, settings = self.database(), self.settings()
+        preflight([scenario], database, settings)
+        notes: list[str] = []
+        run = ScenarioRun(scenario, database, settings,
+                          Emitter([lambda e: notes.append(e.text) if isinstance(e, Note) else None]))
+        result = run.execute()
+        return result, run.error, notes
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[ScenarioItem]:
+        from runner.scenario import loader
+
+        runtime: Runtime = self.config._ye_run  # type: ignore[attr-defined]
+        try:
+            scenarios = loader.load_instances(self.path, runtime.definition(), runtime.variables())
+        except ScenarioError as exc:
+            raise self.CollectError("\n".join(str(p) for p in exc.problems)) from None
+        except YeRunError as exc:
+            raise self.CollectError(str(exc)) from None
+        for scenario in scenarios:
+            item = ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+            item.add_marker("ye_run")
+            for tag in scenario.tags:
+                self.config.addinivalue_line("markers", f"{tag}: ye-run scenario tag")
+                item.add_marker(tag)
+            yield item
+
+
+class ScenarioFailed(Exception):
+    """The scenario ran and an expectation did not hold (or it could not finish)."""
+
+    def __init__(self, text: str, line: int | None):
+        super().__init__(text)
+        self.text = text
+        self.line = line
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.scenario = scenario
+
+    def runtest(self) -> None:
+        runtime: Runtime = self.config._ye_run  # type: ignore[attr-defined]
+        try:
+            result, error, notes = runtime.run(self.scenario)
+        except YeRunError as exc:
+            raise ScenarioFailed(f"{self.scenario.name}: {exc}", None) from None
+        self.user_properties.append(("run_id", result.run_id))
+        if result.outcome in ("passed", "seeded"):
+            return
+        raise ScenarioFailed(failure_text(result, notes), expectation_line(self.scenario, result))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioFailed):
+            where = f"{self.path}:{excinfo.value.line}: " if excinfo.value.line else ""
+            return f"{where}{excinfo.value.text}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        origin = self.scenario.source.marks.get("$.name") or self.scenario.source.marks.get("$")
+        return self.path, (origin.line - 1) if origin else 0, f"ye-run scenario: {self.name}"
+
+
+def failure_text(result: Any, notes: list[str]) -> str:
+    """The CLI's words: every failure (breadcrumb, time vs limit, expected-vs-observed diff), then the summary."""
+    from runner.report.summary import summary
+
+    parts = [f"FAIL {failure.text()}" for failure in result.all_failures]
+    parts += [f"note: {note}" for note in notes]
+    return "\n".join(parts + summary(result))
+
+
+_EXPECTATION = {
+    "latency_limit": "$.expect.latency", "sql_check": "$.expect.sql", "retry_limit": "$.expect.retries",
+    "retries_below_minimum": "$.expect.retries", "detection_missing": "$.expect.detect",
+    "job_final_state": "$.expect.final.job", "final_state": "$.expect.final.variant",
+    "expected_failure_missing": "$.expect.failures", "unexpected_failure": "$.expect.failures",
+    "step_timeout": "$.timeouts", "stall_timeout": "$.timeouts.stall", "job_timeout": "$.timeouts.job",
+    "variant_count": "$.variants",
+}
+
+
+def expectation_line(scenario: Any, result: Any) -> int | None:
+    """The line of the expectation the first failure broke (the steps, when it is about the sequence)."""
+    failures = result.all_failures
+    if not failures:
+        return None
+    path = _EXPECTATION.get(failures[0].kind, "$.expect.steps")
+    marks = scenario.source.marks
+    while path not in marks and "." in path:
+        path = path.rsplit(".", 1)[0]
+    origin = marks.get(path) or marks.get("$.name")
+    return origin.line if origin else None
+
+
+@pytest.fixture(scope="session")
+def ye_run_database(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
+    """The database scenarios run against: `--ye-run-database-url`, else the embedded server (started once)."""
+    return pytestconfig._ye_run.database()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def ye_run_scenario(pytestconfig: pytest.Config, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Run a scenario from a path, YAML text or a dict, with top-level overrides; returns the ScenarioResult
+    (its jobs, traces, latencies and seeded rows) for further assertions. Raises on invalid input."""
+    from runner.scenario import loader
+
+    runtime: Runtime = pytestconfig._ye_run  # type: ignore[attr-defined]
+
+    def run_scenario(source: str | Path | dict, **overrides: Any):  # type: ignore[no-untyped-def]
+        import yaml
+
+        if isinstance(source, dict) or overrides:
+            doc = dict(source) if isinstance(source, dict) else None
+            if doc is None:
+                text = Path(source).read_text(encoding="utf-8") if _is_path(source) else str(source)
+                doc = yaml.safe_load(text) or {}
+            doc.update(overrides)
+            source = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+        path = Path(source) if _is_path(source) else tmp_path / "scenario.yaml"
+        if path.parent == tmp_path:
+            path.write_text(str(source), encoding="utf-8")
+        (scenario,) = loader.load_instances(path, runtime.definition(), runtime.variables())
+        result, error, _ = runtime.run(scenario)
+        if error is not None:
+            raise error
+        return result
+
+    return run_scenario
+
+
+def _is_path(source: Any) -> bool:
+    return isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
+                                         and source.endswith(SUFFIXES) and Path(source).is_file())

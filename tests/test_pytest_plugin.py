@@ -1,0 +1,114 @@
+"""The pytest plugin, through pytester as pytest's own plugins are tested: opt-in collection, markers,
+located errors, the CLI's failure text, fixtures, xdist and JUnit names."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import psycopg2.sql  # noqa: F401  (imported before pytester's in-process runs: psycopg2's C code keeps its classes)
+import pytest
+
+import runner.engine.session  # noqa: F401  (the same: loaded once, in this process)
+from runner.db.connect import Database
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+HEALTHY = ("name: {name}\ntags: [{tag}]\ntenant: {{id: ye_plugin_test, isolate: true}}\nsimulate_img_gen: true\n"
+           "timeouts: {{step: 20s, stall: 20s, job: 60s}}\n")
+SKIPS = HEALTHY + "reference_pipeline: {{faults: [{{kind: skip, step: yolo_detect, variants: [2]}}]}}\n"
+
+
+def url(db: Database) -> str:
+    return db.url.render_as_string(hide_password=False)
+
+
+def scenarios(pytester: pytest.Pytester, **files: str) -> None:
+    pytester.makeini("[pytest]\nye_run_paths = scenarios\n")
+    folder = pytester.mkdir("scenarios")
+    for name, text in files.items():
+        (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+
+
+def test_other_yaml_is_never_collected(pytester: pytest.Pytester):
+    pytester.makefile(".yml", **{"docker-compose": "services: {db: {image: postgres}}\n",
+                                 ".gitlab-ci": "test: {script: [make]}\n"})
+    pytester.makefile(".yaml", deployment="apiVersion: apps/v1\nkind: Deployment\n",
+                      looks_like_a_scenario="name: smoke\nsimulate_img_gen: true\n")
+    result = pytester.runpytest("--collect-only", "-q")
+    assert "no tests collected" in result.stdout.str()
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_opted_in_scenarios_are_items_named_by_their_scenario_with_tag_markers(pytester: pytest.Pytester):
+    scenarios(pytester, first=HEALTHY.format(name="first-one", tag="smoke"),
+              second=HEALTHY.format(name="second-one", tag="nightly"))
+    pytester.makefile(".yml", **{"docker-compose": "services: {}\n"})
+    collected = pytester.runpytest("--collect-only", "-q", "--strict-markers")
+    collected.stdout.fnmatch_lines(["scenarios/first.yaml::first-one", "scenarios/second.yaml::second-one",
+                                    "2 tests collected*"])
+    smoke = pytester.runpytest("--collect-only", "-q", "-m", "smoke", "--strict-markers")
+    smoke.stdout.fnmatch_lines(["scenarios/first.yaml::first-one", "1/2 tests collected (1 deselected)*"])
+    keyword = pytester.runpytest("--collect-only", "-q", "-k", "second")
+    keyword.stdout.fnmatch_lines(["scenarios/second.yaml::second-one"])
+    flag = pytester.runpytest("--collect-only", "-q", "--ye-run", "-c", "/dev/null", "scenarios/first.yaml")
+    flag.stdout.fnmatch_lines(["*first.yaml::first-one"])
+
+
+def test_an_invalid_scenario_is_a_collection_error_with_located_messages(pytester: pytest.Pytester):
+    scenarios(pytester, broken="name: broken\nvariants: lots\nexpect: {steps: [vlm_analyse]}\n")
+    result = pytester.runpytest("-q")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    out = result.stdout.str()
+    assert "scenarios/broken.yaml:2:11: $.variants: expected a whole number, got a string ('lots')" in out
+    assert "scenarios/broken.yaml:3:18: $.expect.steps[0]: unknown step 'vlm_analyse'; did you mean " \
+           "'vlm_analyze'?" in out
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_a_failed_scenario_shows_the_clis_text_at_its_expectation(pytester: pytest.Pytester, db: Database):
+    scenarios(pytester, skips=SKIPS.format(name="skips", tag="smoke"), fine=HEALTHY.format(name="fine", tag="ok"))
+    result = pytester.runpytest("-q", "--ye-run-database-url", url(db), "--ye-run-reference-pipeline",
+                                "--junitxml", "junit.xml")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "FAIL skips › job 1 (" in out and "yolo_detect: skipped yolo_detect (went from vlm_analyze straight " \
+                                             "to planner)" in out
+    assert "expected (-) vs observed (+):" in out and "time at yolo_detect:" in out
+    assert "scenarios/skips.yaml:1: FAIL skips" in out  # the steps are the defaults: pointed at the name
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    assert set(cases) == {"skips", "fine"} and cases["skips"].get("classname") == "scenarios.skips.yaml"
+    assert cases["skips"].find("failure") is not None and cases["fine"].find("failure") is None
+
+
+def test_fixtures_run_scenarios_from_python_and_return_the_result(pytester: pytest.Pytester, db: Database):
+    pytester.makepyfile(test_with_fixtures='''
+        def test_variant_traces(ye_run_scenario, ye_run_database):
+            assert ye_run_database.url is not None
+            result = ye_run_scenario({"name": "py", "tenant": {"id": "ye_fixture_test", "isolate": True},
+                                      "simulate_img_gen": True}, variants=2)
+            (job,) = result.jobs
+            assert len(job.variants) == 2 and result.outcome == "passed"
+            trace = next(iter(job.variants.values())).transitions
+            assert trace[-1].state == ("iou_eval", "done")
+            assert result.latency["planner"].n == 2
+            assert [t for t, _ in job.seeded.rows][:2] == ["jobs", "image_assets"]
+
+        def test_yaml_text_and_a_failing_expectation(ye_run_scenario):
+            result = ye_run_scenario("name: txt\\ntenant: {id: ye_fixture_test, isolate: true}\\n"
+                                     "simulate_img_gen: true\\nexpect: {retries: {overlay: {min: 1}}}\\n")
+            assert result.outcome == "failed"
+            assert {f.kind for f in result.all_failures} == {"retries_below_minimum"}
+    ''')
+    result = pytester.runpytest("-q", "--ye-run-database-url", url(db), "--ye-run-reference-pipeline")
+    result.assert_outcomes(passed=2), result.stdout.str()
+
+
+def test_xdist_runs_scenarios_on_two_workers_with_the_serial_verdicts(pytester: pytest.Pytester, db: Database):
+    scenarios(pytester, **{f"s{i}": HEALTHY.format(name=f"s{i}", tag="x") for i in range(3)},
+              bad=SKIPS.format(name="bad", tag="x"))
+    args = ["--ye-run-database-url", url(db), "--ye-run-reference-pipeline", "-p", "no:cacheprovider"]
+    serial = pytester.runpytest_subprocess(*args)
+    parallel = pytester.runpytest_subprocess("-n", "2", *args)
+    serial.assert_outcomes(passed=3, failed=1)
+    parallel.assert_outcomes(passed=3, failed=1)
+    assert "[gw0]" in parallel.stdout.str() or "2 workers" in parallel.stdout.str()
