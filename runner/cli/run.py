@@ -60,6 +60,9 @@ from runner.scenario.model import Scenario
 @click.option("--job-settle", metavar="DURATION", default="5s", show_default=True,
               help="How long the job row may lag behind its variants before its state is judged wrong; a job is "
                    "judged at once when its row reaches the state the pipeline definition predicts.")
+@click.option("--reconnect-window", metavar="DURATION", default="30s", show_default=True,
+              help="How long a run waits for a lost database (a restart) to come back before it ends with an "
+                   "error (exit 3); meanwhile it says so, and then goes on where it was.")
 @options.pipeline_file
 @options.variables
 @options.tenant_pattern
@@ -68,7 +71,8 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
         tags: tuple[str, ...], skip_tags: tuple[str, ...], keyword: str | None, shard: str | None, fail_fast: bool,
         dry_run: bool, junit_path: Path | None, json_path: Path | None, verbose: int, quiet: bool, observe: str,
         variant_channel: str, job_channel: str, reference_pipeline: bool | None, asset_dir: Path | None,
-        asset_base_url: str | None, job_settle: str, pipeline_file: Path | None, variables: tuple[str, ...],
+        asset_base_url: str | None, job_settle: str, reconnect_window: str, pipeline_file: Path | None,
+        variables: tuple[str, ...],
         tenant_pattern: str | None, force: bool) -> None:
     """Run scenarios: seed, (simulate img_gen,) observe every transition, assert, report, clean up.
 
@@ -92,9 +96,10 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
             click.echo(handle_errors(lambda s=scenario: plan_module.render(plan_module.build(s, label)))())
         return
     settle = handle_errors(_duration)("--job-settle", job_settle)
+    window = handle_errors(_duration)("--reconnect-window", reconnect_window)
     settings = RunSettings(observe=observe, variant_channel=variant_channel, job_channel=job_channel,
                            tenant_pattern=tenant_pattern, force=force, asset_base_url=asset_base_url,
-                           job_settle=settle)
+                           job_settle=settle, reconnect_window=window)
     if asset_dir is not None:
         settings = dataclasses.replace(settings, asset_dir=asset_dir)
     _configure_logging(verbose)

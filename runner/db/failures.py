@@ -19,15 +19,27 @@ _CAUSES: tuple[tuple[type[psycopg2.Error], str], ...] = (
 )
 
 
+class ConnectionLost(InfrastructureError):
+    """The server closed the connection or could not be reached: worth waiting for, within a bound."""
+
+
+def lost(exc: BaseException) -> bool:
+    """Whether a driver error means the connection (or the server) is gone, not that a statement failed."""
+    return isinstance(exc, psycopg2.errors.AdminShutdown) or (
+        isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and getattr(exc, "pgcode", None) is None)
+
+
 def describe(exc: psycopg2.Error, doing: str = "") -> InfrastructureError:
     """The InfrastructureError a driver error stands for; `doing` says what the runner was doing."""
     message = _message(exc)
     during = f" while {doing}" if doing else ""
+    if lost(exc):
+        return ConnectionLost(f"lost the database connection{during}: {message}")
     for kind, text in _CAUSES:
         if isinstance(exc, kind):
             return InfrastructureError(text.format(message=message) + during)
-    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and exc.pgcode is None:
-        return InfrastructureError(f"lost the database connection{during}: {message}")
+    if lost(exc):
+        return ConnectionLost(f"lost the database connection{during}: {message}")
     return InfrastructureError(f"database error{during}: {message}")
 
 

@@ -81,10 +81,14 @@ class Seeder:
 
     # --- per job ----------------------------------------------------------------------
 
-    def seed_job(self, ordinal: int) -> SeededJob:
+    def new_ids(self) -> JobIds:
+        """The ids of the next job, chosen before it is written, so a write lost in doubt can be looked for."""
+        return JobIds(str(uuid.uuid4()), self.asset_id or str(uuid.uuid4()),
+                      tuple(str(uuid.uuid4()) for _ in range(self.scenario.variants)))
+
+    def seed_job(self, ordinal: int, ids: JobIds | None = None) -> SeededJob:
         """Insert one job and everything it needs; all or nothing."""
-        ids = JobIds(str(uuid.uuid4()), self.asset_id or str(uuid.uuid4()),
-                     tuple(str(uuid.uuid4()) for _ in range(self.scenario.variants)))
+        ids = ids or self.new_ids()
         creates_asset = self.asset_id is None
         rows: list[tuple[str, tuple]] = []
         tenant_created = False
@@ -93,6 +97,9 @@ class Seeder:
                 if self._tenant is not None and not self.record.jobs:
                     cur.execute(self._tenant.text, self._tenant.params(ids))
                     tenant_created = cur.fetchone() is not None
+                    if tenant_created and self.registry:  # recorded with the job: cleanup --run finds it
+                        cur.execute("UPDATE ye_run_runs SET tenant_created = true WHERE run_id = %s",
+                                    (self.record.run_id,))
                 statements, params = self._core(ids, creates_asset, rows)
                 if self._fixtures:
                     cur.execute(";\n".join(statements), params)
@@ -113,6 +120,10 @@ class Seeder:
         except BaseException:
             _rollback(self.conn)
             raise
+        return self._seeded(ordinal, ids, creates_asset, rows, tenant_created)
+
+    def _seeded(self, ordinal: int, ids: JobIds, creates_asset: bool, rows: list[tuple[str, tuple]],
+                tenant_created: bool) -> SeededJob:
         if creates_asset:
             self.asset_id = ids.asset
         self.record.tenant_created = self.record.tenant_created or tenant_created
@@ -120,6 +131,31 @@ class Seeder:
                         tuple(SeededVariant(v, i + 1) for i, v in enumerate(ids.variants)), tuple(rows))
         self.record.jobs.append(job)
         return job
+
+    def adopt_if_committed(self, ordinal: int, ids: JobIds) -> SeededJob | None:
+        """After a lost connection: the job, if its transaction did commit (read back, not guessed), else None.
+
+        Rows seeded by fixtures are not listed then; cleanup still finds them through the job's foreign keys.
+        """
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM jobs WHERE job_id = %s", (ids.job,))
+            committed = cur.fetchone() is not None
+        self.conn.rollback()
+        if not committed:
+            return None
+        creates_asset = self.asset_id is None
+        rows: list[tuple[str, tuple]] = []
+        self._core(ids, creates_asset, rows)
+        return self._seeded(ordinal, ids, creates_asset, rows, tenant_created=self._tenant_created_recorded())
+
+    def _tenant_created_recorded(self) -> bool:
+        if not self.registry:
+            return False
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT tenant_created FROM ye_run_runs WHERE run_id = %s", (self.record.run_id,))
+            row = cur.fetchone()
+        self.conn.rollback()
+        return bool(row and row[0])
 
     def _core(self, ids: JobIds, creates_asset: bool, rows: list[tuple[str, tuple]]) -> tuple[list[str], list]:
         statements: list[str] = []

@@ -11,6 +11,8 @@ parsed once more: it is still one plain query.
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +22,7 @@ import psycopg2
 import psycopg2.extensions
 
 from runner import sqlsafety
-from runner.db import readonly
+from runner.db import failures, readonly
 from runner.db.connect import Database, connect_args
 from runner.engine import messages
 from runner.engine.results import JobResult
@@ -128,7 +130,8 @@ class CheckSession:
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            with contextlib.suppress(psycopg2.Error):
+                self._conn.close()
             self._conn = None
 
     def _connection(self) -> psycopg2.extensions.connection:
@@ -155,6 +158,9 @@ def _run(session: CheckSession, scenario: Scenario, job: JobResult, check: SqlCh
     except Refused as exc:
         return _job(scenario, job, "sql_check", f"sql check {check.name!r} was refused: {exc}")
     except psycopg2.Error as exc:
+        if failures.lost(exc):  # the database went away: not the check's verdict
+            session.close()
+            raise failures.describe(exc, f"running sql check {check.name!r}") from None
         reason = (getattr(exc.diag, "message_primary", None) or str(exc)).strip()
         return _job(scenario, job, "sql_check", f"sql check {check.name!r} could not run: {reason}")
     if not check.compare_value:

@@ -122,6 +122,8 @@ class ScenarioResult:
     """Statements the runner itself sent (seeding, simulation, observation, checks)."""
     exit_code: int = 0
     """What this scenario alone would exit with (set when it ends)."""
+    reconnects: int = 0
+    """Times the run's own connection was lost and made again (the observer counts its own)."""
     worker: str = ""
     """The session worker that ran it (with -j N)."""
     note: str = ""

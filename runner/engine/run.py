@@ -23,6 +23,7 @@ import psycopg2.extensions
 
 from runner import bugs
 from runner.db import catalog as catalog_module, cleanup, failures, images, registry, requirements
+from runner.db.failures import ConnectionLost
 from runner.db.connect import Database, StatementCounter
 from runner.db.seed import Seeder
 from runner.durations import format_seconds
@@ -61,6 +62,8 @@ class RunSettings:
     """How long the job row may lag behind its last variant before its state counts as wrong."""
     heartbeat: float = 5.0
     reconcile: float = 2.0
+    reconnect_window: float = 30.0
+    """How long the run waits for a lost database to come back before it ends with an error."""
     cleanup_quiet: float = 2.0
     """Before cleaning up a job the pipeline may still work on, its rows must be unchanged this long."""
     cleanup_wait: float = 30.0
@@ -80,6 +83,8 @@ class ScenarioRun:
         self.hurry = hurry or threading.Event()
         """Set by a second signal: no cleanup from now on; one under way is cancelled."""
         self._cleanup_conn: psycopg2.extensions.connection | None = None
+        self._holders: list = []  # type: ignore[type-arg]
+        """What holds the run's connection (the seeder, the simulator): handed the new one after a reconnect."""
         run_id = registry.new_run_id()
         tenant = registry.isolated_tenant(scenario.tenant.id, run_id) if scenario.tenant.isolate else scenario.tenant.id
         self.result = ScenarioResult(scenario.name, str(scenario.path), run_id,
@@ -181,8 +186,10 @@ class ScenarioRun:
         self.observer = observer
         self.result.observation = observer.report
         host = self._pipeline(stack)
-        simulator = ImgGenSimulator(conn, snapshot, scenario.simulate_img_gen, scenario.definition.simulated_step) \
+        simulator = ImgGenSimulator(conn, snapshot, scenario.simulate_img_gen, scenario.definition.simulated_step,
+                                    scenario.definition.seed) \
             if scenario.simulate_img_gen.enabled and scenario.definition.simulated_step else None
+        self._holders = [seeder] + ([simulator] if simulator is not None else [])
         self._loop(seeder, observer, host, simulator)
         self._latency()
         if host is not None:
@@ -226,14 +233,22 @@ class ScenarioRun:
                 schedule.created_one(now)
                 continue
             if simulator is not None:
-                simulator.run_due(now)
+                try:
+                    simulator.run_due(now)
+                except ConnectionLost as exc:
+                    self._reconnect(exc)
+                    continue
             if now >= self._next_check:
                 for failure in self.tracker.enforce(now):
                     self._failed(failure)
                     self._touched.add(failure.job_id or "")
                 self._deadline = self.tracker.next_deadline()
                 self._next_check = now + CHECK_EVERY
-            self._judge_ready(observer, now)
+            try:
+                self._judge_ready(observer, now)
+            except ConnectionLost as exc:
+                self._reconnect(exc)
+                continue
             if schedule.exhausted(now) and not self.tracker.in_flight():
                 break
             wake = [t for t in (schedule.next_time(now), simulator.next_time() if simulator else None,
@@ -250,7 +265,17 @@ class ScenarioRun:
 
     def _seed(self, seeder: Seeder, observer: Observer, host: PipelineHost | None,
               simulator: ImgGenSimulator | None, now: float) -> None:
-        seeded = seeder.seed_job(len(self.result.jobs) + 1)
+        ordinal, ids = len(self.result.jobs) + 1, seeder.new_ids()
+        while True:
+            try:
+                seeded = seeder.seed_job(ordinal, ids)
+                break
+            except ConnectionLost as exc:
+                self._reconnect(exc)
+                found = seeder.adopt_if_committed(ordinal, ids)  # committed before the loss? read back, once
+                if found is not None:
+                    seeded = found
+                    break
         wall, mono = datetime.now(timezone.utc), time.monotonic()
         job = JobResult(seeded, wall, mono, {v.id: VariantTrace(v.id, v.creation_order) for v in seeded.variants})
         self.result.jobs.append(job)
@@ -263,6 +288,36 @@ class ScenarioRun:
             host.scope.add(seeded.job_id)
         if simulator is not None:
             simulator.schedule(seeded, now)
+
+    def _reconnect(self, why: YeRunError) -> None:
+        """The run's connection is gone: wait for the server, within --reconnect-window, then hand every holder a
+        new connection. Past the window the run ends with the error (exit 3), its report written."""
+        window = self.settings.reconnect_window
+        started = time.monotonic()
+        backoff, next_note = 0.1, started
+        while True:
+            now = time.monotonic()
+            if now >= next_note:
+                self.emit(Note(self.ref, f"database unreachable, retrying ({format_seconds(now - started)} of "
+                                         f"{format_seconds(window)}): {why}"))
+                next_note = now + 5.0
+            try:
+                conn = self.database.connect("ye-run", cursor_factory=self.statements.cursor_factory())
+                break
+            except InfrastructureError as exc:
+                if now - started >= window or self.stop.is_set():
+                    raise InfrastructureError(f"the database was unreachable for {format_seconds(now - started)} "
+                                              f"(--reconnect-window {format_seconds(window)}): {exc}") from None
+                time.sleep(min(backoff, max(0.05, started + window - now)))
+                backoff = min(backoff * 2, 2.0)
+        if self.conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self.conn.close()
+        self.conn = conn
+        for holder in self._holders:
+            holder.conn = conn
+        self.result.reconnects += 1
+        self.emit(Note(self.ref, f"reconnected after {format_seconds(time.monotonic() - started)}; the run goes on"))
 
     def _job_ref(self, job: JobResult) -> JobRef:
         ref = self._job_refs.get(job.job_id)
@@ -319,6 +374,9 @@ class ScenarioRun:
             self._judge(job, rows, acceptable)
 
     def _judge(self, job: JobResult, rows: checks.JobRows, acceptable: list[tuple[str, str]]) -> None:
+        # The SQL checks read first: if the database goes away there, nothing is recorded and the job is judged
+        # again after the reconnect.
+        sql_failures = self._read(lambda: checks.sql_checks(self.sql_session, self.scenario, job))
         del self._settle[job.job_id]
         state = rows.state
         job.final_state = state
@@ -334,7 +392,7 @@ class ScenarioRun:
                                               f"job row ended {got}; expected {wanted}"))
         for failure in checks.integrity(rows, self.scenario, job):
             self._failed(failure)
-        for failure in self._read(lambda: checks.sql_checks(self.sql_session, self.scenario, job)):
+        for failure in sql_failures:
             self._failed(failure)
         job.finished_at = datetime.now(timezone.utc)
         job.finished_mono = time.monotonic()

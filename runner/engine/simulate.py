@@ -7,11 +7,14 @@ failed)` for the variants the scenario names — exactly like a YE part would.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 
+import psycopg2
 import psycopg2.extensions
 
+from runner.db import failures
 from runner.db.catalog import Catalog
 from runner.db.registry import SeededJob
 from runner.scenario.model import Simulation
@@ -19,13 +22,15 @@ from runner.scenario.model import Simulation
 
 class ImgGenSimulator:
     def __init__(self, conn: psycopg2.extensions.connection, catalog: Catalog, simulation: Simulation,
-                 step: str = "img_gen"):
+                 step: str = "img_gen", seed: str = "user_img_input"):
         self.conn = conn
         self.simulation = simulation
         self.step = step
+        self.seed = seed
         stamp = ", updated_at = clock_timestamp()" if catalog.has("jobs_variants", "updated_at") else ""
         self._sql = (f"UPDATE jobs_variants SET current_step = %s, status = %s{stamp} "
-                     "WHERE job_variants_id = ANY(%s::uuid[])")
+                     "WHERE job_variants_id = ANY(%s::uuid[]) AND current_step = %s AND status = %s")
+        """A compare-and-set on the state before: writes lost in doubt with the connection can be made again."""
         self._queue: list[tuple[float, int, list[tuple[str, list[str]]]]] = []
         self._order = itertools.count()
 
@@ -48,12 +53,21 @@ class ImgGenSimulator:
         return self._queue[0][0] if self._queue else None
 
     def run_due(self, now: float) -> None:
+        """Write what is due. A write leaves the queue only once committed: after a lost connection the same
+        writes are made again, and the compare-and-set skips the rows that had already moved."""
         while self._queue and self._queue[0][0] <= now:
-            _, _, writes = heapq.heappop(self._queue)
-            with self.conn.cursor() as cur:
-                for status, variant_ids in writes:
-                    cur.execute(self._sql, (self.step, status, variant_ids))
-            self.conn.commit()
+            _, _, writes = self._queue[0]
+            try:
+                with self.conn.cursor() as cur:
+                    for status, variant_ids in writes:
+                        before = (self.seed, "done") if status == "running" else (self.step, "running")
+                        cur.execute(self._sql, (self.step, status, variant_ids, *before))
+                self.conn.commit()
+            except psycopg2.Error as exc:
+                with contextlib.suppress(psycopg2.Error):
+                    self.conn.rollback()
+                raise failures.describe(exc, f"simulating {self.step}") from None
+            heapq.heappop(self._queue)
 
     def cancel(self) -> None:
         self._queue.clear()

