@@ -145,3 +145,20 @@ def test_a_teams_pipeline_runs_end_to_end_and_the_report_names_the_definition(db
     assert steps[5:8] == ["overlay", "safety_check", "judge"]
     assert [t["step"] for t in run["jobs"][0]["job_trace"]][-2:] == ["ad_copy_gen_kor", "instagram_feed_gen"]
     assert "judge" in run["latency"] and "vlm_judge" not in run["latency"]
+
+
+def test_a_definition_the_run_could_not_follow_is_refused(tmp_path: Path):
+    bad = write(tmp_path, "d.yaml", "variant_steps: [a, b, {name: c, retry_to: {step: c}}, "
+                                    "{name: d, retry_to: {step: b, status: failed}}]\nstatuses: [running, done, failed]\n")
+    with pytest.raises(ScenarioError) as caught:
+        loader.load_definition(bad)
+    assert [str(p).split(": ", 1)[1] for p in caught.value.problems] == [
+        "$.variant_steps[1]: a failed step is retried at (step, queued), and 'queued' is not one of the statuses "
+        "(add it, or give the step a retry_to)",
+        "$.variant_steps[2].retry_to: a retry goes where the step runs again: (c, done) would not run it again",
+        "$.variant_steps[3].retry_to: a retry goes where the step runs again: (b, failed) would not run it again"]
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * 1_100_000)
+    result = invoke("validate", write(tmp_path, "s.yaml", "name: s\n"), "--pipeline-file", str(huge))
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"{huge}:1:1: $: file is larger than 1000000 bytes; the limit is 1000000")

@@ -64,10 +64,8 @@ class RunSettings:
     reconcile: float = 2.0
     reconnect_window: float = 30.0
     """How long the run waits for a lost database to come back before it ends with an error."""
-    cleanup_quiet: float = 2.0
-    """Before cleaning up a job the pipeline may still work on, its rows must be unchanged this long."""
     cleanup_wait: float = 30.0
-    """The longest cleanup waits for that quiet; past it the rows are kept (never deleted under a pipeline)."""
+    """The longest cleanup waits for a pipeline to finish with the jobs; past it the rows are kept."""
     worker: str = ""
     """The session worker running the scenario (reports name it)."""
 
@@ -130,6 +128,9 @@ class ScenarioRun:
             result.statements = self.statements.count
             result.finished_at = datetime.now(timezone.utc)
             result.outcome = self._outcome()
+            for job in result.jobs:  # a job the run could not finish is never reported as if it passed
+                if job.outcome == "running":
+                    job.outcome = "interrupted" if result.outcome == "interrupted" else "error"
             self._cleanup()
             self._finish_registry()
             self.emit(ScenarioFinished(result))
@@ -486,11 +487,10 @@ class ScenarioRun:
         try:
             with contextlib.closing(self.database.connect("ye-run cleanup")) as conn:
                 self._cleanup_conn = conn
-                busy = self._busy_jobs()
-                if busy and not self._quiet(conn, busy):
-                    self.emit(Note(self.ref, f"cleanup skipped: the pipeline was still writing to {len(busy)} "
-                                                f"job(s) after {format_seconds(self.settings.cleanup_wait)}; the "
-                                                f"rows are kept: ye-run cleanup --run {self.result.run_id} later"))
+                if not self._pipeline_done(conn):
+                    self.emit(Note(self.ref, f"cleanup skipped: the pipeline was still working on the jobs after "
+                                             f"{format_seconds(self.settings.cleanup_wait)}; the rows are kept: "
+                                             f"ye-run cleanup --run {self.result.run_id} when it is done"))
                     return
                 self.result.cleanup = cleanup.cleanup_run(conn, catalog_module.read(conn), record)
         except YeRunError as exc:
@@ -515,38 +515,36 @@ class ScenarioRun:
         self.emit(Note(self.ref, f"cleanup skipped (second signal); the rows are kept: "
                                  f"ye-run cleanup --run {self.result.run_id}"))
 
-    def _busy_jobs(self) -> list[str]:
-        """Jobs the pipeline may not be done with: their row is not where the definition says a pipeline stops."""
-        definition = self.scenario.definition
-        last = definition.names[-1]
-        return [job.job_id for job in self.result.jobs
-                if job.final_state is None or not (job.final_state[1] == "failed" or job.final_state == (last, "done"))]
-
-    def _quiet(self, conn: psycopg2.extensions.connection, job_ids: list[str]) -> bool:
-        """Wait until the jobs' rows have not changed for `cleanup_quiet` seconds (bounded by `cleanup_wait`), so
-        cleanup never deletes rows a pipeline stage is still using; False when the bound passed first."""
+    def _pipeline_done(self, conn: psycopg2.extensions.connection) -> bool:
+        """Wait (at most `cleanup_wait`) until the pipeline is done with every job: each row failed, or done at the
+        end of its steps. A stage that writes only `done` is silent while it works, so silence proves nothing;
+        only where the rows are does. The in-process reference pipeline has already stopped: nothing to wait for."""
+        if self.settings.reference_pipeline:
+            return True
+        job_ids = [job.job_id for job in self.result.jobs]
         started = time.monotonic()
-        deadline = started + self.settings.cleanup_wait
-        last, since = None, started
         while True:
             with conn.cursor() as cur:
-                cur.execute("SELECT job_id::text, current_step, status FROM jobs WHERE job_id = ANY(%s::uuid[]) "
-                            "UNION ALL SELECT job_variants_id::text, current_step, status FROM jobs_variants "
-                            "WHERE job_id = ANY(%s::uuid[]) ORDER BY 1", (job_ids, job_ids))
-                states = cur.fetchall()
+                cur.execute("SELECT 'j', current_step, status FROM jobs WHERE job_id = ANY(%s::uuid[]) UNION ALL "
+                            "SELECT 'v', current_step, status FROM jobs_variants WHERE job_id = ANY(%s::uuid[])",
+                            (job_ids, job_ids))
+                busy = [row for row in cur.fetchall() if not self._at_rest(*row)]
             conn.rollback()
             now = time.monotonic()
-            if states != last:
-                last, since = states, now
-            elif now - since >= self.settings.cleanup_quiet:
-                waited = now - started
-                if waited >= self.settings.cleanup_quiet + 1:
-                    self.emit(Note(self.ref, f"cleanup waited {format_seconds(waited)} for the pipeline to "
-                                                f"finish with {len(job_ids)} job(s)"))
+            if not busy:
+                if now - started >= 1:
+                    self.emit(Note(self.ref, f"cleanup waited {format_seconds(now - started)} for the pipeline to "
+                                             f"finish with {len(job_ids)} job(s)"))
                 return True
-            if now >= deadline or self.hurry.is_set():
+            if now - started >= self.settings.cleanup_wait or self.hurry.is_set():
                 return False
             time.sleep(0.2)
+
+    def _at_rest(self, kind: str, step: str, status: str) -> bool:
+        """A row the pipeline will not write again: failed, or done at the last step of its row."""
+        definition = self.scenario.definition
+        last = definition.names[-1] if kind == "j" else definition.last_variant_step
+        return status == "failed" or (status == "done" and step == last) or not definition.has(step)
 
     def _cleanup_failed(self, exc: YeRunError) -> None:
         """Rows the policy says must go are still there: the run did not do what it promised."""

@@ -110,6 +110,9 @@ def _job_case(result: ScenarioResult, job: JobResult) -> ET.Element:
         ET.SubElement(properties, "property", name=name, value=value)
     if job.outcome == "interrupted":
         ET.SubElement(case, "skipped", message="interrupted before the job finished")
+    elif job.outcome in ("error", "running"):
+        text = result.error or "the scenario ended before this job finished"
+        ET.SubElement(case, "error", message=f"did not finish: {text.splitlines()[0]}", type="error").text = text
     elif job.outcome == "seeded":
         ET.SubElement(case, "skipped", message="seeded only (observe: false)")
     return case

@@ -41,10 +41,9 @@ def problems(doc: dict[str, Any], root: Located) -> list[Problem]:
                 add([level, i], f"step {name!r} is defined twice (first at {seen[name]})")
                 continue
             seen[name] = here
-            if isinstance(entry, dict):
-                _step_problems(entry, level, i, names, statuses, add)
-                if entry.get("simulated"):
-                    simulated.append((level, i))
+            _step_problems(entry if isinstance(entry, dict) else {"name": entry}, level, i, names, statuses, add)
+            if isinstance(entry, dict) and entry.get("simulated"):
+                simulated.append((level, i))
     for level, i in simulated[1:]:
         add([level, i, "simulated"], "only one step can be the simulated YE step")
     for level, i in simulated[:1]:
@@ -59,15 +58,26 @@ def problems(doc: dict[str, Any], root: Located) -> list[Problem]:
 
 def _step_problems(entry: dict[str, Any], level: str, i: int, names: list[str], statuses: list[str],
                    add) -> None:  # type: ignore[no-untyped-def]
+    if level == "variant_steps" and i == 0 and set(entry) == {"name"}:
+        return  # the seeded state: never run, so it writes nothing and is never retried
     writes = entry.get("writes", ["running", "done"])
     for j, status in enumerate(writes):
         if status not in statuses:
-            add([level, i, "writes", j], f"{status!r} is not one of the statuses ({', '.join(statuses)})")
+            where = [level, i, "writes", j] if "writes" in entry else [level, i]
+            add(where, f"{status!r} is not one of the statuses ({', '.join(statuses)})"
+                + ("" if "writes" in entry else "; the step writes [running, done] unless `writes` says otherwise"))
     if writes[-1] != "done" or "failed" in writes:
         add([level, i, "writes"], "a normal run ends with 'done' and never writes 'failed'")
     retry = entry.get("retry_to")
     if retry is None:
+        if "queued" not in statuses:
+            add([level, i], "a failed step is retried at (step, queued), and 'queued' is not one of the statuses "
+                            "(add it, or give the step a retry_to)")
         return
+    status = retry.get("status", "done")
+    if status == "failed" or (retry["step"] == entry["name"] and status == "done"):
+        add([level, i, "retry_to"], f"a retry goes where the step runs again: ({retry['step']}, {status}) "
+                                    "would not run it again")
     target = retry["step"]
     if target not in names or names.index(target) > i:
         add([level, i, "retry_to", "step"], f"a retry returns to this step or an earlier one on the same row "

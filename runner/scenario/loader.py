@@ -136,8 +136,8 @@ def _merge(base: dict[str, tuple[Mark, Located]], own: dict[str, tuple[Mark, Loc
 def load_definition(path: str | Path) -> Definition:
     """A pipeline definition file (`--pipeline-file`); ScenarioError listing every problem found."""
     display = str(path)
-    raw = yamlsource.read_bounded(Path(path), yamlsource.MAX_BYTES) if Path(path).is_file() else b""
-    root = yamlsource.read(Path(path), display)
+    root = yamlsource.read(Path(path), display)  # every reading problem is located there, first
+    raw = yamlsource.read_bounded(Path(path), yamlsource.MAX_BYTES)
     doc = yamlsource.to_plain(root)
     problems = check_document(doc, root, "definition.schema.json")
     if not problems:

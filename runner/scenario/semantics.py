@@ -40,7 +40,8 @@ class Checker:
 
     def run(self) -> list[Problem]:
         for check in (self.images, self.mode, self.simulation, self.expected_steps, self.step_keys,
-                      self.failures, self.retry_ranges, self.detections, self.final_states, self.latency, self.sql,
+                      self.failures, self.impossible_failures, self.retry_ranges, self.detections,
+                      self.final_states, self.latency, self.sql,
                       self.fixtures, self.job_inputs, self.reference_pipeline):
             check()
         return self.problems
@@ -197,6 +198,28 @@ class Checker:
             for j, order in enumerate(targets if isinstance(targets, list) else []):
                 if order > self.variant_count:
                     self.add(["expect", "failures", i, "variants", j], self._no_variant(order))
+
+    def impossible_failures(self) -> None:
+        """Required failures that cannot all happen: a variant fails once, and a job row whose variant failed
+        never reaches the job-level steps."""
+        required: dict[int, str] = {}
+        variant_failure = False
+        for i, failure in enumerate(self.doc.get("expect", {}).get("failures", [])):
+            if not failure.get("required", True):
+                continue
+            if self._is_job_step(failure["step"]):
+                if variant_failure:
+                    self.add(["expect", "failures", i, "step"], f"{failure['step']} is a job-level step: the job "
+                             "row never reaches it when a variant is required to fail first")
+                continue
+            variant_failure = True
+            targets = failure.get("variants", "all")
+            for order in range(1, self.variant_count + 1) if targets == "all" else targets:
+                if order in required:
+                    self.add(["expect", "failures", i], f"variant #{order} is already required to fail at "
+                             f"{required[order]}; a variant fails once (make one of them required: false)")
+                    break
+                required[order] = failure["step"]
 
     def _is_job_step(self, step: str) -> bool:
         return self.definition.has(step) and self.definition.level(step) == "job"

@@ -34,6 +34,6 @@ def run(db: Database, tmp_path: Path, text: str, stop: threading.Event | None = 
     if definition is not None:
         scenario = dataclasses.replace(scenario, definition=definition)
     events: list[Event] = []
-    config = RunSettings(reference_pipeline=True, asset_dir=tmp_path / "assets", **settings)
+    config = RunSettings(**{"reference_pipeline": True, "asset_dir": tmp_path / "assets", **settings})
     runner = ScenarioRun(scenario, db, config, Emitter([events.append, *handlers]), stop)
     return Outcome(runner.execute(), runner, events)

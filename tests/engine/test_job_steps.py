@@ -6,11 +6,13 @@ import contextlib
 import json
 import select
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
 
 from runner.db.connect import Database
+from runner.engine.events import Note
 from tests.engine.helpers import run
 
 BASE = "simulate_img_gen: true\ntimeouts: {step: 20s, stall: 20s, job: 60s}\n"
@@ -79,19 +81,30 @@ def test_job_level_latency_is_measured_on_the_job_row_and_limited(db: Database, 
     assert outcome.result.latency["instagram_feed_gen"].max >= 0.08
 
 
-def test_a_scenario_that_stops_at_iou_eval_lets_the_job_row_go_on_and_cleanup_waits(db: Database, tmp_path: Path):
-    """The pipeline keeps working on the job after the scenario's last step: cleanup must not delete under it."""
-    outcome = run(db, tmp_path, "name: stops-early\nsimulate_img_gen: true\ncleanup: always\n"
-                                "expect: {stop_after: iou_eval}\n"
-                                "reference_pipeline: {latency: {steps: {ad_copy_gen_kor: 400ms, "
-                                "instagram_feed_gen: 400ms}}}\n",
-                  cleanup_quiet=0.6)
+def test_cleanup_waits_for_a_pipeline_still_working_on_the_job(db: Database, tmp_path: Path):
+    """A pipeline the run does not own keeps working on the job after the scenario's last step, silently (its
+    job-level stages write only `done`): cleanup waits for it and never deletes rows under it."""
+    from runner.pipeline import config as pipeline_config
+    from runner.pipeline.scope import Scope
+    from runner.pipeline.worker import Worker
+
+    config = pipeline_config.build({"with_ye": True, "sweep": "200ms", "ye_poll": "50ms",
+                                    "latency": {"steps": {"ad_copy_gen_kor": "1500ms", "instagram_feed_gen": "1s"}}})
+    tenant = f"ye_wait_{uuid.uuid4().hex[:8]}_test"
+    worker = Worker(db, config, Scope(tenant_pattern=f"^{tenant}_"))
+    worker.start()
+    try:
+        outcome = run(db, tmp_path, f"name: stops-early\ncleanup: always\nexpect: {{stop_after: iou_eval}}\n"
+                                    f"tenant: {{id: {tenant}}}\ntimeouts: {{step: 20s, stall: 20s, job: 60s}}\n",
+                      reference_pipeline=False)
+    finally:
+        worker.stop()
     result = outcome.result
     assert result.outcome == "passed", [f.text() for f in result.all_failures] or result.error
+    notes = [e.text for e in outcome.events if isinstance(e, Note)]
+    assert any(text.startswith("cleanup waited") for text in notes), notes
     assert result.cleanup is not None and result.cleanup.counts["jobs"] == 1
-    with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
-        cur.execute("select count(*) from jobs where job_id = %s", (result.jobs[0].job_id,))
-        assert cur.fetchone()[0] == 0
+    assert worker.stats.transitions == 3 * 18 + 2  # every variant write, and both job-level steps, were made
 
 
 def _drive_job_steps(db: Database, stop: threading.Event, tenant_prefix: str) -> None:

@@ -64,3 +64,14 @@ def test_errors_not_run_and_invalid_files_are_testcases(tmp_path: Path):
     assert found[("later", "scenario")]["skipped"][0]["@message"].startswith("not run: --fail-fast")
     assert found[("bad.yaml", "bad.yaml")]["error"][0]["@message"].startswith("bad.yaml:2:11: $.variants")
     assert found[("ye-run", "run")]["error"][0]["@message"] == "ye-run: bug"
+
+
+def test_a_job_the_scenario_could_not_finish_is_an_error_never_a_pass(tmp_path: Path):
+    results = [scenario("lost", Outcome.ERROR, [job(1, "passed"), job(2, "error")],
+                        error="lost the database connection while reading the job's rows: gone")]
+    path = tmp_path / "junit.xml"
+    junit.write(path, results)
+    found = cases(path)
+    assert "error" not in found[("lost", "job 1")]
+    assert found[("lost", "job 2")]["error"][0]["@message"] == (
+        "did not finish: lost the database connection while reading the job's rows: gone")
