@@ -42,6 +42,8 @@ from runner.scenario.model import Scenario
               help="Write JUnit XML: one testsuite per scenario, one testcase per job (names stable across runs).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the full JSON report (schemas/report.schema.json).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the HTML report: one self-contained page with a timeline per job.")
 @click.option("-v", "--verbose", count=True, help="A line per transition (-vv: also the pipeline's own log).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only failures and the grand total.")
 @click.option("--observe", type=click.Choice(["auto", "history", "listen"]), default="auto", show_default=True,
@@ -69,7 +71,8 @@ from runner.scenario.model import Scenario
 @options.force
 def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, parallel: int,
         tags: tuple[str, ...], skip_tags: tuple[str, ...], keyword: str | None, shard: str | None, fail_fast: bool,
-        dry_run: bool, junit_path: Path | None, json_path: Path | None, verbose: int, quiet: bool, observe: str,
+        dry_run: bool, junit_path: Path | None, json_path: Path | None, html_path: Path | None, verbose: int,
+        quiet: bool, observe: str,
         variant_channel: str, job_channel: str, reference_pipeline: bool | None, asset_dir: Path | None,
         asset_base_url: str | None, job_settle: str, reconnect_window: str, pipeline_file: Path | None,
         variables: tuple[str, ...],
@@ -108,6 +111,10 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
     reporters: list = [console]
     reporters += [JUnitReporter(junit_path)] if junit_path else []
     reporters += [JsonReporter(json_path)] if json_path else []
+    if html_path:
+        from runner.report.html import HtmlReporter
+
+        reporters.append(HtmlReporter(html_path))
     options_ = SessionOptions(database_url, ephemeral, settings, reference_pipeline, parallel, fail_fast)
     sys.exit(handle_errors(_run_session)(chosen, options_, reporters))
 

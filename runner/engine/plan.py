@@ -24,6 +24,7 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
     definition = scenario.definition
     return {
         "scenario": scenario.name,
+        "tags": list(scenario.tags),
         "file": str(scenario.path),
         "database": database,
         "tenant": {"id": scenario.tenant.id, "isolated": scenario.tenant.isolate},

@@ -1,0 +1,192 @@
+"""The HTML report: one self-contained file, rendered from the (schema-valid) JSON report with Jinja2.
+
+Inline CSS, JS and SVG only, and a Content-Security-Policy that forbids every request, so it
+opens from disk or a CI artifact viewer. Failed jobs are open with their timelines; passed
+jobs are collapsed and drawn on demand, from compact data embedded in the page, so a run of
+thousands of jobs stays small and quick to open.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from runner.durations import format_seconds
+from runner.report import compare
+
+STATUSES = ("queued", "running", "done", "failed")
+MARKS = {"passed": "✓", "seeded": "✓", "failed": "✗", "error": "!", "interrupted": "■", "not_run": "–",
+         "running": "…"}
+
+
+class HtmlReporter:
+    """Writes the page when the session finishes, from the same document as the JSON report."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def start(self) -> None:
+        """Nothing to write until the end."""
+
+    def handle(self, event: object) -> None:
+        """The results hold everything the page shows."""
+
+    def finish(self, outcome) -> None:  # type: ignore[no-untyped-def]
+        import dataclasses
+
+        from runner.report import json_report
+
+        error = None if outcome.error is None else str(outcome.error)
+        doc = json_report.document(outcome.results, outcome.exit_code, outcome.started, outcome.finished, error)
+        doc["totals"] = dataclasses.asdict(outcome.totals)
+        write(self.path, doc)
+
+
+def write(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(doc), encoding="utf-8")
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The page for a JSON report document."""
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("runner.report", "templates"),
+                                     autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    return environment.get_template("report.html.j2").render(**context(doc))
+
+
+def context(doc: dict[str, Any]) -> dict[str, Any]:
+    scenarios = doc["scenarios"]
+    totals = doc.get("totals") or _totals(scenarios)
+    verdict = _verdict(doc, totals)
+    first = scenarios[0] if scenarios else {}
+    return {
+        "doc": doc, "verdict": verdict.upper().replace("_", " "), "verdict_class": verdict, "marks": MARKS,
+        "totals": totals, "totals_line": _totals_line(totals, scenarios),
+        "database": (first.get("database") or {}).get("url", ""),
+        "observation": (first.get("observation") or {}).get("description", ""),
+        "tags": sorted({t for s in scenarios for t in (s.get("plan") or {}).get("tags", [])}),
+        "scenarios": [_scenario(s, i) for i, s in enumerate(scenarios)],
+        "data": _json({"scenarios": [_data(s) for s in scenarios]}),
+    }
+
+
+def _verdict(doc: dict[str, Any], totals: dict[str, int]) -> str:
+    if doc.get("error") or totals.get("errors"):
+        return "error"
+    if totals.get("interrupted"):
+        return "interrupted"
+    return "failed" if totals.get("failed") else "passed"
+
+
+def _totals(scenarios: list[dict[str, Any]]) -> dict[str, int]:
+    outcomes = [s["outcome"] for s in scenarios]
+    return {"scenarios": len(outcomes), "passed": sum(o in ("passed", "seeded") for o in outcomes),
+            "failed": outcomes.count("failed"), "errors": outcomes.count("error"),
+            "interrupted": outcomes.count("interrupted") + outcomes.count("running"),
+            "not_run": outcomes.count("not_run")}
+
+
+def _totals_line(totals: dict[str, int], scenarios: list[dict[str, Any]]) -> str:
+    duration = sum(s.get("duration") or 0 for s in scenarios)
+    jobs = sum(len(s["jobs"]) for s in scenarios)
+    return (f"{totals['scenarios']} scenarios: {totals['passed']} passed, {totals['failed']} failed, "
+            f"{totals['errors']} errors, {totals['not_run']} not run · {jobs} job(s) · "
+            f"{format_seconds(duration)} of scenario time")
+
+
+def _anchor(text: str) -> str:
+    return "s-" + re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
+
+
+def _scenario(s: dict[str, Any], index: int) -> dict[str, Any]:
+    plan = s.get("plan") or {}
+    anchor = _anchor(s["name"])
+    return {
+        "name": s["name"], "anchor": anchor, "file": s["file"], "outcome": s["outcome"], "error": s.get("error"),
+        "tags": plan.get("tags", []), "duration": format_seconds(s.get("duration") or 0),
+        "plan_line": _plan_line(plan), "failures": s["failures"],
+        "latency": _latency(s, plan),
+        "jobs": [{"ordinal": j["ordinal"], "anchor": f"{anchor}-job-{j['ordinal']}", "outcome": j["outcome"],
+                  "job_id": j["job_id"], "failures": j["failures"],
+                  "duration": format_seconds(j["duration"]) if j.get("duration") is not None else "unfinished",
+                  "final": f"({j['final_state']['step']}, {j['final_state']['status']})" if j.get("final_state")
+                  else "", "open": j["outcome"] not in ("passed", "seeded")} for j in s["jobs"]],
+    }
+
+
+def _plan_line(plan: dict[str, Any]) -> str:
+    if not plan:
+        return ""
+    steps = " → ".join(plan.get("expected_steps", []) + plan.get("expected_job_steps", []))
+    mode = plan.get("mode", "")
+    return (f"{mode}, {plan.get('jobs') or 'timed'} job(s) × {plan.get('variants')} variants from "
+            f"({plan.get('start')}, done): {steps}")
+
+
+def _latency(s: dict[str, Any], plan: dict[str, Any]) -> list[dict[str, Any]]:
+    limits = plan.get("latency_limits", {})
+    samples = compare.samples(s)
+    rows = []
+    for step, lat in s["latency"].items():
+        limit = limits.get(step, {})
+        over = any(lat[k] > v for k, v in limit.items())
+        rows.append({"step": step, "n": lat["n"], "p50": format_seconds(lat["p50"]),
+                     "p95": format_seconds(lat["p95"]), "max": format_seconds(lat["max"]),
+                     "limit": ", ".join(f"{k} {format_seconds(v)}" for k, v in limit.items()), "over": over,
+                     "plot": histogram(samples.get(step, []))})
+    return rows
+
+
+def histogram(values: list[float], bins: int = 12, width: int = 120, height: int = 18,
+              span: tuple[float, float] | None = None) -> str:
+    """A small inline SVG of a step's latency distribution (its bars also carry their counts for readers);
+    `span` fixes the axis, so two distributions can be read side by side."""
+    if not values:
+        return ""
+    low, high = span or (min(values), max(values))
+    extent = (high - low) or 1.0
+    counts = [0] * bins
+    for value in values:
+        counts[min(bins - 1, max(0, int((value - low) / extent * bins)))] += 1
+    top = max(counts)
+    bar = width / bins
+    rects = "".join(f'<rect x="{i * bar:.1f}" y="{height - c / top * height:.1f}" width="{bar - 1:.1f}" '
+                    f'height="{c / top * height:.1f}" fill="#57606a"><title>{c}</title></rect>'
+                    for i, c in enumerate(counts) if c)
+    label = f"{len(values)} samples from {format_seconds(low)} to {format_seconds(high)}"
+    return f'<svg width="{width}" height="{height}" role="img" aria-label="{label}"><title>{label}</title>{rects}</svg>'
+
+
+def _data(s: dict[str, Any]) -> dict[str, Any]:
+    """Compact timelines: per job, per lane, [step index, status index, ms since seeding, reconciled?]."""
+    steps: list[str] = []
+    index: dict[str, int] = {}
+
+    def code(step: str) -> int:
+        if step not in index:
+            index[step] = len(steps)
+            steps.append(step)
+        return index[step]
+
+    jobs = []
+    for job in s["jobs"]:
+        lanes = [{"n": f"variant #{v['creation_order']}", "t": [_point(t, code) for t in v["trace"]]}
+                 for v in job["variants"]]
+        if job["job_trace"]:
+            lanes.append({"n": "job row", "t": [_point(t, code) for t in job["job_trace"]]})
+        jobs.append({"o": job["ordinal"], "lanes": lanes})
+    return {"steps": steps, "jobs": jobs}
+
+
+def _point(t: dict[str, Any], code) -> list[int]:  # type: ignore[no-untyped-def]
+    status = STATUSES.index(t["status"]) if t["status"] in STATUSES else 3
+    return [code(t["step"]), status, round(max(0.0, t["since_seed"]) * 1000), int(t["source"] == "reconcile")]
+
+
+def _json(value: Any) -> str:
+    """JSON safe inside a <script> element."""
+    return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e")

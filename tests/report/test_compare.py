@@ -1,0 +1,104 @@
+"""Night over night: the statistics on reports with known truth, and the command on real runs."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from runner.cli.main import cli
+from runner.db.connect import Database
+from runner.report import compare
+
+START = datetime(2026, 11, 28, tzinfo=timezone.utc)
+STEPS = ("vlm_analyze", "planner")
+
+
+def report(latencies: dict[str, list[float]], outcome: str = "passed", name: str = "nightly") -> dict:
+    """A report whose variants took exactly these latencies (one variant per sample)."""
+    variants = []
+    for i in range(len(latencies[STEPS[0]])):
+        at, trace = START, [{"step": "img_gen", "status": "done", "db_time": START.isoformat(), "source": "history",
+                             "since_seed": 0.0}]
+        for step in STEPS:
+            at += timedelta(seconds=latencies[step][i])
+            trace.append({"step": step, "status": "done", "db_time": at.isoformat(), "source": "history",
+                          "since_seed": (at - START).total_seconds()})
+        variants.append({"creation_order": i + 1, "trace": trace})
+    return {"scenarios": [{"name": name, "outcome": outcome, "jobs": [{"variants": variants, "job_trace": []}]}]}
+
+
+def draw(rng: random.Random, n: int, median: float, sigma: float = 0.1) -> list[float]:
+    return [rng.lognormvariate(0, sigma) * median for _ in range(n)]
+
+
+def test_the_same_distribution_rarely_raises_an_alarm():
+    rng = random.Random(1)
+    alarms = 0
+    for _ in range(100):
+        base = report({step: draw(rng, 30, 0.2) for step in STEPS})
+        new = report({step: draw(rng, 30, 0.2) for step in STEPS})
+        alarms += bool(compare.compare(base, new, 0.2, 0.01).regressions)
+    assert alarms <= 2, alarms
+
+
+def test_a_30_percent_slowdown_with_30_samples_is_caught():
+    rng = random.Random(2)
+    caught = 0
+    for _ in range(100):
+        base = report({"vlm_analyze": draw(rng, 30, 0.2), "planner": draw(rng, 30, 0.5)})
+        new = report({"vlm_analyze": draw(rng, 30, 0.2), "planner": draw(rng, 30, 0.65)})
+        found = compare.compare(base, new, 0.2, 0.01).regressions
+        caught += [(c.scenario, c.step) for c in found] == [("nightly", "planner")]
+    assert caught >= 95, caught
+
+
+def test_verdict_changes_are_named():
+    rng = random.Random(3)
+    samples = {step: draw(rng, 5, 0.1) for step in STEPS}
+    base = {"scenarios": report(samples)["scenarios"] + report(samples, "failed", "was-failing")["scenarios"]
+            + report(samples, name="gone")["scenarios"]}
+    new = {"scenarios": report(samples, "failed")["scenarios"] + report(samples, name="was-failing")["scenarios"]
+           + report(samples, name="brand-new")["scenarios"]}
+    result = compare.compare(base, new)
+    assert (result.newly_failing, result.fixed, result.new, result.removed) == (
+        ["nightly"], ["was-failing"], ["brand-new"], ["gone"])
+    assert result.failed
+
+
+SLOW = ("name: nightly\ntenant: {{id: ye_compare_test, isolate: true}}\nsimulate_img_gen: true\nvariants: 5\n"
+        "mode: {{type: wait_for_completion, jobs: 6}}\nreference_pipeline: {{latency: {{steps: {{planner: {planner}}}}}, "
+        "seed: {seed}}}\n")
+
+
+def test_compare_two_real_nights(db: Database, tmp_path: Path):
+    url = db.url.render_as_string(hide_password=False)
+    reports = []
+    for night, planner in (("one", "20ms"), ("two", "60ms")):
+        path = tmp_path / f"{night}.yaml"
+        path.write_text(SLOW.format(planner=planner, seed=len(reports)))
+        out = tmp_path / f"{night}.json"
+        result = CliRunner().invoke(cli, ["run", str(path), "--database-url", url, "--reference-pipeline",
+                                          "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        reports.append(str(out))
+    quiet = CliRunner().invoke(cli, ["compare", reports[0], reports[0], "--fail-on-regression"])
+    assert quiet.exit_code == 0 and "0 regression(s)" in quiet.stdout
+    page = tmp_path / "compare.html"
+    slower = CliRunner().invoke(cli, ["compare", *reports, "--fail-on-regression", "--html", str(page)])
+    assert slower.exit_code == 1, slower.output
+    text = page.read_text()
+    regression = re.search(r'<tr class="regression">(.*?)</tr>', text, re.S)
+    assert regression is not None and "planner" in regression.group(1)
+    assert regression.group(1).count("<svg") == 2  # both nights' distributions, side by side
+    assert "default-src 'none'" in text and not re.search(r"(?:src|href)=\"(?:https?:)?//", text)
+    (line,) = [l for l in slower.stdout.splitlines() if "REGRESSION" in l]
+    assert line.split()[:3] == ["nightly", "planner", "30/30"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"scenarios": "no"}))
+    refused = CliRunner().invoke(cli, ["compare", str(bad), reports[0]])
+    assert refused.exit_code == 2 and f"{bad}: $" in refused.stderr
