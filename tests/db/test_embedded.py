@@ -53,3 +53,25 @@ def test_default_data_dir_honours_the_environment(monkeypatch, tmp_path: Path):
     assert embedded.default_data_dir() == tmp_path / "elsewhere"
     monkeypatch.delenv(embedded.ENV_DATA_DIR)
     assert embedded.default_data_dir().parts[-2:] == ("ye-run", "pg")
+
+
+def test_a_server_left_by_a_killed_run_is_adopted_and_stopped(tmp_path: Path):
+    """SIGKILL leaves the embedded server running with no owner: the next run takes it over and stops it."""
+    import signal
+
+    data = tmp_path / "pg"
+    script = ("import sys, time\nfrom pathlib import Path\nfrom runner.db import embedded\n"
+              f"with embedded.server(data_dir=Path({str(data)!r})):\n"
+              "    print('up', flush=True)\n    time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert (data / "postmaster.pid").is_file()  # the orphan: still running
+    with embedded.server(data_dir=data) as database, contextlib.closing(database.connect()) as conn:
+        assert conn.server_version > 0
+    assert not (data / "postmaster.pid").exists()  # adopted, then stopped by its last user
