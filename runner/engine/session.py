@@ -106,9 +106,22 @@ class Session:
             outcome.exit_code = self._exit_code(outcome)
             self._dispatch(SessionFinished(outcome.totals, outcome.duration, outcome.exit_code,
                                            None if outcome.error is None else str(outcome.error)))
-            for reporter in self.reporters:
-                reporter.finish(outcome)
+            self._finish_reporters(outcome)
         return outcome
+
+    def _finish_reporters(self, outcome: SessionOutcome) -> None:
+        """Every reporter writes its file; one that cannot (a bad path) does not stop the others, and the run
+        says so in one line (exit 2) rather than as a bug."""
+        unwritten = []
+        for reporter in self.reporters:
+            try:
+                reporter.finish(outcome)
+            except OSError as exc:
+                target = getattr(reporter, "path", "a report")
+                unwritten.append(f"cannot write {target}: {exc.strerror or exc}")
+        if unwritten and outcome.error is None:
+            outcome.error = InputError("; ".join(unwritten))
+            outcome.exit_code = max(outcome.exit_code, ExitCode.BAD_INPUT, key=PRIORITY.index)
 
     # --- running ------------------------------------------------------------------------
 

@@ -126,6 +126,21 @@ def test_an_invalid_file_still_gets_the_reports_written(tmp_path: Path):
     assert doc["exit_code"] == 2 and "broken.yaml:2:11: $.variants" in doc["error"]
 
 
+def test_a_report_that_cannot_be_written_is_one_error_and_the_others_still_land(db: Database, tmp_path: Path):
+    suite = write_suite(tmp_path, {"healthy": FAULTS["healthy"]})
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    junit = tmp_path / "junit.xml"
+    result = invoke("run", str(suite), "--database-url", url(db), "--reference-pipeline",
+                    "--json", str(blocker / "report.json"), "--junit", str(junit))
+    assert result.exit_code == 2, result.output
+    assert "cannot write" in result.output and "report.json" in result.output
+    assert "Traceback" not in result.output
+    JUNIT_XSD.validate(str(junit))
+    (case,) = [c for s in JUNIT_XSD.to_dict(str(junit))["testsuite"] for c in s["testcase"]]
+    assert "failure" not in case and "error" not in case
+
+
 def test_ctrl_c_with_four_workers_stops_cleanly(db: Database, tmp_path: Path):
     slow = ("mode: {type: interval, jobs: 200, interval: 50ms, max_in_flight: 10}\n"
             "reference_pipeline: {latency: {default: 30ms}}\ncleanup: never\n")
