@@ -205,7 +205,7 @@ def _runs(kept: bool, database_url: str | None) -> None:
     click.echo(f"{'run':24} {'scenario':24} {'tenant':28} {'age':>7} {'outcome':12} rows kept")
     for run in found:
         click.echo(f"{run.run_id:24} {run.scenario[:24]:24} {run.tenant_id[:28]:28} "
-                   f"{durations.format_seconds(run.age):>7} {run.outcome or '-':12} {run.rows_kept}")
+                   f"{durations.format_seconds(run.age):>7} {run.outcome or 'no verdict':12} {run.rows_kept}")
     click.echo(f"{len(found)} run(s)", err=True)
 
 

@@ -469,9 +469,13 @@ class ScenarioRun:
         record = self.result.record
         if record is None or not self.has_registry:
             return
-        with contextlib.suppress(InfrastructureError, psycopg2.Error):
+        try:
             with contextlib.closing(self.database.connect("ye-run registry")) as conn:
                 registry.finish(conn, record, self.result.outcome)
+        except (InfrastructureError, psycopg2.Error):
+            self.emit(Note(self.ref, f"the run registry could not record the verdict (database unreachable): "
+                                     f"`ye-run runs` will show run {record.run_id} with no verdict; its rows are "
+                                     f"still found by ye-run cleanup --run {record.run_id}"))
 
     def _cleanup(self) -> None:
         record = self.result.record

@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from runner.cli.main import cli
 from runner.db import embedded
 from runner.db.connect import Database
 from runner.engine.events import JobSeeded, Note
+from tests.cli.test_run_cli import url
 from tests.db.helpers import count
 from tests.engine.helpers import run
 
@@ -87,3 +90,12 @@ def test_a_server_that_stays_down_ends_the_run_with_an_error_after_the_window(re
     assert outcome.run.error is not None and outcome.run.error.exit_code == 3
     notes = [e.text for e in outcome.events if isinstance(e, Note)]
     assert any(text.startswith("database unreachable, retrying") for text in notes)
+    assert any(text.startswith("the run registry could not record the verdict") and result.run_id in text
+               for text in notes)
+    with contextlib.closing(database.connect()) as conn:  # the run and its rows are still findable for cleanup
+        assert count(conn, "select count(*) from ye_run_runs where run_id = %s and outcome is null",
+                     (result.run_id,)) == 1
+        assert count(conn, "select count(*) from ye_run_seeded where run_id = %s", (result.run_id,)) >= 1
+    listed = CliRunner().invoke(cli, ["runs", "--database-url", url(database)])
+    (line,) = [line for line in listed.stdout.splitlines() if line.startswith(result.run_id)]
+    assert "no verdict" in line
