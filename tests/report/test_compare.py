@@ -71,14 +71,15 @@ def test_verdict_changes_are_named():
 
 
 SLOW = ("name: nightly\ntenant: {{id: ye_compare_test, isolate: true}}\nsimulate_img_gen: true\nvariants: 5\n"
-        "mode: {{type: wait_for_completion, jobs: 6}}\nreference_pipeline: {{latency: {{steps: {{planner: {planner}}}}}, "
+        "mode: {{type: wait_for_completion, jobs: 6}}\n"
+        "reference_pipeline: {{latency: {{default: 30ms, steps: {{planner: {planner}}}}}, "
         "seed: {seed}}}\n")
 
 
 def test_compare_two_real_nights(db: Database, tmp_path: Path):
     url = db.url.render_as_string(hide_password=False)
     reports = []
-    for night, planner in (("one", "20ms"), ("two", "60ms")):
+    for night, planner in (("one", "30ms"), ("two", "90ms")):
         path = tmp_path / f"{night}.yaml"
         path.write_text(SLOW.format(planner=planner, seed=len(reports)))
         out = tmp_path / f"{night}.json"
@@ -96,8 +97,9 @@ def test_compare_two_real_nights(db: Database, tmp_path: Path):
     assert regression is not None and "planner" in regression.group(1)
     assert regression.group(1).count("<svg") == 2  # both nights' distributions, side by side
     assert "default-src 'none'" in text and not re.search(r"(?:src|href)=\"(?:https?:)?//", text)
-    (line,) = [l for l in slower.stdout.splitlines() if "REGRESSION" in l]
-    assert line.split()[:3] == ["nightly", "planner", "30/30"]
+    # other steps keep their 30 ms; a loaded machine may still slow one of them for real, so only planner is asserted
+    flagged = {tuple(l.split()[:3]) for l in slower.stdout.splitlines() if "REGRESSION" in l}
+    assert ("nightly", "planner", "30/30") in flagged
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"scenarios": "no"}))
     refused = CliRunner().invoke(cli, ["compare", str(bad), reports[0]])
