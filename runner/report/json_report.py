@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from runner import __version__
 from runner.engine.results import JobResult, ScenarioResult
@@ -16,8 +17,16 @@ from runner.trace import Failure, Transition
 FORMAT_VERSION = 1
 
 
+class Lazy:
+    """A list the writer renders item by item: a long run's jobs are never all in memory as JSON at once."""
+
+    def __init__(self, items: Iterable[Any]):
+        self.items = items
+
+
 def document(results: list[ScenarioResult], exit_code: int, started: datetime, finished: datetime,
-             error: str | None = None) -> dict:
+             error: str | None = None, lazy: bool = False) -> dict:
+    """The report as a dict; with `lazy`, each scenario's jobs are a `Lazy` that only `write` can render."""
     return {
         "format": FORMAT_VERSION,
         "error": error,
@@ -25,7 +34,7 @@ def document(results: list[ScenarioResult], exit_code: int, started: datetime, f
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
         "exit_code": exit_code,
-        "scenarios": [_scenario(r) for r in results],
+        "scenarios": [_scenario(r, lazy) for r in results],
     }
 
 
@@ -43,17 +52,53 @@ class JsonReporter:
 
     def finish(self, outcome) -> None:  # type: ignore[no-untyped-def]
         error = None if outcome.error is None else str(outcome.error)
-        doc = document(outcome.results, outcome.exit_code, outcome.started, outcome.finished, error)
+        doc = document(outcome.results, outcome.exit_code, outcome.started, outcome.finished, error, lazy=True)
         doc["totals"] = dataclasses.asdict(outcome.totals)
         write(self.path, doc)
 
 
 def write(path: Path, doc: dict) -> None:
+    """The same text as `json.dumps(doc, indent=2)`, written as it is made, so peak memory is one job's JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with path.open("w", encoding="utf-8") as out:
+        _emit(out, doc, 0)
+        out.write("\n")
 
 
-def _scenario(result: ScenarioResult) -> dict[str, Any]:
+def _emit(out: IO[str], value: Any, level: int) -> None:
+    inner = "\n" + "  " * (level + 1)
+    if isinstance(value, Lazy):
+        items: Iterable[Any] = value.items
+    elif isinstance(value, (dict, list)) and _has_lazy(value):
+        items = value.items() if isinstance(value, dict) else value
+    else:
+        out.write(json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + "  " * level))
+        return
+    opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+    out.write(opening)
+    empty = True
+    for item in items:
+        out.write(("," if not empty else "") + inner)
+        empty = False
+        if isinstance(value, dict):
+            key, item = item
+            out.write(json.dumps(key, ensure_ascii=False) + ": ")
+        _emit(out, item, level + 1)
+    out.write(closing if empty else "\n" + "  " * level + closing)
+
+
+def _has_lazy(value: Any) -> bool:
+    if isinstance(value, Lazy):
+        return True
+    if isinstance(value, dict):
+        return any(_has_lazy(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_lazy(v) for v in value)
+    return False
+
+
+def _scenario(result: ScenarioResult, lazy: bool = False) -> dict[str, Any]:
+    jobs = (_job(job) for job in result.jobs)
     observation = result.observation
     return {
         "name": result.name,
@@ -70,7 +115,7 @@ def _scenario(result: ScenarioResult) -> dict[str, Any]:
             "method": observation.method, "complete": observation.complete,
             "description": observation.description, "reconnects": observation.reconnects,
             "notifications": observation.notifications, "queries": observation.queries, "notes": observation.notes},
-        "jobs": [_job(job) for job in result.jobs],
+        "jobs": Lazy(jobs) if lazy else list(jobs),
         "failures": [_failure(f) for f in result.failures],
         "latency": {step: {"n": s.n, "p50": s.p50, "p95": s.p95, "max": s.max} for step, s in result.latency.items()},
         "cleanup": {"policy": result.cleanup_policy, "applied": result.cleanup is not None,
