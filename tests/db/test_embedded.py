@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from runner.db import embedded
 
@@ -75,3 +81,30 @@ def test_a_server_left_by_a_killed_run_is_adopted_and_stopped(tmp_path: Path):
     with embedded.server(data_dir=data) as database, contextlib.closing(database.connect()) as conn:
         assert conn.server_version > 0
     assert not (data / "postmaster.pid").exists()  # adopted, then stopped by its last user
+
+
+def test_a_user_who_is_not_root_runs_the_smoke_scenario_on_the_embedded_default():
+    """The README's first command, as a throwaway unprivileged user with nothing but its own cache directory."""
+    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("runuser")):
+        pytest.skip("needs root with useradd and runuser to create a throwaway user")
+    user = f"yerun_{secrets.token_hex(4)}"
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", user], check=True, capture_output=True)
+    home = Path(tempfile.mkdtemp(prefix="ye-run-nonroot-"))
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+        os.chown(home, uid, -1)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"),
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        done = subprocess.run(["runuser", "-u", user, "--", sys.executable, "-m", "runner", "run",
+                               "scenarios/smoke.yaml"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "smoke: PASSED" in done.stdout
+        pgdata = home / "cache" / "ye-run" / "pg"
+        assert (pgdata / "PG_VERSION").is_file() and pgdata.stat().st_uid == uid
+        listed = subprocess.run(["ps", "-u", user, "-o", "stat=,pid=,args="], capture_output=True, text=True).stdout
+        left = [line for line in listed.splitlines() if not line.lstrip().startswith("Z")]  # zombies have exited
+        assert not left, f"the server outlived the run: {left}"
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", user], capture_output=True)
+        subprocess.run(["userdel", user], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
