@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import select
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -308,8 +309,13 @@ class Observer:
 
 def _transition(row: _Row, step: str, status: str, db_time: datetime | None, retry_count: int | None,
                 source: str) -> Transition:
-    return Transition(row.row_id, row.job_id, row.kind, step, status, db_time, datetime.now(timezone.utc),
-                      time.monotonic(), retry_count, source)
+    """Step and status are interned: a long run holds hundreds of thousands of transitions, a dozen distinct names."""
+    return Transition(row.row_id, row.job_id, row.kind, _intern(step), _intern(status), db_time,
+                      datetime.now(timezone.utc), time.monotonic(), retry_count, source)
+
+
+def _intern(name: str) -> str:
+    return sys.intern(name) if type(name) is str else name
 
 
 def _parse(payload: str, job_channel: bool) -> tuple[str, str, str, str, str, datetime | None] | None:
