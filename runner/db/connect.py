@@ -21,8 +21,10 @@ from sqlalchemy.exc import ArgumentError
 from runner.errors import InfrastructureError, InputError
 
 DEFAULT_CONNECT_TIMEOUT = 10
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
-"""TCP keepalives: a half-open connection is noticed in about 11 s instead of hours."""
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+              "tcp_user_timeout": 10_000}
+"""A half-open connection is noticed in about 11 s instead of hours: keepalives while it is idle, and
+`tcp_user_timeout` (ms) while a query waits, since keepalives are not sent while sent data is unacknowledged."""
 
 HIDDEN = "***"
 _EXPECTED = "expected postgresql://user:password@host:port/database or host=... dbname=..."
@@ -210,8 +212,9 @@ class Database:
         return self.url.database or "postgres"
 
     def connect(self, application_name: str = "ye-run", autocommit: bool = False,
-                keepalives: bool = False, **extra: Any) -> psycopg2.extensions.connection:
-        """A new psycopg2 connection; InfrastructureError saying why when it cannot be made."""
+                keepalives: bool = True, **extra: Any) -> psycopg2.extensions.connection:
+        """A new psycopg2 connection; InfrastructureError saying why when it cannot be made. Every connection
+        notices a half-open link (KEEPALIVES): one that blocks the run's loop would stall the observer with it."""
         args = {**connect_args(self.url), "application_name": application_name[:63], **extra}
         if keepalives:
             args = {**KEEPALIVES, **args}
