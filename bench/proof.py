@@ -8,7 +8,8 @@ the server under a run, and prints one table:
 - healthy runs with different seeds: false failures (must be 0);
 - the LISTEN/history connection killed repeatedly mid-run: verdict still passed;
 - the server restarted at different moments of a run: verdict still passed, every job
-  seeded completely or not at all.
+  seeded completely or not at all;
+- SIGINT at different moments, and twice: exit 130 and an interrupted verdict in the report.
 
 After each part, no job of the part's runs is half-seeded (each job has all its variants).
 
@@ -22,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -86,6 +88,26 @@ def half_seeded(url: str, doc: dict) -> int:
     return bad
 
 
+def rows_left(url: str, doc: dict) -> int:
+    """Jobs of these runs still in the database."""
+    ids = [job["job_id"] for scenario in doc["scenarios"] for job in scenario["jobs"]]
+    with contextlib.closing(psycopg2.connect(**connect_args(parse_url(url)))) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM jobs WHERE job_id = ANY(%s::uuid[])", (ids,))
+        return cur.fetchone()[0]
+
+
+def wait_for_jobs(url: str, tenant: str, jobs: int, deadline: float = 60) -> None:
+    """Until the run has seeded `jobs` jobs for `tenant` (a committed row is what the database shows)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        with contextlib.suppress(psycopg2.Error), \
+                contextlib.closing(psycopg2.connect(**connect_args(parse_url(url)))) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM jobs WHERE tenant_id = %s", (tenant,))
+            if cur.fetchone()[0] >= jobs:
+                return
+        time.sleep(0.05)
+
+
 def faults(url: str, folder: Path, seeds: int, jobs: int) -> list[Row]:
     paths = []
     for kind, (fault, _) in FAULTS.items():
@@ -114,8 +136,10 @@ def healthy(url: str, folder: Path, count: int, jobs: int) -> list[Row]:
         paths.append(path)
     doc = ye_run(url, paths, folder / "healthy.json", jobs)
     passed = sum(s["outcome"] == "passed" for s in doc["scenarios"])
+    left = rows_left(url, doc)
     return [Row("healthy runs", len(doc["scenarios"]), passed, f"{len(doc['scenarios']) - passed} false failure(s)"),
-            Row("  half-seeded jobs after them", 1, int(half_seeded(url, doc) == 0), "")]
+            Row("  half-seeded jobs after them", 1, int(half_seeded(url, doc) == 0), ""),
+            Row("  jobs left (cleanup: on_success)", 1, int(left == 0), f"{left} left")]
 
 
 def kills(url: str, folder: Path, times: int) -> list[Row]:
@@ -154,15 +178,7 @@ def restarts(url: str, handle, folder: Path, times: int) -> list[Row]:  # type: 
         path.write_text(f"name: restart-{i}\ntenant: {{id: {tenant}}}\nsimulate_img_gen: true\n" + LONG)
 
         def restart_after_k_jobs() -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                with contextlib.suppress(psycopg2.Error), \
-                        contextlib.closing(psycopg2.connect(**connect_args(parse_url(url)))) as conn, \
-                        conn.cursor() as cur:
-                    cur.execute("SELECT count(*) FROM jobs WHERE tenant_id = %s", (tenant,))
-                    if cur.fetchone()[0] >= after:
-                        break
-                time.sleep(0.05)
+            wait_for_jobs(url, tenant, after)
             pg_ctl(["-w", "-m", "fast", "restart"], pgdata=handle.pgdata, user=handle.system_user, timeout=60)
 
         thread = threading.Thread(target=restart_after_k_jobs, daemon=True)
@@ -174,6 +190,32 @@ def restarts(url: str, handle, folder: Path, times: int) -> list[Row]:  # type: 
         bad += half_seeded(url, doc)
         notes.append(f"after job {after}: {scenario['outcome']}")
     return [Row("server restarted mid-run", times, right, f"{'; '.join(notes)}; half-seeded {bad}")]
+
+
+def interrupts(url: str, folder: Path) -> list[Row]:
+    """SIGINT once the run has seeded its k-th job (k = 1, 4, 8), and twice in a row: exit 130, an interrupted
+    verdict in the JSON report, and no half-seeded job."""
+    right, notes, bad = 0, [], 0
+    cases = [(1, 1), (4, 1), (8, 1), (2, 2)]
+    for i, (after, signals) in enumerate(cases):
+        tenant = f"ye_proof_sigint_{i}_test"
+        path = folder / f"sigint-{i}.yaml"
+        path.write_text(f"name: sigint-{i}\ntenant: {{id: {tenant}}}\nsimulate_img_gen: true\n" + LONG)
+        report = folder / f"sigint-{i}.json"
+        process = subprocess.Popen([str(Path(sys.executable).with_name("ye-run")), "run", str(path), "-q",
+                                    "--database-url", url, "--reference-pipeline", "--json", str(report)],
+                                   cwd=ROOT, env={**os.environ, "CI": "true"}, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        wait_for_jobs(url, tenant, after)
+        for _ in range(signals):
+            process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=120)
+        doc = json.loads(report.read_text()) if report.exists() else {"scenarios": [], "exit_code": None}
+        outcome = doc["scenarios"][0]["outcome"] if doc["scenarios"] else "no report"
+        right += code == 130 and doc["exit_code"] == 130 and outcome == "interrupted"
+        bad += half_seeded(url, doc)
+        notes.append(f"{'x2 ' if signals == 2 else ''}after job {after}: exit {code}, {outcome}")
+    return [Row("SIGINT mid-run", len(cases), right, f"{'; '.join(notes)}; half-seeded {bad}")]
 
 
 def main() -> None:
@@ -192,7 +234,8 @@ def main() -> None:
         folder = holder / "scenarios"
         folder.mkdir()
         rows = (faults(url, folder, args.seeds, args.jobs) + healthy(url, folder, args.healthy, args.jobs)
-                + kills(url, folder, args.kills) + restarts(url, handle, folder, args.restarts))
+                + kills(url, folder, args.kills) + restarts(url, handle, folder, args.restarts)
+                + interrupts(url, folder))
     finally:
         handle.cleanup()
         shutil.rmtree(holder, ignore_errors=True)
