@@ -22,9 +22,10 @@ from runner.errors import InfrastructureError, InputError
 
 DEFAULT_CONNECT_TIMEOUT = 10
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
-              "tcp_user_timeout": 10_000}
+              **({"tcp_user_timeout": 10_000} if psycopg2.extensions.libpq_version() >= 120000 else {})}
 """A half-open connection is noticed in about 11 s instead of hours: keepalives while it is idle, and
-`tcp_user_timeout` (ms) while a query waits, since keepalives are not sent while sent data is unacknowledged."""
+`tcp_user_timeout` (ms, libpq 12+) while a query waits, since keepalives are not sent while sent data is
+unacknowledged."""
 
 HIDDEN = "***"
 _EXPECTED = "expected postgresql://user:password@host:port/database or host=... dbname=..."
