@@ -34,14 +34,9 @@ class HtmlReporter:
         """The results hold everything the page shows."""
 
     def finish(self, outcome) -> None:  # type: ignore[no-untyped-def]
-        import dataclasses
-
         from runner.report import json_report
 
-        error = None if outcome.error is None else str(outcome.error)
-        doc = json_report.document(outcome.results, outcome.exit_code, outcome.started, outcome.finished, error)
-        doc["totals"] = dataclasses.asdict(outcome.totals)
-        write(self.path, doc)
+        write(self.path, json_report.session_document(outcome))
 
 
 def write(path: Path, doc: dict[str, Any]) -> None:

@@ -51,10 +51,15 @@ class JsonReporter:
         """The results hold everything the document says."""
 
     def finish(self, outcome) -> None:  # type: ignore[no-untyped-def]
-        error = None if outcome.error is None else str(outcome.error)
-        doc = document(outcome.results, outcome.exit_code, outcome.started, outcome.finished, error, lazy=True)
-        doc["totals"] = dataclasses.asdict(outcome.totals)
-        write(self.path, doc)
+        write(self.path, session_document(outcome, lazy=True))
+
+
+def session_document(outcome, lazy: bool = False) -> dict:  # type: ignore[no-untyped-def]
+    """The whole session's document, totals included: what the JSON report and the HTML page both say."""
+    error = None if outcome.error is None else str(outcome.error)
+    doc = document(outcome.results, outcome.exit_code, outcome.started, outcome.finished, error, lazy=lazy)
+    doc["totals"] = dataclasses.asdict(outcome.totals)
+    return doc
 
 
 def write(path: Path, doc: dict) -> None:
