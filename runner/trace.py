@@ -30,6 +30,11 @@ class Transition:
     def state(self) -> tuple[str, str]:
         return (self.step, self.status)
 
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        """Pickled as its constructor call: half the cost of the slots' state (a long run spills its traces)."""
+        return (Transition, (self.row_id, self.job_id, self.kind, self.step, self.status, self.db_time,
+                             self.seen_time, self.seen_mono, self.retry_count, self.source))
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:

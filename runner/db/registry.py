@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import psycopg2.extensions
 
@@ -39,6 +42,48 @@ class SeededJob:
         return self.variants[creation_order - 1]
 
 
+class _Keys:
+    """One table's seeded primary keys, in order. While every key is one canonical UUID string (the pipeline's
+    tables), each costs 16 bytes: a 10,000-job run's record stays about a megabyte."""
+
+    __slots__ = ("packed", "other")
+
+    def __init__(self) -> None:
+        self.packed: bytearray | None = bytearray()
+        self.other: list[tuple] = []
+
+    def add(self, key: tuple) -> None:
+        if self.packed is not None:
+            packed = _uuid_bytes(key)
+            if packed is not None:
+                self.packed += packed
+                return
+            self.other = self.keys()
+            self.packed = None
+        self.other.append(key)
+
+    def keys(self) -> list[tuple]:
+        return list(self)
+
+    def __iter__(self) -> Iterator[tuple]:
+        if self.packed is None:
+            yield from self.other
+            return
+        data = bytes(self.packed)
+        for i in range(0, len(data), 16):
+            yield (str(uuid.UUID(bytes=data[i:i + 16])),)
+
+
+def _uuid_bytes(key: tuple) -> bytes | None:
+    if len(key) != 1 or not isinstance(key[0], str) or len(key[0]) != 36:
+        return None
+    try:
+        value = uuid.UUID(key[0])
+    except ValueError:
+        return None
+    return value.bytes if str(value) == key[0] else None
+
+
 @dataclass
 class RunRecord:
     """The rows a run created, table by table; the source of truth for its cleanup."""
@@ -47,7 +92,15 @@ class RunRecord:
     scenario: str
     tenant_id: str
     tenant_created: bool = False
-    jobs: list[SeededJob] = field(default_factory=list)
+    jobs: int = 0
+    """How many jobs it seeded (their rows are in `rows()`)."""
+    _keys: dict[str, _Keys] = field(default_factory=dict, repr=False)
+
+    def add(self, rows: Iterable[tuple[str, tuple]], job: bool = True) -> None:
+        """Record a seeded job's rows (or, with `job=False`, rows read back from a registry or a report)."""
+        for table, key in rows:
+            self._keys.setdefault(table, _Keys()).add(tuple(key))
+        self.jobs += job
 
     @property
     def job_ids(self) -> list[str]:
@@ -55,16 +108,20 @@ class RunRecord:
         return [str(key[0]) for key in self.rows().get("jobs", [])]
 
     def rows(self) -> dict[str, list[tuple]]:
-        out: dict[str, list[tuple]] = {}
-        for job in self.jobs:
-            for table, key in job.rows:
-                out.setdefault(table, []).append(key)
-        return out
+        return {table: keys.keys() for table, keys in self._keys.items()}
+
+    def iter_rows(self) -> Iterator[tuple[str, Iterator[tuple]]]:
+        """`rows()` one key at a time: a writer never holds a long run's keys as Python objects all at once."""
+        return ((table, iter(keys)) for table, keys in self._keys.items())
 
     def to_json(self) -> dict:
+        return self.json_with(lambda keys: [list(k) for k in keys])
+
+    def json_with(self, keys: Callable[[Iterator[tuple]], Any]) -> dict:
+        """The record as its report shows it, each table's keys made by `keys` (a list, or a lazy writer's)."""
         return {"run_id": self.run_id, "scenario": self.scenario, "tenant_id": self.tenant_id,
                 "tenant_created": self.tenant_created,
-                "rows": {table: [list(k) for k in keys] for table, keys in self.rows().items()}}
+                "rows": {table: keys(found) for table, found in self.iter_rows()}}
 
 
 def start(conn: psycopg2.extensions.connection, record: RunRecord) -> None:
@@ -96,9 +153,9 @@ def load(conn: psycopg2.extensions.connection, run_id: str) -> RunRecord | None:
         cur.execute("SELECT table_name, row_key FROM ye_run_seeded WHERE run_id = %s", (run_id,))
         seeded = cur.fetchall()
     conn.rollback()
-    rows = tuple((table, tuple(key)) for table, key in seeded)
-    job = SeededJob(0, "", row[1], "", (), rows)
-    return RunRecord(run_id, row[0], row[1], row[2], [job])
+    record = RunRecord(run_id, row[0], row[1], row[2])
+    record.add(((table, tuple(key)) for table, key in seeded), job=False)
+    return record
 
 
 RECORD_SHAPE = "expected {run_id, scenario, tenant_id: strings, rows: {table: [[key values]]}}"
@@ -115,8 +172,9 @@ def from_json(doc: dict) -> RunRecord:
                 isinstance(v, (str, int)) and not isinstance(v, bool) for v in k) for k in keys):
             raise ValueError(f"rows.{table} must be a list of primary keys (lists of strings or numbers)")
         rows.extend((table, tuple(key)) for key in keys)
-    job = SeededJob(0, "", doc["tenant_id"], "", (), tuple(rows))
-    return RunRecord(doc["run_id"], doc["scenario"], doc["tenant_id"], bool(doc.get("tenant_created", False)), [job])
+    record = RunRecord(doc["run_id"], doc["scenario"], doc["tenant_id"], bool(doc.get("tenant_created", False)))
+    record.add(rows, job=False)
+    return record
 
 
 DERIVED_TABLES = frozenset({"jobs_variants", "job_inputs"})

@@ -129,7 +129,7 @@ class Seeder:
         self.record.tenant_created = self.record.tenant_created or tenant_created
         job = SeededJob(ordinal, ids.job, self.tenant, ids.asset,
                         tuple(SeededVariant(v, i + 1) for i, v in enumerate(ids.variants)), tuple(rows))
-        self.record.jobs.append(job)
+        self.record.add(job.rows)
         return job
 
     def adopt_if_committed(self, ordinal: int, ids: JobIds) -> SeededJob | None:

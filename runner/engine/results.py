@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from runner.db.cleanup import CleanupResult
 from runner.durations import format_seconds
+from runner.engine.joblog import JobLog
 from runner.db.registry import RunRecord, SeededJob
 from runner.trace import Failure, Transition, VariantTrace
 from runner.observe.observer import ObservationReport
@@ -100,7 +102,8 @@ class ScenarioResult:
     path: str
     run_id: str
     record: RunRecord | None = None
-    jobs: list[JobResult] = field(default_factory=list)
+    jobs: JobLog = field(default_factory=JobLog)
+    """Every job seeded, in order; judged jobs of a long run are read back from disk (`JobLog`)."""
     failures: list[Failure] = field(default_factory=list)
     """Failures that belong to the scenario, not to one job (latency limits, errors)."""
     outcome: str = "running"
@@ -129,32 +132,34 @@ class ScenarioResult:
     note: str = ""
     """Why it did not run (fail-fast, an interrupt before it started)."""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.jobs, JobLog):
+            self.jobs = JobLog(self.jobs)
+
     @property
     def all_failures(self) -> list[Failure]:
-        return [f for job in self.jobs for f in job.failures] + self.failures
+        return self.jobs.failures() + self.failures
 
 
-def step_latencies(jobs: list[JobResult], job_steps: frozenset[str] = frozenset()) -> dict[str, list[float]]:
+def add_latencies(out: dict[str, array[float]], job: JobResult, job_steps: frozenset[str] = frozenset()) -> None:
     """Per step: seconds from the previous `done` to this step's `done` (database clock when known).
 
-    Variant steps are measured on the variants; job-level steps on the job row.
+    Variant steps are measured on the variants; job-level steps on the job row. Kept as arrays of doubles (8 bytes
+    a value), since a long run keeps every job's.
     """
-    out: dict[str, list[float]] = {}
-    for job in jobs:
-        for trace in job.variants.values():
-            _measure(trace.transitions, out, lambda step: step not in job_steps)
-        if job_steps:
-            _measure(job.job_trace, out, lambda step: step in job_steps)
-    return out
+    for trace in job.variants.values():
+        _measure(trace.transitions, out, lambda step: step not in job_steps)
+    if job_steps:
+        _measure(job.job_trace, out, lambda step: step in job_steps)
 
 
-def _measure(transitions: list[Transition], out: dict[str, list[float]], counts) -> None:  # type: ignore[no-untyped-def]
+def _measure(transitions: list[Transition], out: dict[str, array[float]], counts) -> None:  # type: ignore[no-untyped-def]
     previous = None
     for transition in transitions:
         if transition.status != "done":
             continue
         if previous is not None and transition.step != previous.step and counts(transition.step):
-            out.setdefault(transition.step, []).append(_seconds(previous, transition))
+            out.setdefault(transition.step, array("d")).append(_seconds(previous, transition))
         previous = transition
 
 
@@ -164,5 +169,5 @@ def _seconds(earlier: Transition, later: Transition) -> float:
     return max(0.0, later.seen_mono - earlier.seen_mono)
 
 
-def summarise(values: dict[str, list[float]]) -> dict[str, StepLatency]:
+def summarise(values: dict[str, array[float]]) -> dict[str, StepLatency]:
     return {step: StepLatency(len(v), percentile(v, 0.5), percentile(v, 0.95), max(v)) for step, v in values.items() if v}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from array import array
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -30,7 +31,7 @@ from runner.durations import format_seconds
 from runner.engine import checks, messages, plan as plan_module
 from runner.engine.events import (AssertionFailed, Emitter, JobFinished, JobRef, JobSeeded, Note, ScenarioFinished,
                                   ScenarioRef, ScenarioStarted, TransitionObserved)
-from runner.engine.results import JobResult, Outcome, ScenarioResult, step_latencies, summarise
+from runner.engine.results import JobResult, Outcome, ScenarioResult, add_latencies, summarise
 from runner.engine.schedule import JobSchedule
 from runner.engine.simulate import ImgGenSimulator
 from runner.trace import Failure, Transition, VariantTrace
@@ -91,6 +92,9 @@ class ScenarioRun:
                                      embedded=database.embedded, worker=settings.worker)
         self.ref = ScenarioRef(scenario.name, run_id, settings.worker)
         self._job_refs: dict[str, JobRef] = {}
+        """The jobs in flight, as events name them (dropped once judged: memory stays flat over a long run)."""
+        self._latencies: dict[str, array[float]] = {}
+        """Per step, the latencies of every job judged so far (its traces may be on disk by the end)."""
         self.tracker = Tracker(scenario)
         self.error: YeRunError | None = None
         self.conn: psycopg2.extensions.connection | None = None
@@ -128,7 +132,7 @@ class ScenarioRun:
             result.statements = self.statements.count
             result.finished_at = datetime.now(timezone.utc)
             result.outcome = self._outcome()
-            for job in result.jobs:  # a job the run could not finish is never reported as if it passed
+            for job in result.jobs.in_memory():  # a job the run could not finish is never reported as if it passed
                 if job.outcome == "running":
                     job.outcome = "interrupted" if result.outcome == "interrupted" else "error"
             self._cleanup()
@@ -333,16 +337,15 @@ class ScenarioRun:
             self.emit(TransitionObserved(self.ref, self._job_ref(job), transition, order))
 
     def _failed(self, failure: Failure) -> None:
-        for job in self.result.jobs:
-            if job.job_id == failure.job_id:
-                if self.scenario.expect.detection_for(failure.kind, failure.step, failure.creation_order):
-                    job.detected.append(failure)  # expect.detect: the checker was meant to catch this
-                    self.emit(Note(self.ref, f"detected, as expected: {failure.message}"))
-                    return
-                job.failures.append(failure)
-                break
-        else:
+        job = self.tracker.unjudged_job(failure.job_id) if failure.job_id else None  # a job's failures come first
+        if job is None:
             self.result.failures.append(failure)
+        elif self.scenario.expect.detection_for(failure.kind, failure.step, failure.creation_order):
+            job.detected.append(failure)  # expect.detect: the checker was meant to catch this
+            self.emit(Note(self.ref, f"detected, as expected: {failure.message}"))
+            return
+        else:
+            job.failures.append(failure)
         self.emit(AssertionFailed(self.ref, failure))
 
     def _missing_detections(self, job: JobResult) -> None:
@@ -400,10 +403,17 @@ class ScenarioRun:
         self._missing_detections(job)
         job.retries = self.tracker.retries(job.job_id)
         job.outcome = "failed" if job.failures else "passed"
-        self.tracker.mark_judged(job.job_id)
+        self._done_with(job)
         if self.observer is not None:
             self.observer.untrack(job.job_id)
+
+    def _done_with(self, job: JobResult) -> None:
+        """The job is judged: it is reported, measured, and no longer held in memory by the run."""
+        self.tracker.mark_judged(job.job_id)
         self.emit(JobFinished(self.ref, self._job_ref(job), job.outcome, job.duration, len(job.failures)))
+        add_latencies(self._latencies, job, frozenset(self.scenario.definition.job_names))
+        self._job_refs.pop(job.job_id, None)
+        self.result.jobs.judged(job)
 
     @property
     def _writer(self) -> psycopg2.extensions.connection:
@@ -421,14 +431,12 @@ class ScenarioRun:
             for failure in self.tracker.new_failures(job.job_id):
                 self._failed(failure)
             job.outcome = "interrupted"
-            self.tracker.mark_judged(job.job_id)
-            self.emit(JobFinished(self.ref, self._job_ref(job), job.outcome, job.duration, len(job.failures)))
+            self._done_with(job)
 
     # --- the end ------------------------------------------------------------------------
 
     def _latency(self) -> None:
-        values = step_latencies(self.result.jobs, frozenset(self.scenario.definition.job_names))
-        self.result.latency = summarise(values)
+        self.result.latency = summarise(self._latencies)
         for step, limits in self.scenario.expect.latency:
             measured = self.result.latency.get(step)
             if measured is None:
@@ -452,6 +460,8 @@ class ScenarioRun:
                 job.outcome = "seeded"
                 self.result.jobs.append(job)
                 self.emit(JobSeeded(self.ref, self._job_ref(job), seed_only=True))
+                self._job_refs.pop(job.job_id, None)
+                self.result.jobs.judged(job)
                 schedule.created_one(now)
                 continue
             wake = schedule.next_time(now)
@@ -525,7 +535,8 @@ class ScenarioRun:
         only where the rows are does. The in-process reference pipeline has already stopped: nothing to wait for."""
         if self.settings.reference_pipeline:
             return True
-        job_ids = [job.job_id for job in self.result.jobs]
+        assert self.result.record is not None
+        job_ids = self.result.record.job_ids
         started = time.monotonic()
         while True:
             with conn.cursor() as cur:

@@ -47,8 +47,7 @@ class Tracker:
             failures=expect.job_failures) if expect.job_steps else None
         """What the job row's lane must show: the job-level steps, their failures and retries."""
         self.jobs: dict[str, _JobState] = {}
-        self.active: dict[str, _JobState] = {}
-        """Jobs not judged yet: the loop's work is proportional to these, not to the whole run."""
+        """Jobs not judged yet: the loop's work (and the memory) is proportional to these, not to the whole run."""
 
     # --- following ----------------------------------------------------------------------
 
@@ -57,14 +56,13 @@ class Tracker:
         for variant_id, trace in job.variants.items():
             state.variants[variant_id] = _VariantState(self._walk(job, trace.transitions, trace.creation_order))
         self.jobs[job.job_id] = state
-        self.active[job.job_id] = state
 
     def apply(self, transitions: list[Transition]) -> list[tuple[JobResult, Transition, int | None]]:
         """Record transitions of tracked rows; returns (job, transition, creation_order) for each."""
         applied = []
         touched: set[tuple[str, str]] = set()
         for t in transitions:
-            state = self.active.get(t.job_id)
+            state = self.jobs.get(t.job_id)
             if state is None:
                 continue
             if t.kind == "j":
@@ -158,14 +156,14 @@ class Tracker:
         return state.lane is None or state.lane.walk.finished or state.lane.timed_out is not None
 
     def unjudged_job(self, job_id: str) -> JobResult | None:
-        state = self.active.get(job_id)
+        state = self.jobs.get(job_id)
         return None if state is None else state.result
 
     def unjudged(self) -> list[JobResult]:
-        return [s.result for s in self.active.values()]
+        return [s.result for s in self.jobs.values()]
 
     def in_flight(self) -> int:
-        return len(self.active)
+        return len(self.jobs)
 
     def acceptable_job_states(self, job_id: str) -> list[tuple[str, str]]:
         """The states the job row may end in, as the scenario and the definition's job-row rule say; [] when a
@@ -201,13 +199,13 @@ class Tracker:
     # --- deadlines ----------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for state in self.active.values() for d, _ in self._deadlines(state)]
+        deadlines = [d for state in self.jobs.values() for d, _ in self._deadlines(state)]
         return min(deadlines) if deadlines else None
 
     def enforce(self, now: float) -> list[Failure]:
         """Timeouts whose deadline has passed, as failures; the rows concerned are finished."""
         out = []
-        for state in list(self.active.values()):
+        for state in list(self.jobs.values()):
             if self.finished(state.result.job_id):
                 continue
             job_deadline = state.result.seeded_mono + self.scenario.timeouts.job
@@ -299,7 +297,8 @@ class Tracker:
         return {order: counts for order, counts in out.items() if counts}
 
     def mark_judged(self, job_id: str) -> None:
-        self.active.pop(job_id, None)
+        """Forget the job: a long run holds only the jobs in flight."""
+        self.jobs.pop(job_id, None)
 
     def _failure(self, job: JobResult, variant_id: str, problem: Problem, spent: float | None = None,
                  limit: float | None = None) -> Failure:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from runner import __version__
+from runner.db.registry import RunRecord
 from runner.engine.results import JobResult, ScenarioResult
 from runner.trace import Failure, Transition
 
@@ -110,7 +111,7 @@ def _scenario(result: ScenarioResult, lazy: bool = False) -> dict[str, Any]:
         "file": result.path,
         "outcome": result.outcome,
         "error": result.error,
-        "run": {"run_id": result.run_id, "record": result.record.to_json() if result.record else None},
+        "run": {"run_id": result.run_id, "record": _record(result.record, lazy)},
         "database": {"url": result.database, "embedded": result.embedded},
         "started_at": _time(result.started_at),
         "finished_at": _time(result.finished_at),
@@ -130,6 +131,12 @@ def _scenario(result: ScenarioResult, lazy: bool = False) -> dict[str, Any]:
         "delayed_creations": result.delayed_creations,
         "statements": result.statements,
     }
+
+
+def _record(record: RunRecord | None, lazy: bool) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return record.json_with(lambda keys: Lazy(list(k) for k in keys) if lazy else [list(k) for k in keys])
 
 
 def _job(job: JobResult) -> dict[str, Any]:

@@ -8,14 +8,12 @@ from runner.engine.results import ScenarioResult
 
 def summary(result: ScenarioResult) -> list[str]:
     """The scenario's closing lines: outcome, counts, observation, latency table."""
-    jobs = result.jobs
-    passed = sum(j.outcome == "passed" for j in jobs)
-    failed = sum(j.outcome == "failed" for j in jobs)
-    unfinished = sum(j.outcome in ("interrupted", "running") for j in jobs)
-    variants = sum(len(j.seeded.variants) for j in jobs)
-    head = (f"{result.name}: {result.outcome.upper()} - {len(jobs)} job(s): {passed} passed, {failed} failed"
+    tally = result.jobs.tally()
+    passed, failed = tally.outcomes["passed"], tally.outcomes["failed"]
+    unfinished = tally.outcomes["interrupted"] + tally.outcomes["running"]
+    head = (f"{result.name}: {result.outcome.upper()} - {len(result.jobs)} job(s): {passed} passed, {failed} failed"
             + (f", {unfinished} unfinished" if unfinished else "")
-            + f"; {variants} variants; {format_seconds(result.duration)}")
+            + f"; {tally.variants} variants; {format_seconds(result.duration)}")
     lines = [head]
     if result.error:
         lines.append(f"  error: {result.error}")
@@ -23,13 +21,8 @@ def summary(result: ScenarioResult) -> list[str]:
         obs = result.observation
         extra = f"; {obs.reconnects} reconnect(s)" if obs.reconnects else ""
         lines.append(f"  observed: {obs.description}{extra}")
-    retries: dict[str, int] = {}
-    for job in jobs:
-        for counts in job.retries.values():
-            for step, n in counts.items():
-                retries[step] = retries.get(step, 0) + n
-    if retries:
-        lines.append("  retries seen: " + ", ".join(f"{step} {n}" for step, n in retries.items()))
+    if tally.retries:
+        lines.append("  retries seen: " + ", ".join(f"{step} {n}" for step, n in tally.retries.items()))
     if result.latency:
         lines.append(f"  {'step':18}{'n':>5}{'p50':>10}{'p95':>10}{'max':>10}")
         for step, lat in result.latency.items():

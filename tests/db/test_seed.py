@@ -103,7 +103,7 @@ fixtures:
         s.seeder.seed_job(1)
     assert "rolled back" in str(caught.value) and "ad_copies" in str(caught.value)
     assert _all_counts(s.conn) == before
-    assert s.record.jobs == []
+    assert s.record.jobs == 0
 
 
 def test_trigger_failure_on_variants_rolls_back_everything(database_with, tmp_path: Path, stack):

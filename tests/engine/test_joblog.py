@@ -1,0 +1,90 @@
+"""A long run's judged jobs go to disk and come back whole; what the verdict and the summary need never does."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from runner.db.registry import SeededJob, SeededVariant
+from runner.engine.joblog import JobLog
+from runner.engine.results import JobResult
+from runner.trace import Failure, Transition, VariantTrace
+
+T0 = datetime(2026, 11, 29, tzinfo=timezone.utc)
+
+
+def job(ordinal: int, outcome: str = "passed", failures: int = 0, retries: int = 0) -> JobResult:
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    job_id = str(uuid.uuid4())
+    seeded = SeededJob(ordinal, job_id, "ye_t_test", str(uuid.uuid4()),
+                       tuple(SeededVariant(v, i + 1) for i, v in enumerate(ids)), (("jobs", (job_id,)),))
+    traces = {v: VariantTrace(v, i + 1, [Transition(v, job_id, "v", step, "done", T0 + timedelta(seconds=n),
+                                                    T0 + timedelta(seconds=n, microseconds=5), float(n), 0)
+                                         for n, step in enumerate(("img_gen", "planner", "overlay"))])
+              for i, v in enumerate(ids)}
+    result = JobResult(seeded, T0, 0.0, traces, outcome=outcome)
+    result.failures = [Failure("unexpected_failure", f"job {ordinal} failure {n}", job_ordinal=ordinal,
+                               job_id=job_id) for n in range(failures)]
+    result.retries = {1: {"overlay": retries}} if retries else {}
+    return result
+
+
+def filled(n: int, keep: int, **kwargs) -> tuple[JobLog, list[JobResult]]:  # type: ignore[no-untyped-def]
+    log, jobs = JobLog(keep=keep), [job(i + 1, **kwargs) for i in range(n)]
+    for j in jobs:
+        log.append(j)
+        log.judged(j)
+    return log, jobs
+
+
+def test_judged_jobs_beyond_keep_go_to_disk_and_come_back_equal_and_in_order():
+    log, jobs = filled(50, keep=5)
+    assert log.spilled == 45 and len(log.in_memory()) == 5
+    back = list(log)
+    assert back == jobs and all(a is not b for a, b in zip(back[:45], jobs[:45]))
+    assert log[0] == jobs[0] and log[-1] is jobs[-1] and log[10:13] == jobs[10:13]
+    with pytest.raises(IndexError):
+        log[50]
+    (first, *_), total = log, len(log)  # unpacking, as the tests and the pytest fixture do
+    assert first == jobs[0] and total == 50
+
+
+def test_unjudged_jobs_stay_in_memory_however_many_are_judged():
+    log = JobLog(keep=0)
+    running, judged = job(1, outcome="running"), job(2)
+    log.append(running)
+    log.append(judged)
+    log.judged(judged)
+    assert log.in_memory() == [running] and log.in_memory()[0] is running and log.spilled == 1
+
+
+def test_failures_and_counts_are_kept_aside_so_the_verdict_never_reads_the_disk():
+    log, jobs = filled(20, keep=2, outcome="failed", failures=2, retries=1)
+    assert log._file is not None
+    log._file.close()  # the disk is gone: anything that still reads it would raise
+    assert [f.message for f in log.failures()] == [f.message for j in jobs for f in j.failures]
+    tally = log.tally()
+    assert tally.outcomes == {"failed": 20} and tally.variants == 60 and tally.retries == {"overlay": 20}
+
+
+def test_small_runs_never_touch_the_disk():
+    log, _ = filled(64, keep=64)
+    assert log.spilled == 0 and log._file is None
+
+
+def test_when_the_disk_refuses_the_jobs_stay_in_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    log, jobs = filled(10, keep=1)
+    assert log.spilled == 0 and list(log) == jobs
+
+
+def test_a_list_given_to_a_result_becomes_a_job_log():
+    from runner.engine.results import ScenarioResult
+
+    result = ScenarioResult("s", "s.yaml", "r", jobs=[job(1), job(2, outcome="failed", failures=1)])
+    assert isinstance(result.jobs, JobLog) and len(result.jobs) == 2
+    assert [f.message for f in result.all_failures] == ["job 2 failure 0"]
