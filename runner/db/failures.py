@@ -38,8 +38,6 @@ def describe(exc: psycopg2.Error, doing: str = "") -> InfrastructureError:
     for kind, text in _CAUSES:
         if isinstance(exc, kind):
             return InfrastructureError(text.format(message=message) + during)
-    if lost(exc):
-        return ConnectionLost(f"lost the database connection{during}: {message}")
     return InfrastructureError(f"database error{during}: {message}")
 
 

@@ -99,6 +99,7 @@ class ScenarioRun:
         self.error: YeRunError | None = None
         self.conn: psycopg2.extensions.connection | None = None
         self.observer: Observer | None = None
+        self._host: PipelineHost | None = None
         self.has_registry = False
         self.statements = StatementCounter()
         self._settle: dict[str, float] = {}
@@ -191,6 +192,7 @@ class ScenarioRun:
         self.observer = observer
         self.result.observation = observer.report
         host = self._pipeline(stack)
+        self._host = host
         simulator = ImgGenSimulator(conn, snapshot, scenario.simulate_img_gen, scenario.definition.simulated_step,
                                     scenario.definition.seed) \
             if scenario.simulate_img_gen.enabled and scenario.definition.simulated_step else None
@@ -414,6 +416,8 @@ class ScenarioRun:
         add_latencies(self._latencies, job, frozenset(self.scenario.definition.job_names))
         self._job_refs.pop(job.job_id, None)
         self.result.jobs.judged(job)
+        if self._host is not None and job.outcome == "passed":  # a failed job's rows stay driven, as a pipeline would
+            self._host.scope.discard(job.job_id)
 
     @property
     def _writer(self) -> psycopg2.extensions.connection:
@@ -495,24 +499,47 @@ class ScenarioRun:
             return
         if policy == "never" or (policy == "on_success" and outcome != "passed"):
             return
-        if self.hurry.is_set():
-            self._cleanup_skipped()
-            return
+        window = self.settings.reconnect_window
+        started = time.monotonic()
+        backoff, next_note = 0.1, started
+        while not self.hurry.is_set():
+            try:
+                self._clean(record)
+                return
+            except YeRunError as exc:
+                failure = exc
+            except psycopg2.Error as exc:
+                failure = failures.describe(exc, "cleaning up")
+            finally:
+                self._cleanup_conn = None
+            now = time.monotonic()
+            if self.hurry.is_set():
+                break
+            if not isinstance(failure, ConnectionLost) or now - started >= window:
+                self._cleanup_failed(failure)
+                return
+            if now >= next_note:  # the transaction rolled back with the connection: nothing is half deleted
+                self.emit(Note(self.ref, f"cleanup: database unreachable, retrying ({format_seconds(now - started)} "
+                                         f"of {format_seconds(window)}): {failure}"))
+                next_note = now + 5.0
+            self.hurry.wait(min(backoff, max(0.05, started + window - now)))  # a second signal ends the wait
+            backoff = min(backoff * 2, 2.0)
+        self._cleanup_skipped()
+
+    def _clean(self, record: registry.RunRecord) -> None:
+        """One attempt: wait for the pipeline, then delete the run's rows in one transaction."""
         try:
-            with contextlib.closing(self.database.connect("ye-run cleanup")) as conn:
-                self._cleanup_conn = conn
-                if not self._pipeline_done(conn):
-                    self.emit(Note(self.ref, f"cleanup skipped: the pipeline was still working on the jobs after "
-                                             f"{format_seconds(self.settings.cleanup_wait)}; the rows are kept: "
-                                             f"ye-run cleanup --run {self.result.run_id} when it is done"))
-                    return
-                self.result.cleanup = cleanup.cleanup_run(conn, catalog_module.read(conn), record)
-        except YeRunError as exc:
-            self._cleanup_skipped() if self.hurry.is_set() else self._cleanup_failed(exc)
-        except psycopg2.Error as exc:
-            self._cleanup_skipped() if self.hurry.is_set() else self._cleanup_failed(failures.describe(exc, "cleaning up"))
-        finally:
-            self._cleanup_conn = None
+            conn = self.database.connect("ye-run cleanup")
+        except InfrastructureError as exc:  # this run reached the server before: it is restarting, or gone
+            raise ConnectionLost(str(exc)) from None
+        with contextlib.closing(conn):
+            self._cleanup_conn = conn
+            if not self._pipeline_done(conn):
+                self.emit(Note(self.ref, f"cleanup skipped: the pipeline was still working on the jobs after "
+                                         f"{format_seconds(self.settings.cleanup_wait)}; the rows are kept: "
+                                         f"ye-run cleanup --run {self.result.run_id} when it is done"))
+                return
+            self.result.cleanup = cleanup.cleanup_run(conn, catalog_module.read(conn), record)
 
     def cut_cleanup_short(self) -> None:
         """From another thread (a second signal): cancel the cleanup statement under way, if any; its

@@ -34,14 +34,20 @@ class Scope:
             if self._job_ids is not None:
                 self._job_ids.add(job_id)
 
+    def discard(self, job_id: str) -> None:
+        """The run is done with the job (it passed: every row is at rest); a long run's scope stays small."""
+        with self._lock:
+            if self._job_ids is not None:
+                self._job_ids.discard(job_id)
+
     def job_ids(self) -> list[str] | None:
         with self._lock:
             return None if self._job_ids is None else sorted(self._job_ids)
 
     def admits(self, job_id: str, tenant_id: str | None) -> bool:
-        ids = self.job_ids()
-        if ids is not None:
-            return job_id in ids
+        with self._lock:
+            if self._job_ids is not None:
+                return job_id in self._job_ids  # every notification asks: O(1), not a sorted copy
         if self.tenant is not None:
             return tenant_id == self.tenant
         if self._regex is not None:

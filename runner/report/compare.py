@@ -109,16 +109,21 @@ def samples(scenario: dict[str, Any]) -> dict[str, list[float]]:
     """Per step, the seconds from the previous `done` to its `done`, for every variant and job row of a run."""
     out: dict[str, list[float]] = {}
     for job in scenario["jobs"]:
-        rows = [variant["trace"] for variant in job["variants"]] + [_after_variants(job)]
-        for trace in rows:
-            previous = None
-            for t in trace:
-                if t["status"] != "done":
-                    continue
-                if previous is not None and t["step"] != previous["step"]:
-                    out.setdefault(t["step"], []).append(_seconds(previous, t))
-                previous = t
+        add_samples(out, job)
     return out
+
+
+def add_samples(out: dict[str, list[float]], job: dict[str, Any]) -> None:
+    """One job's part of `samples` (a long run's jobs are read one at a time)."""
+    rows = [variant["trace"] for variant in job["variants"]] + [_after_variants(job)]
+    for trace in rows:
+        previous = None
+        for t in trace:
+            if t["status"] != "done":
+                continue
+            if previous is not None and t["step"] != previous["step"]:
+                out.setdefault(t["step"], []).append(_seconds(previous, t))
+            previous = t
 
 
 def _after_variants(job: dict[str, Any]) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ class HtmlReporter:
     def finish(self, outcome) -> None:  # type: ignore[no-untyped-def]
         from runner.report import json_report
 
-        write(self.path, json_report.session_document(outcome))
+        write(self.path, json_report.session_document(outcome, lazy=True))
 
 
 def write(path: Path, doc: dict[str, Any]) -> None:
@@ -54,18 +54,21 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def context(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the template shows. Each scenario's jobs are read once, one at a time (from a lazy document, straight
+    from a long run's job log): a job becomes its row, its compact timeline as JSON text, and its latency samples."""
     scenarios = doc["scenarios"]
     totals = doc.get("totals") or _totals(scenarios)
     verdict = _verdict(doc, totals)
     first = scenarios[0] if scenarios else {}
+    shown = [_scenario(s) for s in scenarios]
+    data = '{"scenarios":[' + ",".join(s.pop("data") for s in shown) + "]}"
     return {
         "doc": doc, "verdict": verdict.upper().replace("_", " "), "verdict_class": verdict, "marks": MARKS,
-        "totals": totals, "totals_line": _totals_line(totals, scenarios),
+        "totals": totals, "totals_line": _totals_line(totals, scenarios, sum(len(s["jobs"]) for s in shown)),
         "database": (first.get("database") or {}).get("url", ""),
         "observation": (first.get("observation") or {}).get("description", ""),
         "tags": sorted({t for s in scenarios for t in (s.get("plan") or {}).get("tags", [])}),
-        "scenarios": [_scenario(s, i) for i, s in enumerate(scenarios)],
-        "data": _json({"scenarios": [_data(s) for s in scenarios]}),
+        "scenarios": shown, "data": data,
     }
 
 
@@ -85,9 +88,8 @@ def _totals(scenarios: list[dict[str, Any]]) -> dict[str, int]:
             "not_run": outcomes.count("not_run")}
 
 
-def _totals_line(totals: dict[str, int], scenarios: list[dict[str, Any]]) -> str:
+def _totals_line(totals: dict[str, int], scenarios: list[dict[str, Any]], jobs: int) -> str:
     duration = sum(s.get("duration") or 0 for s in scenarios)
-    jobs = sum(len(s["jobs"]) for s in scenarios)
     return (f"{totals['scenarios']} scenarios: {totals['passed']} passed, {totals['failed']} failed, "
             f"{totals['errors']} errors, {totals['not_run']} not run · {jobs} job(s) · "
             f"{format_seconds(duration)} of scenario time")
@@ -97,19 +99,33 @@ def _anchor(text: str) -> str:
     return "s-" + re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
 
 
-def _scenario(s: dict[str, Any], index: int) -> dict[str, Any]:
+def _scenario(s: dict[str, Any]) -> dict[str, Any]:
     plan = s.get("plan") or {}
     anchor = _anchor(s["name"])
+    rows, timelines, samples = [], [], {}  # type: ignore[var-annotated]
+    steps: list[str] = []
+    index: dict[str, int] = {}
+
+    def code(step: str) -> int:
+        if step not in index:
+            index[step] = len(steps)
+            steps.append(step)
+        return index[step]
+
+    for j in s["jobs"]:
+        rows.append({"ordinal": j["ordinal"], "anchor": f"{anchor}-job-{j['ordinal']}", "outcome": j["outcome"],
+                     "job_id": j["job_id"], "failures": j["failures"],
+                     "duration": format_seconds(j["duration"]) if j.get("duration") is not None else "unfinished",
+                     "final": f"({j['final_state']['step']}, {j['final_state']['status']})" if j.get("final_state")
+                     else "", "open": j["outcome"] not in ("passed", "seeded")})
+        timelines.append(_json(_timeline(j, code)))
+        compare.add_samples(samples, j)
     return {
         "name": s["name"], "anchor": anchor, "file": s["file"], "outcome": s["outcome"], "error": s.get("error"),
         "tags": plan.get("tags", []), "duration": format_seconds(s.get("duration") or 0),
         "plan_line": _plan_line(plan), "failures": s["failures"],
-        "latency": _latency(s, plan),
-        "jobs": [{"ordinal": j["ordinal"], "anchor": f"{anchor}-job-{j['ordinal']}", "outcome": j["outcome"],
-                  "job_id": j["job_id"], "failures": j["failures"],
-                  "duration": format_seconds(j["duration"]) if j.get("duration") is not None else "unfinished",
-                  "final": f"({j['final_state']['step']}, {j['final_state']['status']})" if j.get("final_state")
-                  else "", "open": j["outcome"] not in ("passed", "seeded")} for j in s["jobs"]],
+        "latency": _latency(s, plan, samples), "jobs": rows,
+        "data": '{"steps":' + _json(steps) + ',"jobs":[' + ",".join(timelines) + "]}",
     }
 
 
@@ -122,9 +138,8 @@ def _plan_line(plan: dict[str, Any]) -> str:
             f"({plan.get('start')}, done): {steps}")
 
 
-def _latency(s: dict[str, Any], plan: dict[str, Any]) -> list[dict[str, Any]]:
+def _latency(s: dict[str, Any], plan: dict[str, Any], samples: dict[str, list[float]]) -> list[dict[str, Any]]:
     limits = plan.get("latency_limits", {})
-    samples = compare.samples(s)
     rows = []
     for step, lat in s["latency"].items():
         limit = limits.get(step, {})
@@ -156,25 +171,13 @@ def histogram(values: list[float], bins: int = 12, width: int = 120, height: int
     return f'<svg width="{width}" height="{height}" role="img" aria-label="{label}"><title>{label}</title>{rects}</svg>'
 
 
-def _data(s: dict[str, Any]) -> dict[str, Any]:
-    """Compact timelines: per job, per lane, [step index, status index, ms since seeding, reconciled?]."""
-    steps: list[str] = []
-    index: dict[str, int] = {}
-
-    def code(step: str) -> int:
-        if step not in index:
-            index[step] = len(steps)
-            steps.append(step)
-        return index[step]
-
-    jobs = []
-    for job in s["jobs"]:
-        lanes = [{"n": f"variant #{v['creation_order']}", "t": [_point(t, code) for t in v["trace"]]}
-                 for v in job["variants"]]
-        if job["job_trace"]:
-            lanes.append({"n": "job row", "t": [_point(t, code) for t in job["job_trace"]]})
-        jobs.append({"o": job["ordinal"], "lanes": lanes})
-    return {"steps": steps, "jobs": jobs}
+def _timeline(job: dict[str, Any], code) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """A job's compact timeline: per lane, [step index, status index, ms since seeding, reconciled?]."""
+    lanes = [{"n": f"variant #{v['creation_order']}", "t": [_point(t, code) for t in v["trace"]]}
+             for v in job["variants"]]
+    if job["job_trace"]:
+        lanes.append({"n": "job row", "t": [_point(t, code) for t in job["job_trace"]]})
+    return {"o": job["ordinal"], "lanes": lanes}
 
 
 def _point(t: dict[str, Any], code) -> list[int]:  # type: ignore[no-untyped-def]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -19,15 +19,19 @@ FORMAT_VERSION = 1
 
 
 class Lazy:
-    """A list the writer renders item by item: a long run's jobs are never all in memory as JSON at once."""
+    """A list the writer renders item by item: a long run's jobs are never all in memory as JSON at once.
+    It can be read once (the HTML page reads its jobs this way too)."""
 
     def __init__(self, items: Iterable[Any]):
         self.items = items
 
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items)
+
 
 def document(results: list[ScenarioResult], exit_code: int, started: datetime, finished: datetime,
              error: str | None = None, lazy: bool = False) -> dict:
-    """The report as a dict; with `lazy`, each scenario's jobs are a `Lazy` that only `write` can render."""
+    """The report as a dict; with `lazy`, each scenario's jobs (and the record's keys) are `Lazy`: read once."""
     return {
         "format": FORMAT_VERSION,
         "error": error,

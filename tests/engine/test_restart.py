@@ -99,3 +99,45 @@ def test_a_server_that_stays_down_ends_the_run_with_an_error_after_the_window(re
     listed = CliRunner().invoke(cli, ["runs", "--database-url", url(database)])
     (line,) = [line for line in listed.stdout.splitlines() if line.startswith(result.run_id)]
     assert "no verdict" in line
+
+
+def test_a_restart_while_cleanup_waits_is_waited_out_and_the_cleanup_done(restartable, tmp_path: Path):
+    """Another session holds the job row, so cleanup waits on its lock; the server restarts under it. The cleanup's
+    transaction rolled back with the connection: the run reconnects, cleans up, and still passes."""
+    database, handle = restartable
+    holder = database.connect("lock holder")
+
+    def hold_the_job_row(event) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(event, JobSeeded):  # KEY SHARE: the pipeline may update the job; cleanup's FOR UPDATE waits
+            with holder.cursor() as cur:
+                cur.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR KEY SHARE", (event.job.job_id,))
+
+    def restart_once_cleanup_waits() -> None:
+        with contextlib.closing(database.connect("watcher", autocommit=True)) as watcher:
+            while True:
+                with watcher.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ye-run cleanup' "
+                                "AND wait_event_type = 'Lock'")
+                    if cur.fetchone()[0]:
+                        break
+                stop.wait(0.05)
+        control(handle, "restart")
+
+    stop = threading.Event()
+    restarter = threading.Thread(target=restart_once_cleanup_waits, daemon=True)
+    restarter.start()
+    try:
+        outcome = run(database, tmp_path, "name: restart_in_cleanup\nsimulate_img_gen: true\ncleanup: always\n",
+                      handlers=[hold_the_job_row], reconnect_window=60.0)
+        restarter.join(60)
+    finally:
+        stop.set()
+        holder.close()
+    result = outcome.result
+    assert not restarter.is_alive()
+    assert result.outcome == "passed", result.error
+    assert result.cleanup is not None and result.cleanup.counts.get("jobs") == 1
+    notes = [e.text for e in outcome.events if isinstance(e, Note)]
+    assert any(text.startswith("cleanup: database unreachable, retrying") for text in notes), notes
+    with contextlib.closing(database.connect()) as conn:
+        assert count(conn, "select count(*) from jobs where job_id = %s", (result.jobs[0].job_id,)) == 0

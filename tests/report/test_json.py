@@ -57,3 +57,24 @@ def test_writing_a_long_run_never_holds_the_whole_document(tmp_path: Path):
     size = path.stat().st_size
     assert size > 4_000_000  # 1,000 jobs of 18 transitions each
     assert peak < size / 20, (peak, size)  # one job's JSON at a time, not the document
+
+
+def test_the_html_page_reads_a_lazy_document_once_and_shows_what_the_materialised_one_does(tmp_path: Path):
+    """The HTML reporter renders from the same lazy document as the JSON writer: jobs read one at a time (a long
+    run's come from its job log on disk), the page the same as from a document held whole."""
+    from runner.report import html
+
+    results = [scenario("soak", Outcome.PASSED, [traced(i) for i in range(1, 301)])]
+    lazy = json_report.document(results, 0, NOW, NOW, lazy=True)
+    whole = json_report.document(results, 0, NOW, NOW)
+    assert html.render(lazy) == html.render(whole)
+    tracemalloc.start()
+    try:
+        html.render(json_report.document(results, 0, NOW, NOW, lazy=True))
+        _, lazy_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        html.render(json_report.document(results, 0, NOW, NOW))
+        _, whole_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert lazy_peak < whole_peak / 2, (lazy_peak, whole_peak)
