@@ -261,6 +261,8 @@ def interrupts(url: str, folder: Path) -> list[Row]:
                 for _ in range(signals):
                     process.send_signal(signal.SIGINT)
                     wait_for_line(process.stderr, "SIGINT")  # handled before the next one, or before the lock goes
+                if signals == 2:
+                    process.wait(timeout=120)  # the row stays held: only the second signal can end the cleanup
         else:
             wait_for_jobs(url, tenant, int(when.rsplit(" ", 1)[-1]))
             for _ in range(signals):

@@ -10,7 +10,7 @@ whole trace) and valid against `schemas/report.schema.json`.
 Targets (#9): peak RSS at most 120 MiB; RSS in the last tenth of the run within 10% of the
 first tenth; lag p50 flat (last tenth at most twice the first, or within 10 ms of it).
 
-    python bench/soak.py [--jobs 10000] [--interval 10ms] [--max-in-flight 200] [--keep DIR]
+    python bench/soak.py [--jobs 10000] [--interval 10ms] [--max-in-flight 200] [--keep DIR] [--html]
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=200)
     parser.add_argument("--sample", type=float, default=0.25, help="seconds between RSS samples")
     parser.add_argument("--keep", type=Path, help="copy the JSON report and the runner's output here")
+    parser.add_argument("--html", action="store_true", help="also ask for the HTML report (its size is printed)")
     args = parser.parse_args()
     ye_run = str(Path(sys.executable).with_name("ye-run"))
     with tempfile.TemporaryDirectory() as tmp, embedded.server(ephemeral=True) as database:
@@ -110,8 +111,9 @@ def main() -> None:
         out_path, err_path = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
         with out_path.open("w") as out, err_path.open("w") as err:
             start = time.monotonic()
+            html = ["--html", str(Path(tmp) / "report.html")] if args.html else []
             runner = subprocess.Popen([ye_run, "-q", str(scenario), "--no-reference-pipeline", "--json",
-                                       str(report_path), "--asset-dir", str(Path(tmp) / "assets")],
+                                       str(report_path), *html, "--asset-dir", str(Path(tmp) / "assets")],
                                       env=env, stdout=out, stderr=err)
             sampler = RssSampler(runner.pid, args.sample)
             sampler.start()
@@ -131,6 +133,7 @@ def main() -> None:
             raise SystemExit(f"runner exited {runner.returncode}:\n{out_path.read_text()[-3000:]}"
                              f"{err_path.read_text()[-3000:]}")
         size = report_path.stat().st_size
+        page = (Path(tmp) / "report.html").stat().st_size if args.html else None
         report = json.loads(report_path.read_text())
     wall = end - start
     tenth_rss = by_tenth(sampler.samples, start, end)
@@ -159,6 +162,8 @@ def main() -> None:
     print(f"JSON report: {size / MIB:.0f} MiB, {'complete' if not incomplete else 'INCOMPLETE: ' + '; '.join(incomplete)}, "
           f"{'valid' if not errors else 'INVALID: ' + '; '.join(errors)} against report.schema.json "
           f"(checked in {validated:.0f}s)")
+    if page is not None:
+        print(f"HTML report: {page / MIB:.1f} MiB (written by the same run; its peak RSS above includes it)")
     met = peak <= 120 * MIB and growth < 0.10 and last <= max(2 * first, first + 0.010) and not errors \
         and not incomplete
     print("targets: " + ("met" if met else "NOT met"))
