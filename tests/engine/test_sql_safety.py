@@ -132,7 +132,8 @@ def fingerprint(database: Database) -> dict[str, object]:
             out[table] = cur.fetchone()
         cur.execute("SELECT last_value, is_called FROM canary_seq")
         out["canary_seq"] = cur.fetchone()
-        cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "  # this database's:
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())")  # others may run beside
         out["advisory locks"] = cur.fetchone()[0]
         conn.rollback()
     assert out["advisory locks"] == 0
