@@ -4,8 +4,9 @@ A nightly soak judges tens of thousands of jobs, each with dozens of transitions
 all would make the runner's memory grow with the run. Once more than `keep` judged jobs are in
 memory, the oldest are pickled to an anonymous temporary file (O_TMPFILE: it has no name, so
 nothing else can write to it, and it is gone when the run is) and read back one at a time by
-whoever iterates (the JSON writer, JUnit); the summary's counts and the verdict's failures are
-kept aside, so they never read the disk. Small runs never touch the disk. When
+whoever iterates (the JSON, JUnit and HTML writers). The summary's counts and which jobs failed
+are kept aside, so the verdict and the summary never read the disk; only the failing jobs are
+read back for their failures' text. Small runs never touch the disk. When
 the disk refuses (no TMPDIR, a full disk), jobs simply stay in memory.
 
 A job read back is a copy: the run spills a job only once it is judged and never changes it
@@ -14,6 +15,7 @@ after that.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import tempfile
@@ -61,8 +63,9 @@ class JobLog:
         self._end = 0
         self._disk_failed = False
         self._spilled_tally = Tally()
-        self._spilled_failures: list[Failure] = []
-        """The failures of the jobs on disk, kept here so the verdict never reads the disk."""
+        self._failing = array("q")
+        """Positions of the spilled jobs that have failures: only those are read back for their text (a failing
+        night's diffs are long), and the verdict needs only whether there are any."""
         for job in jobs:
             self.append(job)
 
@@ -91,9 +94,14 @@ class JobLog:
             out.add(job)
         return out
 
+    def has_failures(self) -> bool:
+        """Whether any job failed an assertion, without reading the disk."""
+        return bool(self._failing) or any(job.failures for job in self._memory.values())
+
     def failures(self) -> list[Failure]:
-        """Every job's failures, in job order."""
-        found = self._spilled_failures + [f for job in self.in_memory() for f in job.failures]
+        """Every job's failures, in job order (the spilled failing jobs are read back)."""
+        found = [f for i in self._failing for f in self._load(i).failures]
+        found += [f for job in self.in_memory() for f in job.failures]
         return sorted(found, key=lambda f: f.job_ordinal or 0)
 
     @property
@@ -105,14 +113,15 @@ class JobLog:
         try:
             if self._file is None:
                 self._file = tempfile.TemporaryFile(prefix="ye-run-jobs-")
-            os.pwrite(self._file.fileno(), data, self._end)
+            _write_all(self._file.fileno(), data, self._end)
         except OSError:
-            self._disk_failed = True  # memory then; never a lost job
+            self._disk_failed = True  # memory from now on; never a lost or a half-written job
             return
         self._spans[2 * position], self._spans[2 * position + 1] = self._end, len(data)
         self._end += len(data)
         job = self._memory.pop(position)
-        self._spilled_failures.extend(job.failures)
+        if job.failures:
+            self._failing.append(position)
         self._spilled_tally.add(job)
 
     def _load(self, position: int) -> JobResult:
@@ -121,7 +130,10 @@ class JobLog:
             return job
         assert self._file is not None
         offset, length = self._spans[2 * position], self._spans[2 * position + 1]
-        return pickle.loads(os.pread(self._file.fileno(), length, offset))  # our own file, written above
+        data = os.pread(self._file.fileno(), length, offset)
+        if len(data) != length:
+            raise OSError(f"the run's job file lost job {position + 1} ({len(data)} of {length} bytes read back)")
+        return pickle.loads(data)  # our own file (it has no name), written whole above
 
     def __len__(self) -> int:
         return len(self._spans) // 2
@@ -147,3 +159,13 @@ class JobLog:
 
     def __repr__(self) -> str:
         return f"JobLog({len(self)} jobs, {self.spilled} on disk)"
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """pwrite until every byte is down: a nearly full disk writes part and says so only by the count."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "no space left for the run's job file")
+        view, offset = view[written:], offset + written

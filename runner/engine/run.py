@@ -10,6 +10,7 @@ transaction per job, so no job is ever half-seeded.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from array import array
 import time
@@ -44,6 +45,8 @@ from runner.scenario.model import Scenario
 
 TICK = 0.2
 """The longest the loop waits before looking at the clock again (interrupts, deadlines)."""
+RETRY_CONNECT_TIMEOUT = 3
+"""Seconds a connection attempt may take while the run waits for a lost server (libpq's minimum is 2)."""
 CHECK_EVERY = 0.1
 """Deadlines are enforced this often: the loop's cost must not grow with the jobs in flight."""
 
@@ -309,7 +312,8 @@ class ScenarioRun:
                                          f"{format_seconds(window)}): {why}"))
                 next_note = now + 5.0
             try:
-                conn = self.database.connect("ye-run", cursor_factory=self.statements.cursor_factory())
+                conn = self.database.connect("ye-run", cursor_factory=self.statements.cursor_factory(),
+                                             connect_timeout=_retry_timeout(started + window - now))
                 break
             except InfrastructureError as exc:
                 if now - started >= window or self.stop.is_set():
@@ -477,14 +481,15 @@ class ScenarioRun:
             return self.result.outcome
         if self.stop.is_set():
             return "interrupted"
-        return "failed" if self.result.all_failures else "passed"
+        return "failed" if self.result.jobs.has_failures() or self.result.failures else "passed"
 
     def _finish_registry(self) -> None:
         record = self.result.record
         if record is None or not self.has_registry:
             return
         try:
-            with contextlib.closing(self.database.connect("ye-run registry")) as conn:
+            quick = {"connect_timeout": RETRY_CONNECT_TIMEOUT} if self.hurry.is_set() else {}  # a second signal
+            with contextlib.closing(self.database.connect("ye-run registry", **quick)) as conn:
                 registry.finish(conn, record, self.result.outcome)
         except (InfrastructureError, psycopg2.Error):
             self.emit(Note(self.ref, f"the run registry could not record the verdict (database unreachable): "
@@ -502,9 +507,10 @@ class ScenarioRun:
         window = self.settings.reconnect_window
         started = time.monotonic()
         backoff, next_note = 0.1, started
+        timeout: int | None = None
         while not self.hurry.is_set():
             try:
-                self._clean(record)
+                self._clean(record, timeout)
                 return
             except YeRunError as exc:
                 failure = exc
@@ -524,12 +530,14 @@ class ScenarioRun:
                 next_note = now + 5.0
             self.hurry.wait(min(backoff, max(0.05, started + window - now)))  # a second signal ends the wait
             backoff = min(backoff * 2, 2.0)
+            timeout = _retry_timeout(started + window - time.monotonic())
         self._cleanup_skipped()
 
-    def _clean(self, record: registry.RunRecord) -> None:
+    def _clean(self, record: registry.RunRecord, connect_timeout: int | None) -> None:
         """One attempt: wait for the pipeline, then delete the run's rows in one transaction."""
         try:
-            conn = self.database.connect("ye-run cleanup")
+            conn = self.database.connect("ye-run cleanup", **({"connect_timeout": connect_timeout}
+                                                               if connect_timeout else {}))
         except InfrastructureError as exc:  # this run reached the server before: it is restarting, or gone
             raise ConnectionLost(str(exc)) from None
         with contextlib.closing(conn):
@@ -595,6 +603,12 @@ class ScenarioRun:
         failed = YeRunError(text)
         failed.exit_code = exc.exit_code
         self._errored(failed)
+
+
+def _retry_timeout(remaining: float) -> int:
+    """A connection attempt while waiting for a lost server: short (a hung server must not hold the run past its
+    window, nor past a second signal), and never past the window."""
+    return max(2, min(RETRY_CONNECT_TIMEOUT, math.ceil(remaining)))
 
 
 def preflight(scenarios: list[Scenario], database: Database, settings: RunSettings) -> None:

@@ -114,11 +114,16 @@ class Session:
         says so in one line (exit 2) rather than as a bug."""
         unwritten = []
         for reporter in self.reporters:
+            target = getattr(reporter, "path", "a report")
             try:
                 reporter.finish(outcome)
             except OSError as exc:
-                target = getattr(reporter, "path", "a report")
                 unwritten.append(f"cannot write {target}: {exc.strerror or exc}")
+            except Exception as exc:  # a bug in one reporter: the others still write theirs
+                bug = bugs.record(exc, f"writing {target}")
+                if outcome.error is None:
+                    outcome.error = bug
+                outcome.exit_code = max(outcome.exit_code, bug.exit_code, key=PRIORITY.index)
         if unwritten and outcome.error is None:
             outcome.error = InputError("; ".join(unwritten))
             outcome.exit_code = max(outcome.exit_code, ExitCode.BAD_INPUT, key=PRIORITY.index)

@@ -62,11 +62,12 @@ def test_unjudged_jobs_stay_in_memory_however_many_are_judged():
     assert log.in_memory() == [running] and log.in_memory()[0] is running and log.spilled == 1
 
 
-def test_failures_and_counts_are_kept_aside_so_the_verdict_never_reads_the_disk():
+def test_the_verdict_and_the_summary_never_read_the_disk():
     log, jobs = filled(20, keep=2, outcome="failed", failures=2, retries=1)
+    assert [f.message for f in log.failures()] == [f.message for j in jobs for f in j.failures]
     assert log._file is not None
     log._file.close()  # the disk is gone: anything that still reads it would raise
-    assert [f.message for f in log.failures()] == [f.message for j in jobs for f in j.failures]
+    assert log.has_failures()
     tally = log.tally()
     assert tally.outcomes == {"failed": 20} and tally.variants == 60 and tally.retries == {"overlay": 20}
 
@@ -88,3 +89,40 @@ def test_a_list_given_to_a_result_becomes_a_job_log():
     result = ScenarioResult("s", "s.yaml", "r", jobs=[job(1), job(2, outcome="failed", failures=1)])
     assert isinstance(result.jobs, JobLog) and len(result.jobs) == 2
     assert [f.message for f in result.all_failures] == ["job 2 failure 0"]
+
+
+def test_a_disk_that_fills_mid_write_leaves_every_job_whole(tmp_path: Path):
+    """A real short write: the file size limit (RLIMIT_FSIZE) lets the kernel write part of a job and say so only
+    by the count. The run then keeps jobs in memory; nothing read back is truncated."""
+    script = tmp_path / "fill.py"
+    script.write_text(
+        "import resource, signal, sys, tempfile\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        "from tests.engine.test_joblog import filled\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))\n"
+        "log, jobs = filled(40, keep=2)\n"
+        "assert 0 < log.spilled < 38, log.spilled  # some went to disk before it filled, the rest stayed\n"
+        "assert list(log) == jobs and log._disk_failed\n"
+        "print('ok', log.spilled)\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("ok ")
+
+
+def test_only_the_failing_spilled_jobs_are_read_back_for_their_failures():
+    log, jobs = filled(30, keep=2)
+    failing = job(31, outcome="failed", failures=3)
+    log.append(failing)
+    log.judged(failing)
+    for j in [job(32 + i) for i in range(5)]:
+        log.append(j)
+        log.judged(j)
+    assert log.has_failures() and len(log._failing) == 1  # the failures' text stays on disk
+    assert [f.message for f in log.failures()] == [f.message for f in failing.failures]
+    clean, _ = filled(30, keep=2)
+    assert not clean.has_failures() and clean.failures() == []
