@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from array import array
 import time
+from array import array
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
