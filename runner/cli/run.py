@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -20,7 +21,7 @@ from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.engine import plan as plan_module
 from runner.engine.run import RunSettings
 from runner.engine.session import Session, SessionOptions
-from runner.errors import InputError, YeRunError
+from runner.errors import ExitCode, InputError, YeRunError
 from runner.report import json_report, junit
 from runner.report.console import ConsoleReporter
 from runner.report.json_report import JsonReporter
@@ -91,7 +92,11 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
       ye-run run scenarios/ --tag smoke -k "not slow"
       ye-run run scenarios/ --shard 2/4          # the second of four CI machines
     """
-    loaded = _load_or_report(list(scenarios), pipeline_file, variables, junit_path, json_path)
+    try:
+        loaded = _load_or_report(list(scenarios), pipeline_file, variables, junit_path, json_path)
+    except KeyboardInterrupt:  # Ctrl+C while loading: the reports asked for still say so
+        _interrupted_before_start(junit_path, json_path, html_path)
+        raise
     chosen = handle_errors(common.choose)(loaded, tags, skip_tags, keyword, shard)
     if dry_run:
         label = handle_errors(_database_label)(database_url, ephemeral)
@@ -157,6 +162,22 @@ def _load_or_report(paths: list[str], pipeline_file: Path | None, variables: tup
             json_report.write(json_path, json_report.document([], exc.exit_code, started, datetime.now(timezone.utc),
                                                               text))
         return handle_errors(_raise)(exc)
+
+
+def _interrupted_before_start(junit_path: Path | None, json_path: Path | None, html_path: Path | None) -> None:
+    """The reports of a run interrupted before any scenario started: exit 130, nothing run, nothing seeded."""
+    now = datetime.now(timezone.utc)
+    text = "interrupted before the run started (nothing was seeded)"
+    doc = json_report.document([], ExitCode.INTERRUPTED, now, now, text)
+    with contextlib.suppress(OSError):  # the exit is 130 whatever happens here
+        if junit_path:
+            junit.write(junit_path, [], text)
+        if json_path:
+            json_report.write(json_path, doc)
+        if html_path:
+            from runner.report import html
+
+            html.write(html_path, doc)
 
 
 def _raise(exc: YeRunError) -> list[Scenario]:

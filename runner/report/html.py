@@ -73,6 +73,8 @@ def context(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _verdict(doc: dict[str, Any], totals: dict[str, int]) -> str:
+    if doc.get("exit_code") == 130 and not totals.get("errors"):
+        return "interrupted"
     if doc.get("error") or totals.get("errors"):
         return "error"
     if totals.get("interrupted"):

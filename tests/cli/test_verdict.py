@@ -236,3 +236,29 @@ def test_console_and_junit_never_carry_control_characters_from_the_database(data
     assert "\x1b[2J" not in result.stdout and "pl\\x1b[2J\\x01anner" in result.stdout
     JUNIT_XSD.validate(str(junit))  # well-formed and valid despite the control characters
     assert "pl\\x1b[2J\\x01anner" in junit.read_text()
+
+
+def test_ctrl_c_while_the_scenarios_load_still_writes_every_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The interrupt lands before any scenario starts (here: while the files load): each report asked for says
+    so, exit 130 in it, and the console script turns it into one line."""
+    import click
+
+    from runner.cli import common
+    from runner.cli.main import cli
+    from runner.report import html
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common, "load_all", interrupted)
+    junit, report, options = _reports(tmp_path)
+    page = tmp_path / "report.html"
+    with pytest.raises(click.exceptions.Abort):  # click's form of it; main() prints one line and exits 130
+        cli.main(["run", scenario(tmp_path, "never", SIMULATED), *options, "--html", str(page)],
+                 standalone_mode=False)
+    doc = json.loads(report.read_text())
+    resources.validator("report.schema.json").validate(doc)
+    assert doc["exit_code"] == 130 and doc["scenarios"] == [] and "interrupted before the run started" in doc["error"]
+    JUNIT_XSD.validate(str(junit))
+    assert "interrupted before the run started" in junit.read_text()
+    assert 'id="verdict">INTERRUPTED<' in page.read_text() and html.render(doc) == page.read_text()
