@@ -93,9 +93,10 @@ def test_compare_two_real_nights(db: Database, tmp_path: Path):
     slower = CliRunner().invoke(cli, ["compare", *reports, "--fail-on-regression", "--html", str(page)])
     assert slower.exit_code == 1, slower.output
     text = page.read_text()
-    regression = re.search(r'<tr class="regression">(.*?)</tr>', text, re.S)
-    assert regression is not None and "planner" in regression.group(1)
-    assert regression.group(1).count("<svg") == 2  # both nights' distributions, side by side
+    # a loaded machine may really slow another step too (img_gen 3 ms -> 4 ms was seen): find planner's row
+    rows = [row for row in re.findall(r'<tr class="regression">(.*?)</tr>', text, re.S) if "<td>planner" in row]
+    assert len(rows) == 1
+    assert rows[0].count("<svg") == 2  # both nights' distributions, side by side
     assert "default-src 'none'" in text and not re.search(r"(?:src|href)=\"(?:https?:)?//", text)
     # other steps keep their 30 ms; a loaded machine may still slow one of them for real, so only planner is asserted
     flagged = {tuple(l.split()[:3]) for l in slower.stdout.splitlines() if "REGRESSION" in l}
