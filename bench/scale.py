@@ -12,6 +12,7 @@ start of the run vs the end (it must not grow).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -21,6 +22,7 @@ import select
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -69,6 +71,30 @@ class BareListener(threading.Thread):
                 self.conn.notifies.clear()
 
 
+@contextlib.contextmanager
+def interval_run(name: str, jobs: int, interval: str, max_in_flight: int) -> Iterator[tuple[Path, Path, dict, str]]:
+    """An embedded server, an interval scenario of `jobs` jobs in a temporary folder, and the zero-latency reference
+    pipeline driving it in its own process (`ye-run pipeline`), stopped at the end: (folder, scenario, env, url).
+    The runner is the caller's: `ye-run run <scenario> --no-reference-pipeline` with `env`."""
+    ye_run = str(Path(sys.executable).with_name("ye-run"))
+    with tempfile.TemporaryDirectory() as tmp, embedded.server(ephemeral=True) as database:
+        url = database.url.render_as_string(hide_password=False)
+        scenario = Path(tmp) / f"{name}.yaml"
+        scenario.write_text(
+            f"name: {name}\ntenant: {{id: ye_{name}_test, isolate: true}}\ncleanup: never\nsimulate_img_gen: true\n"
+            f"mode: {{type: interval, jobs: {jobs}, interval: {interval}, "
+            f"max_in_flight: {max_in_flight}}}\ntimeouts: {{step: 2m, stall: 2m, job: 10m}}\n")
+        env = {**os.environ, "YE_DATABASE_URL": url, "CI": "true"}
+        pipeline = subprocess.Popen([ye_run, "pipeline", "-q"], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # the worker LISTENs before the first job (a start-up pause, not a measurement)
+        try:
+            yield Path(tmp), scenario, env, url
+        finally:
+            pipeline.terminate()
+            pipeline.wait(30)
+
+
 def tenths(samples: list[tuple[datetime, float]]) -> str:
     chunks = [samples[i * len(samples) // 10:(i + 1) * len(samples) // 10] for i in range(10)]
     return "  ".join(f"{percentile([lag for _, lag in c], 0.5) * 1000:.0f}" for c in chunks if c)
@@ -81,17 +107,7 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=200)
     args = parser.parse_args()
     ye_run = str(Path(sys.executable).with_name("ye-run"))
-    with tempfile.TemporaryDirectory() as tmp, embedded.server(ephemeral=True) as database:
-        url = database.url.render_as_string(hide_password=False)
-        scenario = Path(tmp) / "scale.yaml"
-        scenario.write_text(
-            "name: scale\ntenant: {id: ye_scale_test, isolate: true}\ncleanup: never\nsimulate_img_gen: true\n"
-            f"mode: {{type: interval, jobs: {args.jobs}, interval: {args.interval}, "
-            f"max_in_flight: {args.max_in_flight}}}\ntimeouts: {{step: 2m, stall: 2m, job: 10m}}\n")
-        env = {**os.environ, "YE_DATABASE_URL": url, "CI": "true"}
-        pipeline = subprocess.Popen([ye_run, "pipeline", "-q"], env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)  # the worker LISTENs before the first job (a start-up pause, not a measurement)
+    with interval_run("scale", args.jobs, args.interval, args.max_in_flight) as (tmp, scenario, env, url):
         bare = BareListener(url)
         bare.start()
         report_path = Path(tmp) / "report.json"
@@ -100,9 +116,7 @@ def main() -> None:
         runner = subprocess.run([ye_run, "-q", str(scenario), "--no-reference-pipeline", "--json", str(report_path),
                                  "--asset-dir", str(Path(tmp) / "assets")], env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        pipeline.terminate()
-        pipeline.wait(30)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pipeline is not reaped yet: not counted
         bare.stop.set()
         bare.join(2)
         if runner.returncode != 0:
