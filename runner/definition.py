@@ -47,21 +47,27 @@ class Definition:
     source: str = "built-in"
     """The file it was read from, or `built-in`."""
     sha256: str = ""
-    _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    _steps: tuple[Step, ...] = field(init=False, compare=False, repr=False)
+    _names: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    _index: dict[str, int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._index.update({s.name: i for i, s in enumerate(self.steps)})
+        """Computed once: the trace checker looks steps up on every transition."""
+        steps = self.variant_steps + self.job_steps
+        object.__setattr__(self, "_steps", steps)
+        object.__setattr__(self, "_names", tuple(s.name for s in steps))
+        object.__setattr__(self, "_index", {s.name: i for i, s in enumerate(steps)})
 
     # --- the steps ----------------------------------------------------------------------
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        return self.variant_steps + self.job_steps
+        return self._steps
 
     @property
     def names(self) -> tuple[str, ...]:
         """Every step name, variant steps first: the order a job's work follows."""
-        return tuple(s.name for s in self.steps)
+        return self._names
 
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -84,7 +90,7 @@ class Definition:
         return next((s.name for s in self.variant_steps if s.simulated), None)
 
     def step(self, name: str) -> Step:
-        return self.steps[self._index[name]]
+        return self._steps[self._index[name]]
 
     def has(self, name: str) -> bool:
         return name in self._index
@@ -97,15 +103,15 @@ class Definition:
         return self.step(name).level
 
     def steps_after(self, name: str) -> tuple[str, ...]:
-        return self.names[self.index(name) + 1:]
+        return self._names[self.index(name) + 1:]
 
     def next_step(self, name: str) -> str | None:
-        following = self.steps_after(name)
-        return following[0] if following else None
+        position = self.index(name) + 1
+        return self._names[position] if position < len(self._names) else None
 
     def previous_step(self, name: str) -> str | None:
         position = self.index(name)
-        return self.names[position - 1] if position > 0 else None
+        return self._names[position - 1] if position > 0 else None
 
     def retry_target(self, name: str) -> tuple[str, str]:
         return self.step(name).retry_to or (name, "queued")

@@ -98,7 +98,8 @@ def test_an_invalid_definition_gets_located_errors_and_exit_2(tmp_path: Path):
         "$.variant_steps[2].retry_to.step: a retry returns to this step or an earlier one on the same row "
         "(user_img_input, a, b); got 'c'",
         "$.variant_steps[3]: step 'a' is defined twice (first at variant_steps[1])",
-        "$.job_steps[0].simulated: the simulated step must be a variant step after the seeded one",
+        "$.job_steps[0].simulated: the simulated step must be variant_steps[1], right after the seeded step: the "
+        "runner writes it to variants it seeded",
         "$.seed_states[0]: 'x' is not a variant step (user_img_input, a, b, a)",
     ]
     scenario = write(tmp_path, "s.yaml", "name: s\n")
@@ -162,3 +163,86 @@ def test_a_definition_the_run_could_not_follow_is_refused(tmp_path: Path):
     result = invoke("validate", write(tmp_path, "s.yaml", "name: s\n"), "--pipeline-file", str(huge))
     assert result.exit_code == 2 and result.stderr.strip() == (
         f"{huge}:1:1: $: file is larger than 1000000 bytes; the limit is 1000000")
+
+
+def test_a_retry_goes_only_where_a_pipeline_picks_the_row_up_again(tmp_path: Path):
+    """Issue 18, item 9: nothing resumes a row left `running` (the variant would wait for its timeout), and the
+    seeded step never runs, so neither can be where a retry goes."""
+    bad = write(tmp_path, "d.yaml", "variant_steps:\n  - a\n  - b\n  - {name: c, retry_to: {step: b, status: running}}\n"
+                                    "  - {name: d, retry_to: {step: a, status: queued}}\n")
+    with pytest.raises(ScenarioError) as caught:
+        loader.load_definition(bad)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{bad}:4:43: $.variant_steps[2].retry_to.status: a retry goes to 'queued' (the step is queued to run "
+        "again) or to 'done' at an earlier step (the pipeline moves on from there); nothing picks up a row left "
+        "'running', so the variant would wait for its timeout",
+        f"{bad}:5:43: $.variant_steps[3].retry_to.status: a is the seeded step and never runs: a retry to it goes "
+        "to (a, done), where the pipeline starts the variant over"]
+    result = invoke("validate", write(tmp_path, "s.yaml", "name: s\n"), "--pipeline-file", bad)
+    assert result.exit_code == 2 and "retry_to.status" in result.stderr
+    fine = write(tmp_path, "ok.yaml", "variant_steps:\n  - a\n  - b\n  - {name: c, retry_to: {step: b, status: queued}}\n"
+                                      "  - {name: d, retry_to: {step: a, status: done}}\n")
+    assert loader.load_definition(fine).retry_target("d") == ("a", "done")
+
+
+def test_the_simulated_step_is_the_one_right_after_the_seeded_step(tmp_path: Path):
+    """Issue 18, item 12: the docs say so, and a scenario simulating a later step got a self-contradicting
+    message."""
+    bad = write(tmp_path, "d.yaml", "variant_steps:\n  - user_img_input\n  - prep\n  - {name: img_gen, simulated: true}\n")
+    with pytest.raises(ScenarioError) as caught:
+        loader.load_definition(bad)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{bad}:4:32: $.variant_steps[2].simulated: the simulated step must be variant_steps[1], right after the "
+        "seeded step: the runner writes it to variants it seeded"]
+    result = invoke("validate", write(tmp_path, "s.yaml", "name: s\nsimulate_img_gen: true\n"), "--pipeline-file", bad)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "variant_steps[2].simulated" in result.stderr
+
+
+def sized(variant: int, job: int) -> str:
+    return ("variant_steps:\n" + "".join(f"  - s{i}\n" for i in range(variant))
+            + "job_steps: [" + ", ".join(f"j{i}" for i in range(job)) + "]\n")
+
+
+@pytest.mark.parametrize("variant, job, where", [(201, 50, "2:3: $.variant_steps"), (200, 51, "202:12: $.job_steps")])
+def test_a_definition_is_bounded_in_size(tmp_path: Path, variant: int, job: int, where: str):
+    """Issue 18, item 13: every trace is checked against the definition; 200 variant and 50 job steps leave room
+    to grow (the deployment has 10 and 2)."""
+    bad = write(tmp_path, "d.yaml", sized(variant, job))
+    limit = 200 if "variant" in where else 50
+    with pytest.raises(ScenarioError) as caught:
+        loader.load_definition(bad)
+    assert [str(p) for p in caught.value.problems] == [f"{bad}:{where}: needs at most {limit} item(s)"]
+    result = invoke("validate", write(tmp_path, "s.yaml", "name: s\n"), "--pipeline-file", bad)
+    assert result.exit_code == 2 and result.stderr == f"{bad}:{where}: needs at most {limit} item(s)\n"
+    assert len(loader.load_definition(write(tmp_path, "ok.yaml", sized(200, 50))).steps) == 250
+
+
+@pytest.mark.parametrize("steps, says", [
+    ("[seeded, {name: render, simulated: true}, check]", "start:      (seeded, done); render simulated by the runner"),
+    ("[seeded, render, check]", "start:      (seeded, done); no simulated step: the pipeline runs every step"),
+])
+def test_the_plan_names_the_definitions_simulated_step(tmp_path: Path, steps: str, says: str):
+    """Issue 18, item 12: `--dry-run` said img_gen whatever the definition's steps."""
+    definition = write(tmp_path, "d.yaml", f"name: own\nvariant_steps: {steps}\n")
+    simulate = "simulate_img_gen: true\n" if "simulated: true" in steps else ""
+    scenario = write(tmp_path, "s.yaml", f"name: s\n{simulate}")
+    result = invoke("run", "--dry-run", scenario, "--pipeline-file", definition,
+                    "--database-url", "postgresql://nobody@127.0.0.1:1/nothing")
+    assert result.exit_code == 0, result.output
+    assert says in result.stdout and "img_gen" not in result.stdout
+
+
+def test_simulating_the_ye_step_is_refused_when_a_retry_needs_it_again(tmp_path: Path):
+    """The runner writes the simulated step once per variant: a variant retried back before it would wait for a
+    write nobody makes. Without simulate_img_gen the pipeline's YE part runs it again, and that is accepted."""
+    definition = write(tmp_path, "d.yaml", DEFAULT_TEXT.replace("retry_to: {step: planner, status: done}",
+                                                               "retry_to: {step: user_img_input}"))
+    scenario = write(tmp_path, "s.yaml", "name: s\nsimulate_img_gen: true\n")
+    result = invoke("run", "--dry-run", scenario, "--pipeline-file", definition,
+                    "--database-url", "postgresql://nobody@127.0.0.1:1/nothing")
+    assert result.exit_code == 2 and result.stderr == (
+        f"{scenario}:2:19: $.simulate_img_gen: the runner writes img_gen once per variant, but the pipeline "
+        "definition retries overlay to (user_img_input, done), after which img_gen must run again; let the "
+        "pipeline's YE part run it (no simulate_img_gen)\n")
+    accepted = invoke("validate", write(tmp_path, "ye.yaml", "name: ye\n"), "--pipeline-file", definition)
+    assert accepted.exit_code == 0, accepted.output

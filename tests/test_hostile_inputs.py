@@ -34,6 +34,7 @@ from psycopg2 import sql
 
 from runner.cli.main import cli
 from runner.db.connect import Database
+from runner.definition import DEFAULT_TEXT
 from tests.conftest import own_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -587,7 +588,33 @@ CLI_CASES = [
          r"x\"; drop table canary; --", URL_SCENARIO),
 ]
 
-CASES = YAML_CASES + SCHEMA_CASES + TENANT_CASES + IMAGE_CASES + SQL_CASES + URL_CASES + CLI_CASES
+
+def definition_case(id: str, definition: str, json_path: str, message: str) -> Case:
+    """`run` with a hostile `--pipeline-file`: refused at its line before anything is seeded."""
+    return Case(id, lambda c: c.run("--pipeline-file", str(c.tmp / "d.yaml")), 2,
+                located(json_path, message, file=r"{tmp}/d\.yaml"), many(URL_SCENARIO, write("d.yaml", definition)))
+
+
+OVERLAY_STARTS_OVER = DEFAULT_TEXT.replace("retry_to: {step: planner, status: done}", "retry_to: {step: user_img_input}")
+
+DEFINITION_CASES = [
+    definition_case("definition-retry-to-running", "variant_steps: [a, b, {name: c, retry_to: {step: b, status: "
+                    "running}}]\n", "$.variant_steps[2].retry_to.status", "nothing picks up a row left 'running'"),
+    definition_case("definition-retry-to-seed-queued", "variant_steps: [a, b, {name: c, retry_to: {step: a, status: "
+                    "queued}}]\n", "$.variant_steps[2].retry_to.status", "seeded step and never runs"),
+    definition_case("definition-simulated-not-after-seed", "variant_steps: [user_img_input, prep, {name: img_gen, "
+                    "simulated: true}]\n", "$.variant_steps[2].simulated", "right after the seeded step"),
+    definition_case("definition-12000-variant-steps", "variant_steps: [" + ", ".join(f"s{i}" for i in range(12000))
+                    + "]\n", "$.variant_steps", "at most 200 item"),
+    definition_case("definition-60-job-steps", "variant_steps: [a, b]\njob_steps: ["
+                    + ", ".join(f"j{i}" for i in range(60)) + "]\n", "$.job_steps", "at most 50 item"),
+    Case("definition-retry-before-the-simulated-step", lambda c: c.run("--pipeline-file", str(c.tmp / "d.yaml")), 2,
+         located("$.simulate_img_gen", "img_gen must run again"), many(URL_SCENARIO, write("d.yaml", OVERLAY_STARTS_OVER)),
+         "simulate_img_gen"),
+]
+
+CASES = (YAML_CASES + SCHEMA_CASES + TENANT_CASES + IMAGE_CASES + SQL_CASES + URL_CASES + CLI_CASES
+         + DEFINITION_CASES)
 
 
 def test_the_corpus_is_large_and_its_ids_unique():

@@ -333,18 +333,23 @@ PIPELINE = {
 
 
 STEP_NAME = {"type": "string", "pattern": IDENT}
+MAX_VARIANT_STEPS, MAX_JOB_STEPS, MAX_STATUSES = 200, 50, 20
+"""A definition's size bounds: the deployment has ten variant steps and two job steps; these leave room to grow
+and keep a run's checking of every trace small."""
 STEP_DEF = {"anyOf": [
     STEP_NAME,
     obj("A step with settings.", {
         "name": prop("The step's name: the `current_step` value the pipeline writes.", STEP_NAME),
         "writes": prop("The statuses a normal run of the step writes, in order; the last must be `done`. "
                        "Some stages commit running and done at once, some write only done.",
-                       {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}},
-                       ["running", "done"]),
+                       {"type": "array", "minItems": 1, "maxItems": MAX_STATUSES, "uniqueItems": True,
+                        "items": {"type": "string"}}, ["running", "done"]),
         "retry_to": obj("Where a failed run of the step goes when the pipeline retries it. Default: "
                         "`(step, queued)`.", {
             "step": prop("A step at or before this one, on the same row.", STEP_NAME),
-            "status": prop("The status written there.", {"type": "string"}, "done"),
+            "status": prop("The status written there: `queued` (the step is queued to run again) or `done` at an "
+                           "earlier step (the pipeline moves on from there; at the seeded step it starts the "
+                           "variant over).", {"type": "string"}, "done"),
         }, required=["step"]),
         "simulated": prop("The YE part's step: what `simulate_img_gen` writes (at most one step).",
                           {"type": "boolean"}, False),
@@ -363,15 +368,20 @@ DEFINITION = {
         "$schema": prop("The schema this file follows (for editors); ignored by ye-run.", {"type": "string"}),
         "name": prop("A name for reports.", {"type": "string", "minLength": 1, "maxLength": 100}),
         "statuses": prop("The status values. `done` and `failed` must be among them.",
-                         {"type": "array", "uniqueItems": True, "minItems": 2, "items": STEP_NAME},
+                         {"type": "array", "uniqueItems": True, "minItems": 2, "maxItems": MAX_STATUSES,
+                          "items": STEP_NAME},
                          ["queued", "running", "done", "failed"]),
         "variant_steps": prop("The steps every variant walks, in order. The first is the state a test seeds "
-                              "(never run).", {"type": "array", "minItems": 2, "items": {"$ref": "#/$defs/step"}}),
+                              f"(never run). At most {MAX_VARIANT_STEPS}.",
+                              {"type": "array", "minItems": 2, "maxItems": MAX_VARIANT_STEPS,
+                               "items": {"$ref": "#/$defs/step"}}),
         "job_steps": prop("Steps run on the jobs row, in order, once every variant is done at the last variant "
-                          "step.", {"type": "array", "items": {"$ref": "#/$defs/step"}}, []),
+                          f"step. At most {MAX_JOB_STEPS}.",
+                          {"type": "array", "maxItems": MAX_JOB_STEPS, "items": {"$ref": "#/$defs/step"}}, []),
         "seed_states": prop("The steps a scenario may seed its variants at (with status `done`); the first is the "
                             "default `start`. Default: the first variant step.",
-                            {"type": "array", "minItems": 1, "uniqueItems": True, "items": STEP_NAME}),
+                            {"type": "array", "minItems": 1, "maxItems": MAX_VARIANT_STEPS, "uniqueItems": True,
+                             "items": STEP_NAME}),
         "job_row": prop("How the jobs row follows its variants. `each_step`: (S, done) whenever every variant is "
                         "(S, done), (S, failed) as soon as one fails at S (the reference schema's trigger). "
                         "`together`: it moves only when every variant is done at the same step at the same "

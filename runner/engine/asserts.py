@@ -1,8 +1,11 @@
-"""Checking one variant's observed trace against the scenario's expectations.
+"""Checking one row's observed trace against the scenario's expectations.
 
-`walk` replays a trace through the step model and says where the variant is, whether it has
-finished, and every way the trace broke the rules so far; `final_problems` adds what can only
-be judged at the end (final state, a required failure that never came). Both are pure.
+A `Walk` takes a trace one transition at a time (`feed`) through the step model and says where
+the row is, whether it has finished, and every way the trace broke the rules so far. Steps are
+looked up by name, so a transition costs the same however long the pipeline is, and a tracker
+feeds each transition once as it arrives: following a row is linear in its trace.
+`final_problems` adds what can only be judged at the end (final state, a required failure that
+never came). Both are pure: no clock, no database.
 
 Failure kinds: skipped_step, out_of_order, backwards, unknown_step, unknown_status,
 duplicate_terminal, incomplete_step, unexpected_step, unexpected_failure, retry_limit,
@@ -11,6 +14,7 @@ retries_below_minimum, final_state, expected_failure_missing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from runner.definition import DEFAULT, TERMINAL, Definition
@@ -27,25 +31,47 @@ class Problem:
     """Index in the trace of the transition where it was found (None: judged at the end)."""
 
 
-@dataclass
-class Walk:
-    current: tuple[str, str]
-    position: int = -1
-    """Index in the expected steps of the step the variant is at (-1: the start state)."""
-    retries: dict[str, int] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    last_done_mono: float | None = None
-    last_seen_mono: float | None = None
-    failed_at: str | None = None
-    finished: bool = False
-    gaps: int = 0
-    """Forward jumps seen only by a reconciling read (listen mode): unobserved, not judged as skips."""
+@dataclass(slots=True)
+class _Jump:
+    """A forward jump past expected steps: a skip, or reaching a step too early once a skipped one shows up."""
 
-    @property
-    def outcome(self) -> str:
-        if not self.finished:
-            return "running"
-        return "failed" if self.current[1] == "failed" else "completed"
+    at: int
+    step: str
+    origin: str
+    skipped: tuple[str, ...]
+    late: set[str] = field(default_factory=set)
+
+    def problem(self) -> Problem:
+        if self.late:
+            visited = ", ".join(s for s in self.skipped if s in self.late)
+            return Problem("out_of_order", self.step, f"reached {self.step} before {visited}", self.at)
+        return Problem("skipped_step", self.skipped[0], f"skipped {', '.join(self.skipped)} (went from "
+                       f"{self.origin} straight to {self.step})", self.at)
+
+
+class _Plan:
+    """What a walk compares against, worked out once so every transition is judged in constant time."""
+
+    def __init__(self, expect: Expectations, creation_order: int, definition: Definition):
+        self.steps = expect.steps
+        self.at = {step: i for i, step in enumerate(expect.steps)}
+        self.limits = {step: retries.max for step, retries in expect.retries}
+        self.declared = frozenset(f.step for f in expect.failures if f.covers(creation_order))
+        self.ends = frozenset(expected_final_states(expect, creation_order) + [(expect.steps[-1], "done")])
+        self.statuses = frozenset(definition.statuses)
+        self.floor = _floor(definition, self.at)
+        """Per pipeline position: the last expected step at or before it (-1: none), where a retry resumes."""
+
+    def limit(self, step: str) -> int:
+        return self.limits.get(step, 0)
+
+
+def _floor(definition: Definition, at: dict[str, int]) -> list[int]:
+    out, position = [], -1
+    for name in definition.names:
+        position = at.get(name, position)
+        out.append(position)
+    return out
 
 
 def expected_final_states(expect: Expectations, creation_order: int) -> list[tuple[str, str]]:
@@ -58,21 +84,228 @@ def expected_final_states(expect: Expectations, creation_order: int) -> list[tup
     return [normal]
 
 
-def walk(trace: list[Transition], expect: Expectations, creation_order: int, start: str,
+def walk(trace: Iterable[Transition], expect: Expectations, creation_order: int, start: str,
          definition: Definition = DEFAULT, origin: float | None = None) -> Walk:
-    """Replay a trace; the first entry is normally the seeded state (start, done).
+    """A whole trace walked at once; the first entry is normally the seeded state (start, done)."""
+    return Walk(expect, creation_order, start, definition, origin).feed(trace)
 
-    `origin` is the seeding time on the monotonic clock: deadlines run from it until the
-    first transition is read. A job row's lane is walked the same way, from the last variant
-    step, against the job-level steps.
-    """
-    state = Walk(current=(start, "done"), last_done_mono=origin, last_seen_mono=origin)
-    walker = _Walker(state, trace, list(expect.steps), expect, creation_order, definition)
-    for index, transition in enumerate(trace):
-        walker.step(index, transition)
-    walker.finish()
-    state.finished = _finished(state, expect, creation_order)
-    return state
+
+class Walk:
+    """One row's walk. `origin` is the seeding time on the monotonic clock: deadlines run from it until the
+    first transition is read. A job row's lane is walked the same way, from the last variant step, against
+    the job-level steps."""
+
+    def __init__(self, expect: Expectations, creation_order: int, start: str, definition: Definition = DEFAULT,
+                 origin: float | None = None):
+        self.current: tuple[str, str] = (start, "done")
+        self.position = -1
+        """Index in the expected steps of the step the row is at (-1: the start state)."""
+        self.retries: dict[str, int] = {}
+        self.last_done_mono = origin
+        self.last_seen_mono = origin
+        self.failed_at: str | None = None
+        self.finished = False
+        self.gaps = 0
+        """Forward jumps seen only by a reconciling read (listen mode): unobserved, not judged as skips."""
+        self._plan = _Plan(expect, creation_order, definition)
+        self._definition = definition
+        self._start = definition.index(start)
+        self._found: list[Problem | _Jump] = []
+        self._awaited: dict[str, list[_Jump]] = {}
+        """Skipped steps not seen yet: seen later, their jump was out of order, not a skip."""
+        self._late: set[str] = set()
+        """Skipped steps seen later; their late visit is not 'backwards'."""
+        self._fed = 0
+        self._previous: tuple[str, str] | None = None
+        self._pending: str | None = None
+        """A failed step not yet judged: a retry may follow (counted), or not (unexpected_failure)."""
+        self._rewind: tuple[int, int] | None = None
+        """After a retry back before the start: (next pipeline position to walk again, the start's)."""
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Every problem so far, with what the end of the trace decides (retries over the limit, a failure
+        nothing can retry any more)."""
+        found = [p.problem() if isinstance(p, _Jump) else p for p in self._found]
+        return found + self._closing()
+
+    @property
+    def outcome(self) -> str:
+        if not self.finished:
+            return "running"
+        return "failed" if self.current[1] == "failed" else "completed"
+
+    def feed(self, transitions: Iterable[Transition]) -> Walk:
+        """Take the next transitions of the row, in the order they happened."""
+        for t in transitions:
+            self._take(t)
+        self.finished = self._is_finished()
+        return self
+
+    # --- one transition -------------------------------------------------------------------
+
+    def _take(self, t: Transition) -> None:
+        first = self._fed == 0
+        self._fed += 1
+        self._seen(t.step)
+        self.last_seen_mono = t.seen_mono
+        if first and t.state == self.current:
+            self.last_done_mono = t.seen_mono
+            self._previous = t.state
+            return
+        if not self._known(t):
+            return
+        if t.state == self._previous:
+            if t.status in TERMINAL:
+                self._fail("duplicate_terminal", t.step, f"wrote ({t.step}, {t.status}) twice in a row")
+            return
+        if self._pending is not None and not self._is_retry_of_pending(t):
+            self._fail("unexpected_failure", self._pending, f"failed at {self._pending}")
+        self._pending = None
+        self._move(t)
+        self.current = t.state
+        self._previous = t.state
+        if t.status == "done":
+            self.last_done_mono = t.seen_mono
+        elif t.status == "failed":
+            self.failed_at = t.step
+            if t.step not in self._plan.declared:
+                self._pending = t.step
+
+    def _known(self, t: Transition) -> bool:
+        if t.status not in self._plan.statuses:
+            self._fail("unknown_status", t.step, f"wrote an unknown status {t.status!r} at {t.step}")
+            return False
+        if not self._definition.has(t.step):
+            self._fail("unknown_step", t.step, f"moved to an unknown step {t.step!r}")
+            return False
+        return True
+
+    def _move(self, t: Transition) -> None:
+        step, status = self.current
+        gap = t.source == "reconcile"
+        if t.step == step:
+            self._within_step(t)
+        elif self._is_retry_jump(t):
+            self._retry(step)
+            self._resume_at(t.step)
+        else:
+            if status not in TERMINAL and not gap:
+                self._fail("incomplete_step", step, f"left {step} at {status} for {t.step} without reaching done")
+            if not self._walk_again(t.step):
+                self._enter(t.step, gap)
+
+    def _fail(self, kind: str, step: str | None, what: str) -> None:
+        self._found.append(Problem(kind, step, what, self._fed - 1))
+
+    def _seen(self, step: str) -> None:
+        jumps = self._awaited.pop(step, None)
+        if jumps:
+            self._late.add(step)
+            for jump in jumps:
+                jump.late.add(step)
+
+    # --- retries --------------------------------------------------------------------------
+
+    def _is_retry_of_pending(self, t: Transition) -> bool:
+        return (t.step == self._pending and t.status in ("queued", "running", "done")) or self._is_retry_jump(t)
+
+    def _is_retry_jump(self, t: Transition) -> bool:
+        """A failed step retried from an earlier state, as the definition's retry rule says (overlay ->
+        (planner, done) in the default)."""
+        step, status = self.current
+        if status != "failed" or not self._definition.has(step):
+            return False
+        target = self._definition.retry_target(step)
+        return target != (step, "queued") and t.state == target
+
+    def _resume_at(self, target: str) -> None:
+        """A declared retry: the walk goes on from its target; a target at or before the start starts the row
+        over, and the steps between it and the start are walked again."""
+        at = self._definition.index(target)
+        self.position = self._plan.floor[at]
+        self._rewind = (at + 1, self._start) if at < self._start else None
+
+    def _walk_again(self, step: str) -> bool:
+        """After a retry back before the start: True for the next of the steps up to the start, in order."""
+        if self._rewind is None:
+            return False
+        following, start = self._rewind
+        at = self._definition.index(step)
+        if at < following:
+            return False
+        if at > following and following <= start:
+            skipped = self._definition.names[following:min(at, start + 1)]
+            self._fail("skipped_step", skipped[0], f"skipped {', '.join(skipped)} (went from {self.current[0]} "
+                                                   f"straight to {step})")
+        if at > start:
+            self._rewind = None
+            return False
+        self._rewind = (at + 1, start)
+        return True
+
+    def _within_step(self, t: Transition) -> None:
+        step, status = self.current
+        if status == "done":
+            self._fail("backwards", step, f"ran {step} again ({t.status}) after it was done")
+        elif status == "failed" and t.status in ("queued", "running", "done"):
+            self._retry(step)
+
+    def _retry(self, step: str) -> None:
+        self.retries[step] = self.retries.get(step, 0) + 1
+
+    # --- moving to another step -----------------------------------------------------------
+
+    def _enter(self, step: str, gap: bool) -> None:
+        target = self._plan.at.get(step)
+        if target is None:
+            self._unexpected(step)
+            return
+        if target > self.position + 1 and gap:
+            self.gaps += 1
+        elif target > self.position + 1:
+            self._jump(step, target)
+        elif target <= self.position:
+            if step in self._late:
+                self._late.discard(step)
+                return
+            self._fail("backwards", step, f"returned to {step} after {self.current[0]} (not a declared retry)")
+        self.position = target
+
+    def _unexpected(self, step: str) -> None:
+        last = self._plan.steps[-1]
+        at = self._definition.index(step)
+        if at > self._definition.index(last):
+            self._fail("unexpected_step", step, f"went past {last}, the last expected step, to {step}")
+        elif at <= self._start:
+            self._fail("backwards", step, f"returned to {step} after {self.current[0]} (not a declared retry)")
+        else:
+            self._fail("unexpected_step", step, f"{step} is not one of the expected steps")
+
+    def _jump(self, step: str, target: int) -> None:
+        jump = _Jump(self._fed - 1, step, self.current[0], self._plan.steps[self.position + 1:target])
+        self._found.append(jump)
+        for skipped in jump.skipped:
+            self._awaited.setdefault(skipped, []).append(jump)
+
+    # --- the end of the trace so far ------------------------------------------------------
+
+    def _closing(self) -> list[Problem]:
+        """Retries over the limit (one per step); a failure nothing can retry any more."""
+        last, plan = self._fed - 1, self._plan
+        out = [Problem("retry_limit", step, f"retried {step} {used} time(s); {plan.limit(step)} allowed", last)
+               for step, used in self.retries.items() if used > plan.limit(step)]
+        step = self._pending
+        if step is not None and self.retries.get(step, 0) >= plan.limit(step):
+            out.append(Problem("unexpected_failure", step, f"failed at {step}", last))
+        return out
+
+    def _is_finished(self) -> bool:
+        """Nothing more is expected: a final state, the end of the steps, or a failure beyond retry."""
+        step, status = self.current
+        if status == "failed":
+            return self.retries.get(step, 0) >= self._plan.limit(step)
+        return self.current in self._plan.ends
 
 
 def final_problems(state: Walk, expect: Expectations, creation_order: int) -> list[Problem]:
@@ -102,144 +335,3 @@ def _final_state_problems(state: Walk, expect: Expectations, creation_order: int
                         f"was expected to fail at {required.step}, but ended ({current[0]}, {current[1]})")]
     wanted = " or ".join(f"({s}, {st})" for s, st in allowed)
     return [Problem("final_state", current[0], f"ended ({current[0]}, {current[1]}); expected {wanted}")]
-
-
-def _finished(state: Walk, expect: Expectations, creation_order: int) -> bool:
-    """Nothing more is expected: a final state, the end of the steps, or a failure beyond retry."""
-    step, status = state.current
-    if status == "failed":
-        return state.retries.get(step, 0) >= expect.retries_at(step)
-    ends = expected_final_states(expect, creation_order) + [(expect.steps[-1], "done")]
-    return state.current in ends
-
-
-class _Walker:
-    def __init__(self, state: Walk, trace: list[Transition], expected: list[str], expect: Expectations,
-                 creation_order: int, definition: Definition):
-        self.definition = definition
-        self.start = state.current[0]
-        self.state = state
-        self.trace = trace
-        self.expected = expected
-        self.expect = expect
-        self.order = creation_order
-        self.previous: tuple[str, str] | None = None
-        self.pending: str | None = None
-        """A failed step not yet judged: a retry may follow (counted), or not (unexpected_failure)."""
-        self.index = 0
-        self.late: set[str] = set()
-        """Steps already reported as visited out of order; their late visit is not 'backwards'."""
-
-    def fail(self, kind: str, step: str | None, what: str) -> None:
-        self.state.problems.append(Problem(kind, step, what, self.index))
-
-    def step(self, index: int, t: Transition) -> None:
-        self.index = index
-        state = self.state
-        state.last_seen_mono = t.seen_mono
-        if index == 0 and t.state == state.current:
-            state.last_done_mono = t.seen_mono
-            self.previous = t.state
-            return
-        if t.status not in self.definition.statuses:
-            self.fail("unknown_status", t.step, f"wrote an unknown status {t.status!r} at {t.step}")
-            return
-        if not self.definition.has(t.step):
-            self.fail("unknown_step", t.step, f"moved to an unknown step {t.step!r}")
-            return
-        if t.state == self.previous:
-            if t.status in TERMINAL:
-                self.fail("duplicate_terminal", t.step, f"wrote ({t.step}, {t.status}) twice in a row")
-            return
-        if self.pending is not None and not self._is_retry_of_pending(t):
-            self.fail("unexpected_failure", self.pending, f"failed at {self.pending}")
-        self.pending = None
-        current_step, current_status = state.current
-        gap = t.source == "reconcile"
-        if t.step == current_step:
-            self._within_step(t)
-        elif self._is_retry_jump(t):
-            self._retry(current_step)
-            if t.step in self.expected:
-                self.state.position = self.expected.index(t.step)
-        else:
-            if current_status not in ("done", "failed") and not gap:
-                self.fail("incomplete_step", current_step,
-                          f"left {current_step} at {current_status} for {t.step} without reaching done")
-            self._enter(index, t.step, gap)
-        state.current = t.state
-        self.previous = t.state
-        if t.status == "done":
-            state.last_done_mono = t.seen_mono
-        elif t.status == "failed":
-            self._failed(t.step)
-
-    def _is_retry_of_pending(self, t: Transition) -> bool:
-        return (t.step == self.pending and t.status in ("queued", "running", "done")) or self._is_retry_jump(t)
-
-    def finish(self) -> None:
-        """Retries over the limit (one message per step); a failure nothing can retry any more."""
-        self.index = len(self.trace) - 1
-        for retried, used in self.state.retries.items():
-            allowed = self.expect.retries_at(retried)
-            if used > allowed:
-                self.fail("retry_limit", retried, f"retried {retried} {used} time(s); {allowed} allowed")
-        step = self.pending
-        if step is not None and self.state.retries.get(step, 0) >= self.expect.retries_at(step):
-            self.fail("unexpected_failure", step, f"failed at {step}")
-            self.pending = None
-
-    def _is_retry_jump(self, t: Transition) -> bool:
-        """A failed step retried from an earlier state, as the definition's retry rule says (overlay ->
-        (planner, done) in the default)."""
-        step, status = self.state.current
-        if status != "failed" or not self.definition.has(step):
-            return False
-        target = self.definition.retry_target(step)
-        return target != (step, "queued") and t.state == target
-
-    def _within_step(self, t: Transition) -> None:
-        step, status = self.state.current
-        if status == "done":
-            self.fail("backwards", step, f"ran {step} again ({t.status}) after it was done")
-        elif status == "failed" and t.status in ("queued", "running", "done"):
-            self._retry(step)
-
-    def _retry(self, step: str) -> None:
-        self.state.retries[step] = self.state.retries.get(step, 0) + 1
-
-    def _failed(self, step: str) -> None:
-        self.state.failed_at = step
-        if self.expect.failure_for(step, self.order) is None:
-            self.pending = step
-
-    def _enter(self, index: int, step: str, gap: bool = False) -> None:
-        state = self.state
-        if step not in self.expected:
-            last = self.expected[-1]
-            if self.definition.index(step) > self.definition.index(last):
-                self.fail("unexpected_step", step, f"went past {last}, the last expected step, to {step}")
-            elif self.definition.index(step) <= self.definition.index(self.start):
-                self.fail("backwards", step, f"returned to {step} after {state.current[0]} (not a declared retry)")
-            else:
-                self.fail("unexpected_step", step, f"{step} is not one of the expected steps")
-            return
-        target = self.expected.index(step)
-        if target > state.position + 1 and gap:
-            state.gaps += 1
-        elif target > state.position + 1:
-            skipped = self.expected[state.position + 1:target]
-            later = {t.step for t in self.trace[index + 1:]}
-            visited_late = [s for s in skipped if s in later]
-            if visited_late:
-                self.late.update(visited_late)
-                self.fail("out_of_order", step, f"reached {step} before {', '.join(visited_late)}")
-            else:
-                self.fail("skipped_step", skipped[0], f"skipped {', '.join(skipped)} (went from "
-                          f"{state.current[0]} straight to {step})")
-        elif target <= state.position:
-            if step in self.late:
-                self.late.discard(step)
-                return
-            self.fail("backwards", step, f"returned to {step} after {state.current[0]} (not a declared retry)")
-        state.position = target

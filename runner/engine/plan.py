@@ -37,9 +37,7 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
         "start": scenario.start,
         "rows_per_job": per_job,
         "image": {"path": str(image), "width": width, "height": height, "format": fmt},
-        "img_gen": ("simulated by the runner" if scenario.simulate_img_gen.enabled else
-                    "run by the pipeline's YE part") if scenario.start == definition.seed
-        else f"not run (start: {scenario.start})",
+        "simulated_step": _simulated(scenario),
         "simulation_delay": scenario.simulate_img_gen.delay,
         "simulated_failures": list(scenario.simulate_img_gen.fail_variants),
         "expected_steps": list(expect.steps),
@@ -67,6 +65,17 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
         "observe": scenario.observe,
         "cleanup": scenario.cleanup,
     }
+
+
+def _simulated(scenario: Scenario) -> dict[str, str | None]:
+    """Who writes the definition's simulated (YE) step, named as the definition names it."""
+    step = scenario.definition.simulated_step
+    if step is None:
+        return {"step": None, "says": "no simulated step: the pipeline runs every step"}
+    if scenario.start != scenario.definition.seed:
+        return {"step": step, "says": f"{step} not run (start: {scenario.start})"}
+    who = "simulated by the runner" if scenario.simulate_img_gen.enabled else "run by the pipeline's YE part"
+    return {"step": step, "says": f"{step} {who}"}
 
 
 def _fault(fault: Any) -> dict[str, Any]:
@@ -100,7 +109,7 @@ def render(plan: dict[str, Any]) -> str:
         "  per job:    " + ", ".join(f"{table} {n}" for table, n in plan["rows_per_job"].items()),
         f"  image:      {plan['image']['path']} ({plan['image']['width']}x{plan['image']['height']} "
         f"{plan['image']['format']})",
-        f"  start:      ({plan['start']}, done); img_gen {plan['img_gen']}",
+        f"  start:      ({plan['start']}, done); {plan['simulated_step']['says']}",
         f"  steps:      {' -> '.join(plan['expected_steps'])}"
         + (f"; then the job row: {' -> '.join(plan['expected_job_steps'])}" if plan["expected_job_steps"] else ""),
         f"  pipeline:   {plan['definition']['name']} ({plan['definition']['source']}, "

@@ -1,6 +1,6 @@
 """Following the jobs of a run: traces, progress, deadlines, and the failures they add up to.
 
-Each transition re-walks its row (traces are short); a variant is finished when it reached
+Each transition is fed once to its row's walk, as it arrives; a variant is finished when it reached
 its final state, failed beyond retry, or ran out of time. Once every variant is done at the
 last variant step, the job row walks the job-level steps the scenario expects (its *lane*),
 checked like a variant's trace. A job is ready to be judged when its variants and its lane
@@ -35,6 +35,10 @@ class _JobState:
     variants: dict[str, _VariantState] = field(default_factory=dict)
     lane: _VariantState | None = None
     """The job row's walk over the job-level steps; None until every variant is done at the last step."""
+    lane_start: int = 0
+    """Index in the job row's trace where its lane starts."""
+    lane_fed: int = 0
+    """How much of the job row's trace the lane has taken."""
 
 
 class Tracker:
@@ -60,7 +64,7 @@ class Tracker:
     def apply(self, transitions: list[Transition]) -> list[tuple[JobResult, Transition, int | None]]:
         """Record transitions of tracked rows; returns (job, transition, creation_order) for each."""
         applied = []
-        touched: set[tuple[str, str]] = set()
+        touched: set[str] = set()
         for t in transitions:
             state = self.jobs.get(t.job_id)
             if state is None:
@@ -68,20 +72,17 @@ class Tracker:
             if t.kind == "j":
                 state.result.job_trace.append(t)
                 applied.append((state.result, t, None))
-                touched.add((t.job_id, ""))
+                touched.add(t.job_id)
                 continue
             trace = state.result.variants.get(t.row_id)
             if trace is None:
                 continue
             trace.transitions.append(t)
-            touched.add((t.job_id, t.row_id))
+            state.variants[t.row_id].walk.feed((t,))
+            touched.add(t.job_id)
             applied.append((state.result, t, trace.creation_order))
-        for job_id, variant_id in touched:
-            state = self.jobs[job_id]
-            if variant_id:
-                trace = state.result.variants[variant_id]
-                state.variants[variant_id].walk = self._walk(state.result, trace.transitions, trace.creation_order)
-            self._walk_lane(state)
+        for job_id in touched:
+            self._walk_lane(self.jobs[job_id])
         return applied
 
     def _walk(self, job: JobResult, transitions: list[Transition], creation_order: int) -> Walk:
@@ -93,25 +94,33 @@ class Tracker:
         followed them there (or, seen only by a reconciling read, gone on to a job-level step)."""
         if self.lane_expect is None:
             return
+        if state.lane is None:
+            self._start_lane(state, self.lane_expect)
+        if state.lane is not None:
+            trace = state.result.job_trace
+            state.lane.walk.feed(trace[state.lane_fed:])
+            state.lane_fed = len(trace)
+
+    def _start_lane(self, state: _JobState, expect: Expectations) -> None:
         last = (self.definition.last_variant_step, "done")
         variants = state.variants.values()
-        if state.lane is None and not all(v.walk.finished and v.walk.current == last and not v.timed_out
-                                          for v in variants):
+        if not all(v.walk.finished and v.walk.current == last and not v.timed_out for v in variants):
             return
         trace = state.result.job_trace
         cut = next((i for i, t in enumerate(trace) if t.state == last or self._is_job_step(t.step)), None)
         if cut is None:
             return
         origin = max(v.walk.last_done_mono or 0.0 for v in variants)
-        lane = walk(trace[cut:], self.lane_expect, 0, last[0], self.definition, origin)
-        early = self._early(state, trace[cut:])
-        if early is not None:
-            lane.problems.insert(0, Problem("out_of_order", early.step, f"the job row reached {early.step} "
-                                            f"before every variant was done at {last[0]}", 0))
-        if state.lane is None:
-            state.lane = _VariantState(lane)
-        else:
-            state.lane.walk = lane
+        state.lane = _VariantState(Walk(expect, 0, last[0], self.definition, origin))
+        state.lane_start = state.lane_fed = cut
+
+    def _lane_problems(self, state: _JobState, lane: _VariantState) -> list[Problem]:
+        """The lane's problems, after a job-level step written before every variant was done."""
+        early = self._early(state, state.result.job_trace[state.lane_start:])
+        last = self.definition.last_variant_step
+        first = [Problem("out_of_order", early.step, f"the job row reached {early.step} before every variant was "
+                         f"done at {last}", 0)] if early is not None else []
+        return first + lane.walk.problems
 
     def _is_job_step(self, step: str) -> bool:
         return self.definition.has(step) and self.definition.level(step) == "job"
@@ -132,7 +141,7 @@ class Tracker:
         state = self.jobs[job_id]
         out = []
         for variant_id, variant in self._lanes(state):
-            problems = variant.walk.problems
+            problems = self._lane_problems(state, variant) if variant_id == "" else variant.walk.problems
             for problem in problems[variant.reported:]:
                 out.append(self._failure(state.result, variant_id, problem))
             variant.reported = len(problems)

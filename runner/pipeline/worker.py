@@ -433,8 +433,8 @@ class Worker:
         with self._lock:  # the retry's own notification may arrive before this task returns
             self._in_flight.discard((task.row_id, step))
         self._commit(conn, task, [(*target, True)])
-        if target == (step, "queued"):
-            self._enqueue(Task(task.info, step, (step, "queued"), resumed=True, level=task.level))
+        if target[1] == "queued" and (target[0] == step or self._runs(target[0])):
+            self._enqueue(Task(task.info, target[0], target, resumed=True, level=task.level))
 
     def _finish(self, conn: psycopg2.extensions.connection, task: Task, step: str, writes: list[str],
                 expect: tuple[str, str]) -> None:

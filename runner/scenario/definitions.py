@@ -47,8 +47,9 @@ def problems(doc: dict[str, Any], root: Located) -> list[Problem]:
     for level, i in simulated[1:]:
         add([level, i, "simulated"], "only one step can be the simulated YE step")
     for level, i in simulated[:1]:
-        if level == "job_steps" or i == 0:
-            add([level, i, "simulated"], "the simulated step must be a variant step after the seeded one")
+        if level == "job_steps" or i != 1:
+            add([level, i, "simulated"], "the simulated step must be variant_steps[1], right after the seeded "
+                                         "step: the runner writes it to variants it seeded")
     variant_names = [_name(e) for e in doc["variant_steps"]]
     for i, state in enumerate(doc.get("seed_states", [])):
         if state not in variant_names:
@@ -74,16 +75,27 @@ def _step_problems(entry: dict[str, Any], level: str, i: int, names: list[str], 
             add([level, i], "a failed step is retried at (step, queued), and 'queued' is not one of the statuses "
                             "(add it, or give the step a retry_to)")
         return
-    status = retry.get("status", "done")
-    if status == "failed" or (retry["step"] == entry["name"] and status == "done"):
-        add([level, i, "retry_to"], f"a retry goes where the step runs again: ({retry['step']}, {status}) "
-                                    "would not run it again")
-    target = retry["step"]
-    if target not in names or names.index(target) > i:
-        add([level, i, "retry_to", "step"], f"a retry returns to this step or an earlier one on the same row "
-                                            f"({', '.join(names[: i + 1])}); got {target!r}")
-    if retry.get("status", "done") not in statuses:
-        add([level, i, "retry_to", "status"], f"{retry['status']!r} is not one of the statuses")
+    _retry_problems(entry["name"], retry, [level, i, "retry_to"], names[: i + 1], statuses, level, add)
+
+
+def _retry_problems(name: str, retry: dict[str, Any], parts: Parts, allowed: list[str], statuses: list[str],
+                    level: str, add) -> None:  # type: ignore[no-untyped-def]
+    """A retry must land where the pipeline picks the row up again, so the step runs once more."""
+    target, status = retry["step"], retry.get("status", "done")
+    if target not in allowed:
+        add(parts + ["step"], f"a retry returns to this step or an earlier one on the same row "
+                              f"({', '.join(allowed)}); got {target!r}")
+    if status not in statuses:
+        add(parts + ["status"], f"{status!r} is not one of the statuses")
+    elif status == "failed" or (target == name and status == "done"):
+        add(parts, f"a retry goes where the step runs again: ({target}, {status}) would not run it again")
+    elif status not in ("queued", "done"):
+        add(parts + ["status"], f"a retry goes to 'queued' (the step is queued to run again) or to 'done' at an "
+                                f"earlier step (the pipeline moves on from there); nothing picks up a row left "
+                                f"{status!r}, so the variant would wait for its timeout")
+    elif level == "variant_steps" and target == allowed[0] and status == "queued":
+        add(parts + ["status"], f"{target} is the seeded step and never runs: a retry to it goes to "
+                                f"({target}, done), where the pipeline starts the variant over")
 
 
 def build(doc: dict[str, Any], source: str, sha256: str) -> Definition:

@@ -99,9 +99,15 @@ class Checker:
             self.add(["simulate_img_gen"], "the pipeline definition marks no step as simulated (the YE part); "
                      "nothing can be simulated")
             return
-        if self.start != seed or self.definition.next_step(seed) != simulated:
+        if self.start != seed:
             self.add(["simulate_img_gen"], f"{simulated} can only be simulated when the variants start at "
                      f"{seed} (this scenario has start: {self.start})")
+            return
+        rerun = _reruns(self.definition, simulated)
+        if rerun is not None:
+            self.add(["simulate_img_gen"], f"the runner writes {simulated} once per variant, but the pipeline "
+                     f"definition retries {rerun[0]} to ({rerun[1][0]}, {rerun[1][1]}), after which {simulated} "
+                     "must run again; let the pipeline's YE part run it (no simulate_img_gen)")
             return
         if not isinstance(sim, dict):
             return
@@ -310,6 +316,16 @@ def pipeline_problems(config: dict[str, Any], root: Located, prefix: list[str | 
             add(["faults", i, "times"], f"fails {fault['times']} time(s) but max_retries is "
                 f"{config.get('max_retries', 2)}: it would end failed (use kind 'fail' for that)")
     return problems
+
+
+def _reruns(definition: Definition, simulated: str) -> tuple[str, tuple[str, str]] | None:
+    """A variant step whose retry sends the row back to where the simulated step must run again."""
+    at = definition.index(simulated)
+    for step in definition.variant_steps:
+        target = step.retry_to
+        if target is not None and (definition.index(target[0]) < at or target == (simulated, "queued")):
+            return step.name, target
+    return None
 
 
 def expected_steps(doc: dict[str, Any], definition: Definition = DEFAULT) -> list[str]:

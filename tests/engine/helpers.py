@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from runner.db.connect import Database
+from runner.definition import DEFAULT, Definition
 from runner.engine.events import Emitter, Event
 from runner.engine.results import ScenarioResult
 from runner.engine.run import RunSettings, ScenarioRun
@@ -37,3 +38,9 @@ def run(db: Database, tmp_path: Path, text: str, stop: threading.Event | None = 
     config = RunSettings(**{"reference_pipeline": True, "asset_dir": tmp_path / "assets", **settings})
     runner = ScenarioRun(scenario, db, config, Emitter([events.append, *handlers]), stop)
     return Outcome(runner.execute(), runner, events)
+
+
+def retrying(step: str, to: tuple[str, str]) -> Definition:
+    """The built-in definition with `step` retried at `to` instead."""
+    steps = tuple(dataclasses.replace(s, retry_to=to) if s.name == step else s for s in DEFAULT.variant_steps)
+    return dataclasses.replace(DEFAULT, variant_steps=steps, name=f"{step} retried at {to}", sha256="")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from runner.definition import DEFAULT, Definition, Step
 from runner.engine.asserts import final_problems, walk
 from runner.trace import Transition
-from runner.scenario.model import Expectations
+from runner.scenario.model import Expectations, State
 from tests.db.helpers import load
+from tests.engine.helpers import retrying
 from tests.pipeline.rig import full_trace
 
 NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
@@ -24,8 +28,9 @@ def expectations(tmp_path: Path, text: str = "") -> Expectations:
     return load(tmp_path, "name: t\n" + text).expect
 
 
-def kinds(states, expect: Expectations, order: int = 1, start: str = "user_img_input") -> list[tuple[str, str | None]]:
-    state = walk(trace(states), expect, order, start)
+def kinds(states, expect: Expectations, order: int = 1, start: str = "user_img_input",
+          definition: Definition = DEFAULT) -> list[tuple[str, str | None]]:
+    state = walk(trace(states), expect, order, start, definition)
     problems = state.problems + final_problems(state, expect, order)
     return [(p.kind, p.step) for p in problems]
 
@@ -163,3 +168,94 @@ def test_a_forward_jump_seen_only_by_a_reconciling_read_is_a_gap_not_a_skip(tmp_
     state = walk(transitions, expectations(tmp_path), 1, "user_img_input")
     assert state.problems == [] and state.gaps == 1 and state.finished
     assert kinds(states, expectations(tmp_path)) == [("skipped_step", "yolo_detect")]  # seen by NOTIFY: a skip
+
+
+START_OVER = retrying("overlay", ("user_img_input", "done"))
+"""A deployment that retries a failed overlay from the very start ("start this variant over")."""
+OVERLAY_FAILS = [("overlay", "running"), ("overlay", "failed")]
+
+
+def test_a_declared_retry_back_to_the_seeded_state_starts_the_walk_over(tmp_path: Path):
+    """Issue 18, item 4: it was reported as going backwards; it is a retry, counted against the limit."""
+    states = full_trace(until="planner") + OVERLAY_FAILS + full_trace()
+    allowed = expectations(tmp_path, "expect: {retries: {overlay: 1}}\n")
+    state = walk(trace(states), allowed, 1, "user_img_input", START_OVER)
+    assert state.problems == [] and state.finished and state.retries == {"overlay": 1}
+    assert final_problems(state, allowed, 1) == []
+    undeclared = walk(trace(states), expectations(tmp_path), 1, "user_img_input", START_OVER)
+    assert [(p.kind, p.what) for p in undeclared.problems] == [("retry_limit", "retried overlay 1 time(s); 0 allowed")]
+    twice = full_trace(until="planner") + OVERLAY_FAILS + full_trace(until="planner") + OVERLAY_FAILS + full_trace()
+    assert [p.what for p in walk(trace(twice), allowed, 1, "user_img_input", START_OVER).problems] == [
+        "retried overlay 2 time(s); 1 allowed"]
+    assert ("backwards", "img_gen") in kinds(states, allowed)  # without the rule it is not a retry
+
+
+def test_a_retry_back_before_the_start_walks_the_steps_up_to_the_start_again(tmp_path: Path):
+    """A variant seeded at img_gen and retried from user_img_input runs img_gen again, in order."""
+    expect = expectations(tmp_path, "start: img_gen\nexpect: {retries: {overlay: 1}}\n")
+    failed = full_trace(start="img_gen", until="planner") + OVERLAY_FAILS
+    assert kinds(failed + full_trace(), expect, start="img_gen", definition=START_OVER) == []
+    straight_on = failed + [("user_img_input", "done")] + full_trace(start="img_gen")[1:]
+    state = walk(trace(straight_on), expect, 1, "img_gen", START_OVER)
+    assert [(p.kind, p.what) for p in state.problems] == [
+        ("skipped_step", "skipped img_gen (went from user_img_input straight to vlm_analyze)")]
+
+
+def test_a_retry_to_an_earlier_queued_step_resumes_there(tmp_path: Path):
+    states = full_trace(until="planner") + OVERLAY_FAILS + [("planner", "queued"), ("planner", "running"),
+                                                            ("planner", "done")] + full_trace(start="planner")[1:]
+    again = retrying("overlay", ("planner", "queued"))
+    assert kinds(states, expectations(tmp_path, "expect: {retries: {overlay: 1}}\n"), definition=again) == []
+
+
+class Name(str):
+    """A step name whose every comparison is a Python call, so a profiler counts the checker's work."""
+
+    __hash__ = str.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return str.__eq__(self, other)
+
+
+def long_pipeline(steps: int) -> tuple[Definition, Expectations, list[Transition]]:
+    """A definition of `steps` variant steps (built in Python: files stop at 200) and a variant walking it."""
+    names = [f"s{i}" for i in range(steps)]
+    definition = Definition(variant_steps=tuple(Step(n) for n in names), seed_states=(names[0],))
+    expect = Expectations(steps=tuple(names[1:]), final_variant=State(names[-1], "done"), final_job=None)
+    states = [(names[0], "done")] + [(n, status) for n in names[1:] for status in ("running", "done")]
+    return definition, expect, [Transition("v", "j", "v", Name(s), st, NOW, NOW, float(i))
+                                for i, (s, st) in enumerate(states)]
+
+
+def calls(work: Callable[[], object]) -> int:
+    """The Python calls `work` makes (a step-name comparison is one): work measured without a clock."""
+    count = 0
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        nonlocal count
+        count += event == "call"
+
+    sys.setprofile(profile)
+    try:
+        work()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def test_the_checker_does_linear_work_in_the_number_of_steps():
+    """Issue 18, item 13: looking expected steps up in a list made one walk quadratic; four times the steps
+    must cost about four times the work, not sixteen."""
+    def work(steps: int) -> int:
+        definition, expect, transitions = long_pipeline(steps)
+        state = None
+
+        def run() -> None:
+            nonlocal state
+            state = walk(transitions, expect, 1, "s0", definition)
+        spent = calls(run)
+        assert state is not None and state.finished and state.problems == []
+        return spent
+
+    small, large = work(100), work(400)
+    assert large < 5 * small, (small, large)

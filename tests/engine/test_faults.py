@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.db.connect import Database
-from tests.engine.helpers import run
+from tests.engine.helpers import retrying, run
 
 BASE = "simulate_img_gen: true\ntimeouts: {step: 20s, stall: 20s, job: 60s}\n"
 
@@ -127,3 +127,32 @@ def test_every_failure_of_a_run_is_reported(db: Database, tmp_path: Path):
     outcome = run(db, tmp_path, f"name: many\n{BASE}reference_pipeline: {{faults: {faults}}}\n")
     assert outcome.kinds() == {"skipped_step", "duplicate_terminal", "unexpected_failure"}
     assert {f.creation_order for f in outcome.result.all_failures} == {1, 2, 3}
+
+
+RETRIED = ("expect: {retries: {overlay: {min: 1, max: 1, variants: [2]}}}\n"
+           "reference_pipeline: {faults: [{kind: fail_then_retry, step: overlay, variants: [2]}]}\n")
+
+
+def test_a_retry_back_to_the_seeded_state_is_a_declared_retry(db: Database, tmp_path: Path):
+    """Issue 18, item 4: the pipeline started variant #2 over, as its definition says, and the checker called it
+    going backwards. No simulate_img_gen: the reference pipeline runs img_gen again, as a YE part would."""
+    text = f"name: start-over\ntimeouts: {{step: 20s, stall: 20s, job: 60s}}\n{RETRIED}"
+    outcome = run(db, tmp_path, text, definition=retrying("overlay", ("user_img_input", "done")))
+    assert outcome.result.outcome == "passed", [f.text() for f in outcome.result.all_failures]
+    job = outcome.result.jobs[0]
+    states = [t.state for t in job.variants[job.seeded.variant(2).id].transitions]
+    back = states.index(("overlay", "failed")) + 1
+    assert states[back:back + 3] == [("user_img_input", "done"), ("img_gen", "running"), ("img_gen", "done")]
+    assert job.retries == {2: {"overlay": 1}}
+
+
+def test_a_retry_to_an_earlier_step_queued_is_picked_up(db: Database, tmp_path: Path):
+    """A retry to (planner, queued) left the variant waiting for its timeout: the reference pipeline only
+    resumed queued rows at the failed step itself."""
+    text = f"name: planner-again\n{BASE.replace('step: 20s', 'step: 5s')}{RETRIED}"
+    outcome = run(db, tmp_path, text, definition=retrying("overlay", ("planner", "queued")))
+    assert outcome.result.outcome == "passed", [f.text() for f in outcome.result.all_failures]
+    job = outcome.result.jobs[0]
+    states = [t.state for t in job.variants[job.seeded.variant(2).id].transitions]
+    back = states.index(("overlay", "failed")) + 1
+    assert states[back:back + 3] == [("planner", "queued"), ("planner", "running"), ("planner", "done")]
