@@ -117,7 +117,8 @@ def describe_table(snapshot: catalog.Catalog, name: str) -> str:
               help="Delete what the run in this JSON report created (where there is no registry).")
 @click.option("--tenant", metavar="TENANT", help="Delete every job of this test tenant, and the tenant.")
 @click.option("--older-than", metavar="DURATION",
-              help="Delete what every run older than this kept (from the run registry), e.g. 7d, 12h.")
+              help="Delete what every finished run older than this kept (from the run registry), e.g. 7d, 12h; "
+                   "runs still going are skipped, and said so.")
 @click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
 @options.database_url
 @options.tenant_pattern
@@ -128,7 +129,9 @@ def cleanup(run_id: str | None, report: Path | None, tenant: str | None, older_t
 
     Dependent rows are found from the database's foreign keys and deleted first. Rows of
     another run or tenant are never touched: if the rows to delete reach them, nothing is
-    deleted. Prints the number of rows per table.
+    deleted. A run that has not finished is never touched either (its process holds its lock,
+    or is alive, or was seen recently); --force accepts a run whose state cannot be told, never
+    a live one. Prints the number of rows per table.
     """
     handle_errors(_cleanup)(run_id, report, tenant, older_than, dry_run, database_url, tenant_pattern, force)
 
@@ -148,11 +151,16 @@ def _cleanup(run_id: str | None, report: Path | None, tenant: str | None, older_
     with open_database(database_url) as database, contextlib.closing(database.connect("ye-run cleanup")) as conn:
         snapshot = catalog.read(conn)
         if tenant is not None:
-            print_counts(f"tenant {tenant}", cleanup_module.cleanup_tenant(conn, snapshot, tenant, dry_run))
+            print_counts(f"tenant {tenant}", cleanup_module.cleanup_tenant(conn, snapshot, tenant, dry_run, force))
             return
         for record in records or [_from_registry(conn, snapshot, run_id)]:
             guard.check_tenant(record.tenant_id, tenant_pattern, force, action="delete from")
-            result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run, untrusted=bool(records))
+            try:
+                result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run, untrusted=bool(records),
+                                                    force=force)
+            except cleanup_module.LiveRun as exc:
+                raise GuardError(f"refusing to clean up {exc}; nothing was deleted: its own cleanup policy "
+                                 f"applies when it ends, or `ye-run cleanup --run {exc.run_id}` once it has") from None
             print_counts(f"run {record.run_id} (tenant {record.tenant_id})", result)
 
 
@@ -174,38 +182,58 @@ def _cleanup_older(seconds: float, dry_run: bool, database_url: str | None, tena
                 if run.age >= seconds]
         if not kept:
             click.echo(f"no run older than {durations.format_seconds(seconds)} kept rows")
+        skipped = 0
         for run in kept:
             record = _from_registry(conn, snapshot, run.run_id)
             try:
                 guard.check_tenant(record.tenant_id, tenant_pattern, force, action="delete from")
+                result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run, force=force)
+            except cleanup_module.LiveRun as exc:
+                skipped += 1
+                click.echo(f"skipped run {run.run_id}: not finished ({exc.status})", err=True)
+                continue
             except GuardError as exc:
                 click.echo(f"skipped run {run.run_id}: {exc}", err=True)
                 continue
             print_counts(f"run {run.run_id} (tenant {record.tenant_id}, {durations.format_seconds(run.age)} old)",
-                         cleanup_module.cleanup_run(conn, snapshot, record, dry_run))
+                         result)
+        if skipped:
+            click.echo(f"{skipped} run(s) not finished were skipped; their rows are theirs until they end", err=True)
 
 
 def _registry_conn(conn, snapshot: catalog.Catalog):  # type: ignore[no-untyped-def]
-    if not requirements.registry_available(snapshot):
-        raise SchemaMissingError("this database has no run registry (ye_run_runs); install it with `ye-run db init`")
+    _need_registry(snapshot, "install it with `ye-run db init`")
     return conn
+
+
+def _need_registry(snapshot: catalog.Catalog, otherwise: str) -> None:
+    if requirements.registry_outdated(snapshot):
+        raise SchemaMissingError("this database's run registry is from an older ye-run (it records no run owners, so "
+                                 "a live run cannot be told from a finished one); update it with `ye-run db init`")
+    if not requirements.registry_available(snapshot):
+        raise SchemaMissingError(f"this database has no run registry (ye_run_runs); {otherwise}")
 
 
 @click.command("runs")
 @click.option("--kept", is_flag=True, help="Only runs whose rows are still there (not cleaned up).")
 @options.database_url
 def runs(kept: bool, database_url: str | None) -> None:
-    """List the runs in the run registry: id, scenario, tenant, age, outcome, rows kept."""
+    """List the runs in the run registry: id, scenario, tenant, age, outcome, rows kept, state.
+
+    The state is what a cleaner sees: running (its lock is held), alive (reconnecting),
+    recently seen, finished, or abandoned (no verdict, its process gone).
+    """
     handle_errors(_runs)(kept, database_url)
 
 
 def _runs(kept: bool, database_url: str | None) -> None:
     with open_database(database_url) as database, contextlib.closing(database.connect("ye-run runs")) as conn:
         found = registry.runs(_registry_conn(conn, catalog.read(conn)), kept_only=kept)
-    click.echo(f"{'run':24} {'scenario':24} {'tenant':28} {'age':>7} {'outcome':12} rows kept")
+    click.echo(f"{'run':24} {'scenario':24} {'tenant':28} {'age':>7} {'outcome':12} {'rows kept':>9} state")
     for run in found:
         click.echo(f"{run.run_id:24} {run.scenario[:24]:24} {run.tenant_id[:28]:28} "
-                   f"{durations.format_seconds(run.age):>7} {run.outcome or 'no verdict':12} {run.rows_kept}")
+                   f"{durations.format_seconds(run.age):>7} {run.outcome or 'no verdict':12} {run.rows_kept:>9} "
+                   f"{run.status.state.value}")
     click.echo(f"{len(found)} run(s)", err=True)
 
 
@@ -244,9 +272,7 @@ def _dig(doc: object, *keys: str) -> object:
 
 
 def _from_registry(conn, snapshot: catalog.Catalog, run_id: str | None) -> registry.RunRecord:  # type: ignore[no-untyped-def]
-    if not requirements.registry_available(snapshot):
-        raise SchemaMissingError("this database has no run registry (ye_run_runs); clean up with --tenant or "
-                                 "--report, or install the registry with `ye-run db init`")
+    _need_registry(snapshot, "clean up with --tenant or --report, or install the registry with `ye-run db init`")
     found = registry.load(conn, run_id or "")
     if found is None:
         raise InputError(f"no run {run_id!r} in the run registry")

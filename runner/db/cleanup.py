@@ -1,9 +1,12 @@
 """Deleting what a run (or a test tenant) created, and every row that references it.
 
-The rows to delete are found from the catalog's foreign keys, breadth first from the seeded
-rows, and locked as they are found (a pipeline still writing cannot move them). Before
-anything is deleted, the set is checked: it must not reach another tenant's rows or another
-run's jobs. Deletion runs children first, in one transaction; `--dry-run` rolls it back.
+Only a run that has finished (or is proven gone) is cleaned by anyone but itself: its advisory
+lock and its owner say so (`liveness`), and a live run is refused whatever the flags. The rows to
+delete are found from the catalog's foreign keys, breadth first from the seeded rows, and locked
+as they are found (a pipeline still writing cannot move them); rows outside that set are only
+read, never locked. Before anything is deleted, the set is checked: it must not reach another
+tenant's rows or another run's jobs. Deletion runs children first, in one transaction;
+`--dry-run` rolls it back.
 """
 
 from __future__ import annotations
@@ -16,10 +19,19 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
-from runner.db import failures, registry as registry_module
+from runner.db import failures, liveness, registry as registry_module
 from runner.db.catalog import Catalog
 from runner.db.requirements import registry_available
 from runner.errors import GuardError, InfrastructureError
+
+
+class LiveRun(GuardError):
+    """A cleaner met a run that has not finished: its rows are not touched (never overridden for a live run)."""
+
+    def __init__(self, run_id: str, status: liveness.Status):
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id}: it has not finished ({status})")
 
 IMPLICIT = (
     ("jobs_variants", ("job_id",), "jobs", ("job_id",)),
@@ -28,9 +40,9 @@ IMPLICIT = (
     ("ye_run_history", ("job_id",), "jobs", ("job_id",)),
 )
 """Relations followed even where a deployment declares no foreign key for them."""
-LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'"
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'; SET LOCAL application_name = 'ye-run cleanup'"
 """Another session holding the rows (a pipeline stage, a person in psql) fails cleanup in 10 s, rolled back,
-instead of hanging it (and every signal with it)."""
+instead of hanging it (and every signal with it). The name shows a DBA what the run's connection is doing."""
 
 
 @dataclass
@@ -45,17 +57,25 @@ class CleanupResult:
 
 
 def cleanup_run(conn: psycopg2.extensions.connection, catalog: Catalog, record: registry_module.RunRecord,
-                dry_run: bool = False, untrusted: bool = False) -> CleanupResult:
-    """Delete a run's rows and their dependents; never another run's or tenant's rows.
+                dry_run: bool = False, untrusted: bool = False, own: bool = False,
+                force: bool = False) -> CleanupResult:
+    """Delete a run's rows and their dependents; never another run's or tenant's rows, never a live run's.
 
-    `untrusted`: the record comes from a file anyone could have written (`--report`), so every row it
-    names must show, by its tenant_id or job_id, that it belongs to the run.
+    `own`: the run cleans up after itself (it holds its own lock). Otherwise the run must have finished or be
+    proven gone; `force` accepts a run whose state cannot be told (an older ye-run's, or one on another host seen
+    recently), never one whose lock is held or whose process is alive. `untrusted`: the record comes from a file
+    anyone could have written (`--report`), so every row it names must show, by a tenant_id or job_id that is
+    not NULL, that it belongs to the run.
     """
     if untrusted:
         _check_provable(catalog, record)
     try:
         with conn.cursor() as cur:
             cur.execute(LOCK_TIMEOUT)
+            if not own:
+                ensure_finished(cur, catalog, record.run_id, force)
+            if untrusted:
+                _prove_rows(cur, catalog, record)
             closure = _Closure(cur, catalog)
             for table, keys in record.rows().items():
                 closure.add_keys(table, keys)
@@ -74,6 +94,83 @@ def cleanup_run(conn: psycopg2.extensions.connection, catalog: Catalog, record: 
         raise _failed(exc) from None
 
 
+def ensure_finished(cur: psycopg2.extensions.cursor, catalog: Catalog, run_id: str, force: bool) -> None:
+    """Hold the run's lock for this transaction (so it cannot come back mid-delete), and refuse a run that is
+    not finished; raises LiveRun."""
+    if liveness.held_here(cur, run_id):
+        return  # this session is the run
+    if not liveness.try_run(cur, run_id):
+        raise LiveRun(run_id, liveness.Status(liveness.State.RUNNING, "its process holds the run's lock"))
+    if not registry_available(catalog):
+        return
+    status = liveness.statuses(cur, [run_id]).get(run_id)
+    if status is None or status.state.cleanable:
+        return
+    if force and status.state in (liveness.State.RECENT, liveness.State.UNKNOWN):
+        return
+    raise LiveRun(run_id, status)
+
+
+def _ensure_tenant_idle(cur: psycopg2.extensions.cursor, catalog: Catalog, tenant_id: str, force: bool) -> None:
+    """No live run on the tenant: none holds it (a run holds its tenant from registration to verdict), and the
+    registry knows of none that has not finished (one reconnecting holds nothing for a moment)."""
+    if not liveness.try_tenant(cur, tenant_id):
+        raise GuardError(f"refusing to clean up tenant {tenant_id}: a run on it is still going (it holds the "
+                         "tenant); nothing was deleted; try again when it has finished")
+    if not registry_available(catalog):
+        return
+    cur.execute("SELECT run_id FROM ye_run_runs WHERE tenant_id = %s AND finished_at IS NULL AND cleaned_at IS NULL",
+                (tenant_id,))
+    found = liveness.statuses(cur, [row[0] for row in cur.fetchall()])
+    live = [(run_id, status) for run_id, status in sorted(found.items()) if not status.state.cleanable
+            and not (force and status.state in (liveness.State.RECENT, liveness.State.UNKNOWN))]
+    if live:
+        runs = "; ".join(f"run {run_id} ({status})" for run_id, status in live)
+        raise GuardError(f"refusing to clean up tenant {tenant_id}: {runs}; nothing was deleted")
+
+
+def _prove_rows(cur: psycopg2.extensions.cursor, catalog: Catalog, record: registry_module.RunRecord) -> None:
+    """Every row a report names must carry the run's tenant, or one of the run's jobs that does: NULL proves
+    nothing, so a row with neither is refused (and so is the whole cleanup)."""
+    jobs = _owned_jobs(cur, catalog, record)
+    refused = []
+    for table, keys in sorted(record.rows().items()):
+        found = catalog.table(table)
+        if found is None or not found.primary_key or not keys:
+            continue
+        columns = [c for c in ("tenant_id", "job_id") if found.has(c)]
+        select = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns)
+        cur.execute(sql.SQL("SELECT {s} FROM {t} WHERE {w}").format(s=select, t=sql.Identifier(table),
+                                                                     w=_keys_where(found.primary_key, keys)),
+                    [str(v) for key in keys for v in key])
+        for row in cur.fetchall():
+            values = dict(zip(columns, row))
+            if values.get("tenant_id") != record.tenant_id and values.get("job_id") not in jobs:
+                refused.append(table)
+                break
+    if refused:
+        raise GuardError(f"refusing to clean up from a report: it names rows of {', '.join(refused)} that do not "
+                         f"show they belong to the run (tenant_id is not {record.tenant_id!r} and job_id is not "
+                         "one of its jobs; NULL proves nothing); nothing was deleted")
+
+
+def _owned_jobs(cur: psycopg2.extensions.cursor, catalog: Catalog, record: registry_module.RunRecord) -> set[str]:
+    """The report's jobs that really are the run's tenant's."""
+    ids = record.job_ids
+    if not ids or not catalog.has("jobs", "tenant_id"):
+        return set()
+    cur.execute("SELECT job_id::text FROM jobs WHERE job_id::text = ANY(%s) AND tenant_id = %s",
+                (ids, record.tenant_id))
+    return {row[0] for row in cur.fetchall()}
+
+
+def _keys_where(primary_key: tuple[str, ...], keys: list[tuple]) -> sql.Composable:
+    columns = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in primary_key)
+    tuples = sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(k)))
+                                for k in keys)
+    return sql.SQL("({}) IN ({})").format(columns, tuples)
+
+
 def _check_provable(catalog: Catalog, record: registry_module.RunRecord) -> None:
     unprovable = sorted(table for table in record.rows()
                         if not (catalog.has(table, "tenant_id") or catalog.has(table, "job_id")))
@@ -84,11 +181,13 @@ def _check_provable(catalog: Catalog, record: registry_module.RunRecord) -> None
 
 
 def cleanup_tenant(conn: psycopg2.extensions.connection, catalog: Catalog, tenant_id: str,
-                   dry_run: bool = False) -> CleanupResult:
-    """Delete every job, asset and tenant row of a test tenant, and everything that references them."""
+                   dry_run: bool = False, force: bool = False) -> CleanupResult:
+    """Delete every job, asset and tenant row of a test tenant, and everything that references them; refused
+    while a run on the tenant has not finished."""
     try:
         with conn.cursor() as cur:
             cur.execute(LOCK_TIMEOUT)
+            _ensure_tenant_idle(cur, catalog, tenant_id, force)
             closure = _Closure(cur, catalog)
             for table in ("jobs", "image_assets", "tenants"):
                 if catalog.has(table, "tenant_id"):
@@ -135,11 +234,7 @@ class _Closure:
         found = self.catalog.table(table)
         if found is None or not found.primary_key or not keys:
             return
-        columns = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in found.primary_key)
-        tuples = sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(k)))
-                                    for k in keys)
-        where = sql.SQL("({}) IN ({})").format(columns, tuples)
-        self.add_where(table, where, [str(v) for key in keys for v in key])
+        self.add_where(table, _keys_where(found.primary_key, keys), [str(v) for key in keys for v in key])
 
     def add_where(self, table: str, where: sql.Composable, params: list) -> None:
         query = sql.SQL("SELECT ctid::text FROM {t} WHERE {w} FOR UPDATE").format(t=sql.Identifier(table), w=where)
@@ -201,19 +296,43 @@ class _Closure:
 
 
 def _maybe_tenant(cur: psycopg2.extensions.cursor, catalog: Catalog, closure: _Closure, tenant_id: str) -> str:
-    """Add the run's tenant row when nothing outside the run still refers to it."""
+    """Add the run's tenant row when no live run holds the tenant and nothing outside the run refers to it.
+
+    Only the tenant row (the run's own: it created it) is locked; other rows are only read, so this can never
+    deadlock with another run or the pipeline working on the same tenant.
+    """
     if not catalog.has("tenants", "tenant_id"):
         return ""
-    probe = _Closure(cur, catalog)
-    probe.add_where("tenants", sql.SQL("tenant_id = %s"), [tenant_id])
-    probe.expand()
-    outside = {t: ctids - closure.rows.get(t, set()) for t, ctids in probe.rows.items() if t != "tenants"}
-    still_used = {t: len(c) for t, c in outside.items() if c}
-    if still_used:
-        uses = ", ".join(f"{n} {t}" for t, n in sorted(still_used.items()))
-        return f"kept tenant {tenant_id}: still referenced by {uses}"
-    closure.rows.setdefault("tenants", set()).update(probe.rows.get("tenants", set()))
+    if not liveness.try_tenant(cur, tenant_id):
+        return f"kept tenant {tenant_id}: another run is using it"
+    cur.execute("SELECT ctid::text FROM tenants WHERE tenant_id = %s FOR UPDATE", (tenant_id,))
+    mine = [row[0] for row in cur.fetchall()]
+    users = _tenant_users(cur, catalog, closure, tenant_id)
+    if users:
+        return f"kept tenant {tenant_id}: still referenced by rows of {', '.join(users)}"
+    closure.rows.setdefault("tenants", set()).update(mine)
     return ""
+
+
+def _tenant_users(cur: psycopg2.extensions.cursor, catalog: Catalog, closure: _Closure, tenant_id: str) -> list[str]:
+    """Tables with rows outside the closure that name the tenant (by foreign key or a tenant_id column)."""
+    checks: list[tuple[str, sql.Composable]] = []
+    for fk in catalog.referencing("tenants"):
+        join = sql.SQL(" AND ").join(sql.SQL("c.{} = p.{}").format(sql.Identifier(a), sql.Identifier(b))
+                                     for a, b in zip(fk.columns, fk.ref_columns))
+        checks.append((fk.table, sql.SQL("FROM {c} c JOIN tenants p ON {j} WHERE p.tenant_id = %s").format(
+            c=sql.Identifier(fk.table), j=join)))
+    declared = {fk.table for fk in catalog.referencing("tenants")}
+    for table in sorted(catalog.tables):
+        if table not in declared | {"tenants", "ye_run_runs"} and catalog.has(table, "tenant_id"):
+            checks.append((table, sql.SQL("FROM {c} c WHERE c.tenant_id::text = %s").format(c=sql.Identifier(table))))
+    users = []
+    for table, source in checks:
+        cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 {s} AND NOT c.ctid = ANY(%s::tid[]))").format(s=source),
+                    (tenant_id, list(closure.rows.get(table, set()))))
+        if cur.fetchone()[0] and table not in users:
+            users.append(table)
+    return sorted(users)
 
 
 def _delete(cur: psycopg2.extensions.cursor, closure: _Closure, dry_run: bool, notes: list[str]) -> CleanupResult:

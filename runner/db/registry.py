@@ -12,6 +12,8 @@ from typing import Any
 
 import psycopg2.extensions
 
+from runner.db import liveness
+
 
 def new_run_id() -> str:
     """`20261126T101500-3fa9c1`: sortable by time, unique by its random tail."""
@@ -124,10 +126,34 @@ class RunRecord:
                 "rows": {table: keys(found) for table, found in self.iter_rows()}}
 
 
-def start(conn: psycopg2.extensions.connection, record: RunRecord) -> None:
+def start(conn: psycopg2.extensions.connection, record: RunRecord,
+          stale_after: float = liveness.DEFAULT_STALE) -> None:
+    """Register the run with its owner, and take its lock on `conn` (held until the connection closes):
+    from here on no cleaner touches its rows. `stale_after`: seconds of silence after which a run that lost its
+    lock counts as gone (its reconnect window and two heartbeats)."""
+    owner = liveness.Owner.this_process()
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO ye_run_runs (run_id, scenario, tenant_id) VALUES (%s, %s, %s)",
-                    (record.run_id, record.scenario, record.tenant_id))
+        cur.execute("INSERT INTO ye_run_runs (run_id, scenario, tenant_id, owner_host, owner_pid, owner_token, "
+                    "seen_at, stale_after) VALUES (%s, %s, %s, %s, %s, %s, now(), make_interval(secs => %s)); "
+                    + liveness.claim_sql(),
+                    (record.run_id, record.scenario, record.tenant_id, owner.host, owner.pid, owner.token,
+                     stale_after, record.run_id, record.tenant_id))
+    conn.commit()
+
+
+def claim(conn: psycopg2.extensions.connection, record: RunRecord, registered: bool) -> None:
+    """The run's locks (again, after a reconnect), and a sign of life where the run is registered."""
+    with conn.cursor() as cur:
+        cur.execute(liveness.claim_sql() + ("; UPDATE ye_run_runs SET seen_at = now() WHERE run_id = %s"
+                                            if registered else ""),
+                    (record.run_id, record.tenant_id) + ((record.run_id,) if registered else ()))
+    conn.commit()
+
+
+def heartbeat(conn: psycopg2.extensions.connection, run_id: str) -> None:
+    """A sign of life for cleaners on other hosts, who cannot see this process (every `liveness.HEARTBEAT`)."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE ye_run_runs SET seen_at = now() WHERE run_id = %s", (run_id,))
     conn.commit()
 
 
@@ -203,6 +229,8 @@ class RunSummary:
     outcome: str | None
     rows_kept: int
     """Rows it recorded as seeded that no cleanup has removed (0 once cleaned)."""
+    status: liveness.Status
+    """Whether it is still going, as a cleaner sees it."""
 
 
 def runs(conn: psycopg2.extensions.connection, kept_only: bool = False) -> list[RunSummary]:
@@ -212,6 +240,8 @@ def runs(conn: psycopg2.extensions.connection, kept_only: bool = False) -> list[
                     "r.outcome, CASE WHEN r.cleaned_at IS NULL THEN (SELECT count(*) FROM ye_run_seeded s "
                     "WHERE s.run_id = r.run_id) ELSE 0 END FROM ye_run_runs r "
                     "WHERE NOT %s OR r.cleaned_at IS NULL ORDER BY r.started_at DESC", (kept_only,))
-        found = [RunSummary(*row) for row in cur.fetchall()]
+        rows = cur.fetchall()
+        states = liveness.statuses(cur, [row[0] for row in rows])
     conn.rollback()
+    found = [RunSummary(*row, status=states[row[0]]) for row in rows]
     return [run for run in found if run.rows_kept or not kept_only]

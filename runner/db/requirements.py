@@ -51,8 +51,19 @@ def history_available(catalog: Catalog) -> bool:
     return catalog.has("ye_run_history") and {"ye_run_history_variant", "ye_run_history_job"} <= names
 
 
+OWNER_COLUMNS = ("owner_host", "owner_pid", "owner_token", "seen_at", "stale_after")
+"""What a registry needs so cleaners can tell a live run (`ye-run db init` adds them to an older registry)."""
+
+
 def registry_available(catalog: Catalog) -> bool:
-    return catalog.has("ye_run_runs") and catalog.has("ye_run_seeded")
+    """The run registry is installed and current (an outdated one is not written to: its runs could not be told
+    apart from finished ones)."""
+    return (catalog.has("ye_run_runs") and catalog.has("ye_run_seeded")
+            and all(catalog.has("ye_run_runs", c) for c in OWNER_COLUMNS))
+
+
+def registry_outdated(catalog: Catalog) -> bool:
+    return catalog.has("ye_run_runs") and not registry_available(catalog)
 
 
 def findings(catalog: Catalog, variant_channel: str = VARIANT_CHANNEL,
@@ -77,5 +88,7 @@ def findings(catalog: Catalog, variant_channel: str = VARIANT_CHANNEL,
                        "complete traces" if history_available(catalog)
                        else "absent: LISTEN + reconciling reads, gaps possible (ye-run db init installs it)"))
     out.append(Finding("ye-run run registry (ye_run_runs, ye_run_seeded)", registry_available(catalog), False,
-                       "" if registry_available(catalog) else "absent: runs are recorded in reports only"))
+                       "" if registry_available(catalog) else
+                       "outdated: no run owners; `ye-run db init` updates it" if registry_outdated(catalog) else
+                       "absent: runs are recorded in reports only"))
     return out

@@ -11,7 +11,8 @@ from runner.db import catalog as catalog_module
 from runner.db.requirements import REFERENCE_TABLES
 from runner.errors import SchemaMissingError
 
-SCHEMA_VERSION = "ye-run schema 1"
+SCHEMA_VERSION = "ye-run schema 2"
+"""Bumped whenever runner.sql changes: `install` re-applies it (idempotently) to an older registry."""
 _LOCK_KEY = 0x79652D72756E  # "ye-run": serialises concurrent installs across processes
 
 

@@ -20,7 +20,7 @@ def test_runs_lists_what_was_kept_and_older_than_removes_it(database_with, tmp_p
     listed = CliRunner().invoke(cli, ["runs", "--kept", "--database-url", url])
     assert listed.exit_code == 0, listed.output
     (line,) = [l for l in listed.stdout.splitlines() if l.startswith(kept.run_id)]
-    assert " kept " in line and " passed " in line and line.split()[-1] != "0"
+    assert " kept " in line and " passed " in line and line.split()[-2] != "0" and line.split()[-1] == "finished"
     young = CliRunner().invoke(cli, ["cleanup", "--older-than", "1d", "--database-url", url])
     assert young.exit_code == 0 and "no run older than 24h kept rows" in young.stdout
     old = CliRunner().invoke(cli, ["cleanup", "--older-than", "0", "--database-url", url])

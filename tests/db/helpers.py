@@ -66,3 +66,12 @@ def job_row_counts(conn: psycopg2.extensions.connection, job_id: str) -> dict[st
         "jobs_variants": count(conn, "select count(*) from jobs_variants where job_id = %s", (job_id,)),
         "image_assets": count(conn, "select count(*) from image_assets where job_id = %s", (job_id,)),
     }
+
+
+def finish(s: Seeding, outcome: str = "passed") -> None:
+    """End the run as a run does: its verdict recorded, then its locks released (its process is still this one,
+    but a run that has let go of its lock with a verdict is finished)."""
+    registry.finish(s.conn, s.record, outcome)
+    with s.conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_unlock_all()")
+    s.conn.commit()

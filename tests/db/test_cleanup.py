@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli.main import cli
-from runner.db import catalog, cleanup
+from runner.db import catalog, cleanup, registry
 from runner.db.connect import Database
 from runner.errors import GuardError
 from tests.conftest import new_tenant
-from tests.db.helpers import count, job_row_counts, load, seeding
+from tests.db.helpers import count, finish, job_row_counts, load, seeding
 
 
 @pytest.fixture
@@ -95,6 +95,7 @@ def test_tenant_cleanup_removes_every_job_of_the_tenant(db: Database, tmp_path: 
     s = seeding(db, load(tmp_path, "name: s\nvariants: 2\n"), tmp_path, tenant=tenant, stack=stack)
     jobs = [s.seeder.seed_job(i) for i in (1, 2)]
     other = seeding(db, load(tmp_path, "name: s\nvariants: 1\n"), tmp_path, stack=stack).seeder.seed_job(1)
+    finish(s)  # a tenant is cleaned only once no run on it is going
     result = cleanup.cleanup_tenant(s.conn, catalog.read(s.conn), tenant)
     assert result.counts["jobs"] == 2 and result.counts["jobs_variants"] == 4 and result.counts["tenants"] == 1
     assert all(job_row_counts(s.conn, j.job_id)["jobs"] == 0 for j in jobs)
@@ -132,6 +133,10 @@ def test_cli_cleanup_by_run_report_and_tenant(db: Database, tmp_path: Path, stac
     s = seeding(db, load(tmp_path, "name: s\nvariants: 2\n"), tmp_path, stack=stack)
     job = s.seeder.seed_job(1)
     runner = CliRunner()
+    live = runner.invoke(cli, ["cleanup", "--run", s.record.run_id, "--force", "--database-url", url])
+    assert live.exit_code == 2 and "has not finished (running" in live.stderr and "nothing was deleted" in live.stderr
+    assert job_row_counts(s.conn, job.job_id)["jobs"] == 1
+    finish(s)
     dry = runner.invoke(cli, ["cleanup", "--run", s.record.run_id, "--dry-run", "--database-url", url])
     assert dry.exit_code == 0, dry.output
     assert "would delete" in dry.stdout and "jobs_variants" in dry.stdout
@@ -142,6 +147,7 @@ def test_cli_cleanup_by_run_report_and_tenant(db: Database, tmp_path: Path, stac
 
     second = seeding(db, load(tmp_path, "name: s\n"), tmp_path, stack=stack)
     other = second.seeder.seed_job(1)
+    finish(second)
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"run": {"record": second.record.to_json()}}))
     by_report = runner.invoke(cli, ["cleanup", "--report", str(report), "--database-url", url])
@@ -168,3 +174,49 @@ def test_injection_in_cleanup_tenant_is_refused_and_harmless(db: Database, tmp_p
         assert count(conn, "select count(*) from jobs") == before
 
 
+
+
+def _lock_job(db: Database, job_id: str, stack) -> None:  # type: ignore[no-untyped-def]
+    """Another session (a pipeline stage, a person in psql) holds a job row that is not the cleaner's."""
+    holder = db.connect("lock holder")
+    stack.callback(holder.close)
+    with holder.cursor() as cur:
+        cur.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", (job_id,))
+
+
+def test_the_tenant_creator_keeps_a_tenant_a_live_run_uses_without_touching_its_rows(db: Database, tmp_path: Path,
+                                                                                     stack):
+    """Was: the creator's cleanup locked every row of the tenant FOR UPDATE to see whether it was still used, and
+    waited on (or deadlocked with) the other run's rows."""
+    tenant = new_tenant()
+    creator = seeding(db, load(tmp_path, "name: quick\nvariants: 1\n"), tmp_path, tenant=tenant, stack=stack)
+    creator.seeder.seed_job(1)
+    assert creator.record.tenant_created
+    busy = seeding(db, load(tmp_path, "name: busy\nvariants: 1\n"), tmp_path, tenant=tenant, stack=stack)
+    theirs = busy.seeder.seed_job(1)
+    _lock_job(db, theirs.job_id, stack)
+    result = cleanup.cleanup_run(creator.conn, catalog.read(creator.conn), creator.record)
+    assert result.counts["jobs"] == 1 and "tenants" not in result.counts
+    assert result.notes == [f"kept tenant {tenant}: another run is using it"]
+    assert job_row_counts(creator.conn, theirs.job_id)["jobs"] == 1
+
+
+def test_a_tenant_still_referenced_by_kept_rows_is_kept_without_locking_them(db: Database, tmp_path: Path, stack):
+    tenant = new_tenant()
+    creator = seeding(db, load(tmp_path, "name: quick\nvariants: 1\n"), tmp_path, tenant=tenant, stack=stack)
+    creator.seeder.seed_job(1)
+    kept = seeding(db, load(tmp_path, "name: kept\nvariants: 1\n"), tmp_path, tenant=tenant, stack=stack)
+    theirs = kept.seeder.seed_job(1)
+    finish(kept)  # finished, rows kept (cleanup: never): it holds nothing, but its rows name the tenant
+    _lock_job(db, theirs.job_id, stack)
+    result = cleanup.cleanup_run(creator.conn, catalog.read(creator.conn), creator.record)
+    assert "tenants" not in result.counts
+    assert result.notes == [f"kept tenant {tenant}: still referenced by rows of image_assets, jobs"]
+
+
+def test_the_last_run_on_a_tenant_it_created_removes_it(db: Database, tmp_path: Path, stack):
+    tenant = new_tenant()
+    creator = seeding(db, load(tmp_path, "name: quick\nvariants: 1\n"), tmp_path, tenant=tenant, stack=stack)
+    creator.seeder.seed_job(1)
+    result = cleanup.cleanup_run(creator.conn, catalog.read(creator.conn), creator.record)
+    assert result.counts.get("tenants") == 1 and result.notes == []

@@ -12,6 +12,16 @@ CREATE TABLE IF NOT EXISTS ye_run_runs (
     cleaned_at      timestamptz
 );
 
+-- Who runs it (host, pid, a token unique to that process's life) and its last sign of life: a
+-- cleaner never deletes the rows of a run whose process is alive (see runner/db/liveness.py).
+-- Added by ALTER so a registry installed by an older ye-run gains them on `ye-run db init`.
+ALTER TABLE ye_run_runs
+    ADD COLUMN IF NOT EXISTS owner_host   text,
+    ADD COLUMN IF NOT EXISTS owner_pid    integer,
+    ADD COLUMN IF NOT EXISTS owner_token  text,
+    ADD COLUMN IF NOT EXISTS seen_at      timestamptz,
+    ADD COLUMN IF NOT EXISTS stale_after  interval;
+
 -- Every row a run seeded, by table and primary key (JSON array of the key's values).
 CREATE TABLE IF NOT EXISTS ye_run_seeded (
     run_id      text NOT NULL REFERENCES ye_run_runs (run_id) ON DELETE CASCADE,
