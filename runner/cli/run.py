@@ -66,6 +66,9 @@ from runner.scenario.model import Scenario
 @click.option("--reconnect-window", metavar="DURATION", default="30s", show_default=True,
               help="How long a run waits for a lost database (a restart) to come back before it ends with an "
                    "error (exit 3); meanwhile it says so, and then goes on where it was.")
+@click.option("--max-connections", metavar="N", type=click.IntRange(min=1), envvar="YE_MAX_CONNECTIONS",
+              help="Hold at most N connections at once. Whatever N, ye-run leaves 20% of the server's connections "
+                   "free for others; scenarios wait for connections, they never fail for want of them.")
 @options.pipeline_file
 @options.variables
 @options.tenant_pattern
@@ -75,8 +78,8 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
         dry_run: bool, junit_path: Path | None, json_path: Path | None, html_path: Path | None, verbose: int,
         quiet: bool, observe: str,
         variant_channel: str, job_channel: str, reference_pipeline: bool | None, asset_dir: Path | None,
-        asset_base_url: str | None, job_settle: str, reconnect_window: str, pipeline_file: Path | None,
-        variables: tuple[str, ...],
+        asset_base_url: str | None, job_settle: str, reconnect_window: str, max_connections: int | None,
+        pipeline_file: Path | None, variables: tuple[str, ...],
         tenant_pattern: str | None, force: bool) -> None:
     """Run scenarios: seed, (simulate img_gen,) observe every transition, assert, report, clean up.
 
@@ -120,7 +123,8 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
         from runner.report.html import HtmlReporter
 
         reporters.append(HtmlReporter(html_path))
-    options_ = SessionOptions(database_url, ephemeral, settings, reference_pipeline, parallel, fail_fast)
+    options_ = SessionOptions(database_url, ephemeral, settings, reference_pipeline, parallel, fail_fast,
+                              max_connections)
     sys.exit(handle_errors(_run_session)(chosen, options_, reporters))
 
 

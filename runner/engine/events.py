@@ -95,6 +95,8 @@ class SessionStarted:
     parallel: int
     database: str
     embedded: bool
+    budget: str = ""
+    """Said when the connection budget runs fewer scenarios at once than -j asks."""
 
 
 @dataclass(frozen=True, slots=True)

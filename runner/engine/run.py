@@ -24,7 +24,7 @@ import psycopg2
 import psycopg2.extensions
 
 from runner import bugs
-from runner.db import catalog as catalog_module, cleanup, failures, images, registry, requirements
+from runner.db import catalog as catalog_module, cleanup, failures, images, liveness, registry, requirements
 from runner.db.failures import ConnectionLost
 from runner.db.connect import Database, StatementCounter
 from runner.db.seed import Seeder
@@ -38,6 +38,7 @@ from runner.engine.simulate import ImgGenSimulator
 from runner.trace import Failure, Transition, VariantTrace
 from runner.engine.tracker import Tracker
 from runner.errors import InfrastructureError, InputError, Refused, YeRunError
+from runner.observe.hub import ListenHub
 from runner.observe.observer import ObserveSettings, Observer
 from runner.pipeline.host import PipelineHost
 from runner.pipeline.scope import Scope
@@ -76,8 +77,11 @@ class RunSettings:
 
 class ScenarioRun:
     def __init__(self, scenario: Scenario, database: Database, settings: RunSettings, emit: Emitter,
-                 stop: threading.Event | None = None, hurry: threading.Event | None = None):
+                 stop: threading.Event | None = None, hurry: threading.Event | None = None,
+                 hub: ListenHub | None = None):
         self.scenario = scenario
+        self.hub = hub
+        """The session's LISTEN connection, shared by its scenarios; None: the run opens one of its own."""
         self.database = database
         self.settings = settings
         self.emit = emit
@@ -109,6 +113,7 @@ class ScenarioRun:
         self._touched: set[str] = set()
         """Jobs with news since the loop last looked: the only candidates for judging."""
         self._next_check = 0.0
+        self._next_heartbeat = math.inf
         self._deadline: float | None = None
 
     # --- the whole run ------------------------------------------------------------------
@@ -141,6 +146,7 @@ class ScenarioRun:
                     job.outcome = "interrupted" if result.outcome == "interrupted" else "error"
             self._cleanup()
             self._finish_registry()
+            self._close()
             self.emit(ScenarioFinished(result))
         return result
 
@@ -177,19 +183,21 @@ class ScenarioRun:
     def _run(self, stack: contextlib.ExitStack) -> None:
         scenario, settings = self.scenario, self.settings
         conn = self.database.connect("ye-run", cursor_factory=self.statements.cursor_factory())
-        stack.callback(conn.close)
-        self.conn = conn
+        self.conn = conn  # held to the end, cleanup and verdict included: its lock tells cleaners the run is alive
         record = self.result.record
         assert record is not None
         snapshot, seeder, method = self.prepare(conn, stack)
         if self.has_registry:
-            registry.start(conn, record)
+            registry.start(conn, record, settings.reconnect_window + 2 * liveness.HEARTBEAT)
+            self._next_heartbeat = time.monotonic() + liveness.HEARTBEAT
+        else:  # no registry: the locks alone keep `cleanup --tenant` and other runs' tenant cleanup off
+            registry.claim(conn, record, registered=False)
         if method is None:
             self._seed_only(seeder)
             return
         observer = Observer(self.database, ObserveSettings(method, settings.variant_channel, settings.job_channel,
                                                            settings.heartbeat, settings.reconcile),
-                            cursor_factory=self.statements.cursor_factory())
+                            cursor_factory=self.statements.cursor_factory(), hub=self.hub)
         observer.start()
         stack.callback(observer.close)
         self.observer = observer
@@ -241,6 +249,11 @@ class ScenarioRun:
             if schedule.due(now, self.tracker.in_flight()):
                 self._seed(seeder, observer, host, simulator, now)
                 schedule.created_one(now)
+                continue
+            try:
+                self._heartbeat(now)
+            except ConnectionLost as exc:
+                self._reconnect(exc)
                 continue
             if simulator is not None:
                 try:
@@ -312,8 +325,7 @@ class ScenarioRun:
                                          f"{format_seconds(window)}): {why}"))
                 next_note = now + 5.0
             try:
-                conn = self.database.connect("ye-run", cursor_factory=self.statements.cursor_factory(),
-                                             connect_timeout=_retry_timeout(started + window - now))
+                conn = self._reopen(_retry_timeout(started + window - now))
                 break
             except InfrastructureError as exc:
                 if now - started >= window or self.stop.is_set():
@@ -329,6 +341,37 @@ class ScenarioRun:
             holder.conn = conn
         self.result.reconnects += 1
         self.emit(Note(self.ref, f"reconnected after {format_seconds(time.monotonic() - started)}; the run goes on"))
+
+    def _reopen(self, connect_timeout: int | None) -> psycopg2.extensions.connection:
+        """A new connection for the run, holding the run's lock again (a cleaner must still see the run alive)."""
+        conn = self.database.connect("ye-run", cursor_factory=self.statements.cursor_factory(),
+                                     **({"connect_timeout": connect_timeout} if connect_timeout else {}))
+        assert self.result.record is not None
+        try:
+            registry.claim(conn, self.result.record, registered=self.has_registry)
+        except psycopg2.Error as exc:
+            conn.close()
+            raise failures.describe(exc, "taking the run's lock again") from None
+        return conn
+
+    def _heartbeat(self, now: float) -> None:
+        """A sign of life in the registry, for cleaners on other hosts (they cannot see this process)."""
+        if not self.has_registry or now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + liveness.HEARTBEAT
+        try:
+            registry.heartbeat(self._writer, self.result.run_id)
+        except psycopg2.Error as exc:
+            with contextlib.suppress(psycopg2.Error):
+                self._writer.rollback()
+            raise failures.describe(exc, "recording a sign of life") from None
+
+    def _close(self) -> None:
+        """The run's connection goes last: closing it releases the run's lock, so cleaners may now see it finished."""
+        if self.conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self.conn.close()
+            self.conn = None
 
     def _job_ref(self, job: JobResult) -> JobRef:
         ref = self._job_refs.get(job.job_id)
@@ -462,6 +505,7 @@ class ScenarioRun:
         schedule = JobSchedule(self.scenario.mode, time.monotonic())
         while not schedule.exhausted(time.monotonic()) and not self.stop.is_set():
             now = time.monotonic()
+            self._heartbeat(now)
             if schedule.due(now, 0):
                 seeded = seeder.seed_job(schedule.created + 1)
                 job = JobResult(seeded, datetime.now(timezone.utc), now, {})
@@ -488,9 +532,8 @@ class ScenarioRun:
         if record is None or not self.has_registry:
             return
         try:
-            quick = {"connect_timeout": RETRY_CONNECT_TIMEOUT} if self.hurry.is_set() else {}  # a second signal
-            with contextlib.closing(self.database.connect("ye-run registry", **quick)) as conn:
-                registry.finish(conn, record, self.result.outcome)
+            quick = RETRY_CONNECT_TIMEOUT if self.hurry.is_set() else None  # a second signal
+            registry.finish(self._usable_conn(quick), record, self.result.outcome)
         except (InfrastructureError, psycopg2.Error):
             self.emit(Note(self.ref, f"the run registry could not record the verdict (database unreachable): "
                                      f"`ye-run runs` will show run {record.run_id} with no verdict; its rows are "
@@ -518,6 +561,8 @@ class ScenarioRun:
                 failure = failures.describe(exc, "cleaning up")
             finally:
                 self._cleanup_conn = None
+            if isinstance(failure, ConnectionLost):
+                self._close()  # the next attempt reconnects (and takes the run's lock again)
             now = time.monotonic()
             if self.hurry.is_set():
                 break
@@ -534,20 +579,30 @@ class ScenarioRun:
         self._cleanup_skipped()
 
     def _clean(self, record: registry.RunRecord, connect_timeout: int | None) -> None:
-        """One attempt: wait for the pipeline, then delete the run's rows in one transaction."""
+        """One attempt, on the run's own connection (its lock keeps other cleaners off): wait for the pipeline,
+        then delete the run's rows in one transaction."""
+        conn = self._usable_conn(connect_timeout)
+        self._cleanup_conn = conn
+        if not self._pipeline_done(conn):
+            self.emit(Note(self.ref, f"cleanup skipped: the pipeline was still working on the jobs after "
+                                     f"{format_seconds(self.settings.cleanup_wait)}; the rows are kept: "
+                                     f"ye-run cleanup --run {self.result.run_id} when it is done"))
+            return
+        self.result.cleanup = cleanup.cleanup_run(conn, catalog_module.read(conn), record, own=True)
+
+    def _usable_conn(self, connect_timeout: int | None) -> psycopg2.extensions.connection:
+        """The run's connection, out of any transaction an error left open; reopened (lock and all) if lost."""
+        if self.conn is not None:
+            try:
+                self.conn.rollback()
+                return self.conn
+            except psycopg2.Error:
+                self._close()
         try:
-            conn = self.database.connect("ye-run cleanup", **({"connect_timeout": connect_timeout}
-                                                               if connect_timeout else {}))
+            self.conn = self._reopen(connect_timeout)
         except InfrastructureError as exc:  # this run reached the server before: it is restarting, or gone
             raise ConnectionLost(str(exc)) from None
-        with contextlib.closing(conn):
-            self._cleanup_conn = conn
-            if not self._pipeline_done(conn):
-                self.emit(Note(self.ref, f"cleanup skipped: the pipeline was still working on the jobs after "
-                                         f"{format_seconds(self.settings.cleanup_wait)}; the rows are kept: "
-                                         f"ye-run cleanup --run {self.result.run_id} when it is done"))
-                return
-            self.result.cleanup = cleanup.cleanup_run(conn, catalog_module.read(conn), record)
+        return self.conn
 
     def cut_cleanup_short(self) -> None:
         """From another thread (a second signal): cancel the cleanup statement under way, if any; its

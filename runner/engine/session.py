@@ -11,6 +11,7 @@ finished after the last, on every exit path.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
@@ -22,11 +23,14 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from runner import bugs
+from runner.db import budget as budget_module
 from runner.db.target import open_database
+from runner.engine import footprint
 from runner.engine.events import Event, ScenarioFinished, SessionFinished, SessionStarted
 from runner.engine.results import Outcome, ScenarioResult, Totals
 from runner.engine.run import RunSettings, ScenarioRun, preflight
 from runner.errors import ExitCode, InputError, YeRunError
+from runner.observe.hub import ListenHub
 from runner.scenario.model import Scenario
 
 PRIORITY = [ExitCode.PASSED, ExitCode.FAILED, ExitCode.BAD_INPUT, ExitCode.INFRASTRUCTURE, ExitCode.INTERRUPTED,
@@ -70,6 +74,8 @@ class SessionOptions:
     """None: on for the embedded server, off for an external one."""
     parallel: int = 1
     fail_fast: bool = False
+    max_connections: int | None = None
+    """At most this many connections at once (else the budget alone: 20% of the server kept free)."""
 
 
 class Session:
@@ -86,6 +92,9 @@ class Session:
         self._events: queue.Queue[Event] = queue.Queue()
         self._no_more = threading.Event()
         """Set by --fail-fast after a failed scenario: scenarios not started yet are not run."""
+        self._gate: budget_module.Gate | None = None
+        self._hub: ListenHub | None = None
+        self.budget: budget_module.Budget | None = None
 
     def run(self) -> SessionOutcome:
         """Run the suite; never raises for a scenario's sake. The outcome carries the error that stopped it."""
@@ -138,13 +147,40 @@ class Session:
             if options.parallel > 1:
                 check_isolation(self.scenarios)
             preflight(self.scenarios, database, settings)
+            budget_line = self._plan_connections(database, settings)
             self._dispatch(SessionStarted(len(self.scenarios), options.parallel, database.display,
-                                          database.embedded))
+                                          database.embedded, budget_line))
             workers = min(options.parallel, max(1, len(self.scenarios)))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scenario") as pool:
-                futures = [pool.submit(self._one, scenario, database, settings) for scenario in self.scenarios]
-                self._pump(futures)
-                return [future.result() for future in futures]
+            try:
+                if any(s.observe for s in self.scenarios):
+                    self._hub = ListenHub(database, (settings.variant_channel, settings.job_channel),
+                                          settings.heartbeat)
+                    self._hub.start()
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scenario") as pool:
+                    futures = [pool.submit(self._one, scenario, database, settings) for scenario in self.scenarios]
+                    self._pump(futures)
+                    return [future.result() for future in futures]
+            finally:
+                if self._hub is not None:
+                    self._hub.close()
+
+    def _plan_connections(self, database, settings: RunSettings) -> str:  # type: ignore[no-untyped-def]
+        """Read the server's slots once, and hand scenarios connections under the budget; refuse a scenario that
+        could never fit. Returns the line the console shows when the budget holds -j back."""
+        with contextlib.closing(database.connect("ye-run budget")) as conn:
+            self.budget = budget_module.Budget.of(budget_module.read(conn), ours=1, cap=self.options.max_connections)
+        shared = footprint.SHARED_LISTEN if any(s.observe for s in self.scenarios) else 0
+        self._gate = budget_module.Gate(self.budget.limit - shared)
+        costs = [footprint.connections(s, settings.reference_pipeline) for s in self.scenarios]
+        worst = max(costs, default=0)
+        if worst > self._gate.limit:
+            name = self.scenarios[costs.index(worst)].name
+            raise self.budget.refuse(worst + shared, f"scenario {name!r}")
+        at_once = self._gate.limit // max(1, worst)
+        if self.options.parallel > at_once and len(self.scenarios) > at_once:
+            return (f"{self.budget.describe()}: -j {self.options.parallel} runs at most {at_once} scenario(s) at "
+                    f"once ({worst} connection(s) each); the others wait their turn")
+        return ""
 
     def _one(self, scenario: Scenario, database, settings: RunSettings) -> ScenarioResult:  # type: ignore[no-untyped-def]
         if self.stop.is_set() or self._no_more.is_set():
@@ -152,16 +188,23 @@ class Session:
                              "not run: --fail-fast stopped the suite after a failure")
             self._events.put(ScenarioFinished(result))
             return result
-        worker = threading.current_thread().name
-        run = ScenarioRun(scenario, database, dataclasses.replace(settings, worker=worker), self._events.put,
-                          self.stop, self.hurry)
-        with self._running_lock:
-            self._running.add(run)
+        cost = footprint.connections(scenario, settings.reference_pipeline)
+        assert self._gate is not None
+        if not self._gate.acquire(cost, self.stop):
+            return self._one(scenario, database, settings)  # stopped while it waited: not run, said once
         try:
-            result = run.execute()
-        finally:
+            worker = threading.current_thread().name
+            run = ScenarioRun(scenario, database, dataclasses.replace(settings, worker=worker), self._events.put,
+                              self.stop, self.hurry, hub=self._hub)
             with self._running_lock:
-                self._running.discard(run)
+                self._running.add(run)
+            try:
+                result = run.execute()
+            finally:
+                with self._running_lock:
+                    self._running.discard(run)
+        finally:
+            self._gate.release(cost)
         result.exit_code = exit_code(result, run.error)
         if self.options.fail_fast and result.outcome in (Outcome.FAILED, Outcome.ERROR):
             self._no_more.set()

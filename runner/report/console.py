@@ -135,6 +135,8 @@ class ConsoleReporter:
 
     def _on_SessionStarted(self, event: SessionStarted) -> None:
         self._session_started = True
+        if event.budget:
+            self._line(1, event.budget, stamp=False)
 
     def _on_SessionFinished(self, event: SessionFinished) -> None:
         """The grand total, last, whatever the verbosity; not when nothing started (the error says it all)."""

@@ -1,0 +1,20 @@
+"""How many connections a scenario holds at once: what the session's connection budget hands out."""
+
+from __future__ import annotations
+
+from runner.scenario.model import Scenario
+
+RUN = 1
+"""The run's own connection: seeding, the job rows, the registry, cleanup (held from start to verdict)."""
+SHARED_LISTEN = 1
+"""The session's one LISTEN connection (`observe.hub`), shared by every scenario."""
+
+
+def connections(scenario: Scenario, reference_pipeline: bool) -> int:
+    """The most connections `scenario` opens at once (the session's shared LISTEN connection aside)."""
+    total = RUN
+    if scenario.expect.sql:
+        total += 1  # SQL checks run on a read-only connection of their own
+    if reference_pipeline and scenario.observe:
+        total += 1 + scenario.reference_pipeline.slots  # its dispatcher's LISTEN connection and one per slot
+    return total

@@ -1,0 +1,199 @@
+"""One LISTEN connection for every observer in the process.
+
+A suite of N scenarios would otherwise hold N LISTEN connections on a server shared with the
+application. The hub holds one: its thread waits on the socket and hands each notification to
+the observer that tracks the row it names; observers run their reads on the same connection,
+one at a time, under the hub's lock. A notification that arrives while an observer's read is on
+the wire is collected by the driver into `notifies`, so the hub drains that list after every
+read as well as after every wake-up. Losing the connection is the hub's to mend (backoff,
+keepalives, a heartbeat); each observer is told, and reads everything again once it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from runner.db.connect import Database
+from runner.observe.payload import parse
+
+if TYPE_CHECKING:
+    from runner.observe.observer import Observer
+
+log = logging.getLogger("ye_run.observe")
+_LOST = (psycopg2.OperationalError, psycopg2.InterfaceError)
+T = TypeVar("T")
+
+
+class Lost(Exception):
+    """The hub has no connection right now; the observer reads again once it is back."""
+
+
+class ListenHub:
+    def __init__(self, database: Database, channels: tuple[str, str], heartbeat: float = 5.0,
+                 name: str = "ye-run listen", max_backoff: float = 2.0):
+        self.database = database
+        self.channels = channels
+        self.heartbeat = heartbeat
+        self.name = name
+        self.max_backoff = max_backoff
+        self._conn: psycopg2.extensions.connection | None = None
+        self._lock = threading.RLock()
+        self._routes: dict[str, Observer] = {}
+        self._observers: set[Observer] = set()
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread: threading.Thread | None = None
+        self._last_traffic = time.monotonic()
+        self.reconnects = 0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """LISTEN before anything is seeded; a database that cannot be reached now is the caller's error."""
+        self._conn = self._connect()
+        self._thread = threading.Thread(target=self._serve, name="ye-run-listen", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        os.write(self._wake_w, b"x")
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._lock:
+            _close(self._conn)
+            self._conn = None
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+
+    @property
+    def backend_pid(self) -> int | None:
+        conn = self._conn
+        return conn.get_backend_pid() if conn is not None else None
+
+    def _connect(self) -> psycopg2.extensions.connection:
+        conn = self.database.connect(self.name, autocommit=True, keepalives=True)
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = '15s'")
+            for channel in self.channels:
+                cur.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        self._last_traffic = time.monotonic()
+        return conn
+
+    # --- who gets what ------------------------------------------------------------------
+
+    def attach(self, observer: Observer) -> None:
+        with self._lock:
+            self._observers.add(observer)
+
+    def detach(self, observer: Observer) -> None:
+        with self._lock:
+            self._observers.discard(observer)
+            for row_id in [r for r, o in self._routes.items() if o is observer]:
+                del self._routes[row_id]
+
+    def route(self, row_ids: list[str], observer: Observer) -> None:
+        with self._lock:
+            for row_id in row_ids:
+                self._routes[row_id] = observer
+
+    def unroute(self, row_ids: list[str]) -> None:
+        with self._lock:
+            for row_id in row_ids:
+                self._routes.pop(row_id, None)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def query(self, read: Callable[[psycopg2.extensions.connection], T]) -> T:
+        """Run `read` on the hub's connection, alone; raises Lost when there is none or it goes."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise Lost()
+            try:
+                result = read(conn)
+                self._last_traffic = time.monotonic()
+                self._deliver(conn)
+                return result
+            except _LOST as exc:
+                self._lost(exc)
+                raise Lost() from None
+
+    # --- the thread ---------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        backoff = 0.05
+        while not self._stopping.is_set():
+            conn = self._conn
+            if conn is None:
+                backoff = self._reconnect(backoff)
+                continue
+            try:
+                ready = select.select([conn, self._wake_r], [], [], min(self.heartbeat, 1.0))[0]
+            except (OSError, ValueError):  # closed under us: the next turn sees it
+                continue
+            if self._wake_r in ready:
+                os.read(self._wake_r, 64)
+            with self._lock:
+                if self._conn is not conn:
+                    continue
+                try:
+                    if conn in ready:
+                        conn.poll()
+                    self._deliver(conn)
+                    if time.monotonic() - self._last_traffic >= self.heartbeat:
+                        with conn.cursor() as cur:
+                            cur.execute("SELECT 1")
+                        self._last_traffic = time.monotonic()
+                except _LOST as exc:
+                    self._lost(exc)
+
+    def _deliver(self, conn: psycopg2.extensions.connection) -> None:
+        notes, conn.notifies[:] = list(conn.notifies), []
+        if notes:
+            self._last_traffic = time.monotonic()
+        for note in notes:
+            parsed = parse(note.payload, note.channel == self.channels[1])
+            observer = self._routes.get(parsed.row_id) if parsed is not None else None
+            if observer is not None and parsed is not None:
+                observer.notified(parsed)
+
+    def _lost(self, exc: BaseException) -> None:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("observer: lost the LISTEN connection (%s); reconnecting", reason)
+        _close(self._conn)
+        self._conn = None
+        for observer in list(self._observers):
+            observer.lost(reason)
+
+    def _reconnect(self, backoff: float) -> float:
+        try:
+            conn = self._connect()
+        except Exception as exc:  # InfrastructureError or a driver error: keep trying, later
+            log.warning("observer: reconnect failed (%s); next try in %.1fs", exc, backoff)
+            self._stopping.wait(backoff)
+            return min(backoff * 2, self.max_backoff)
+        with self._lock:
+            self._conn = conn
+            self.reconnects += 1
+            for observer in list(self._observers):
+                observer.reconnected()
+        log.warning("observer: reconnected; catching up")
+        return 0.05
+
+
+def _close(conn: psycopg2.extensions.connection | None) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg2.Error:
+            pass
