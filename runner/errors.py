@@ -60,6 +60,13 @@ class Refused(YeRunError):
         super().__init__("\n".join(self.lines))
 
 
+class Unavailable(YeRunError):
+    """The target lacks what a scenario needs (a table, a column, the reference pipeline), and it is not a typo:
+    the scenario is not run, with this reason, and the others run. Not a failure of the suite."""
+
+    exit_code = ExitCode.PASSED
+
+
 class InfrastructureError(YeRunError):
     """The database is unreachable, refuses us, or lacks what the runner needs."""
 

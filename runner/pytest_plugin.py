@@ -114,11 +114,14 @@ class Runtime:
 
     def run(self, scenario):  # type: ignore[no-untyped-def]
         """Check the scenario against the database, then run it: the CLI's engine, the CLI's verdict."""
+        from runner.engine.applicable import not_run_here
         from runner.engine.events import Emitter, Note
         from runner.engine.run import ScenarioRun, preflight
 
         database, settings = self.database(), self.settings()
-        preflight([scenario], database, settings)
+        why = not_run_here(scenario, settings.reference_pipeline) or preflight([scenario], database, settings).get(0)
+        if why:  # the target lacks what it needs: skipped with the reason, as the CLI reports it not run
+            pytest.skip(why)
         notes: list[str] = []
         run = ScenarioRun(scenario, database, settings,
                           Emitter([lambda e: notes.append(e.text) if isinstance(e, Note) else None]))

@@ -112,3 +112,12 @@ def test_xdist_runs_scenarios_on_two_workers_with_the_serial_verdicts(pytester: 
     serial.assert_outcomes(passed=3, failed=1)
     parallel.assert_outcomes(passed=3, failed=1)
     assert "[gw0]" in parallel.stdout.str() or "2 workers" in parallel.stdout.str()
+
+
+def test_a_reference_pipeline_scenario_is_skipped_with_the_reason_against_a_real_pipeline(
+        pytester: pytest.Pytester, db: Database):
+    scenarios(pytester, skips=SKIPS.format(name="skips", tag="regression"))
+    result = pytester.runpytest("-q", "-rs", f"--ye-run-database-url={url(db)}", "--ye-run-no-reference-pipeline")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*not run: it injects faults into the reference pipeline (skip); run it with "
+                                 "--reference-pipeline*"])

@@ -9,6 +9,7 @@ import click
 
 from runner.cli import common, options
 from runner.cli.common import handle_errors
+from runner.engine import applicable
 
 
 @click.command("list")
@@ -22,7 +23,9 @@ def list_scenarios(paths: tuple[str, ...], tags: tuple[str, ...], skip_tags: tup
     """List the scenarios `ye-run run` would run with the same selection options; touches no database.
 
     Every file is validated first. For each scenario: name, file, tags, jobs, variants per job,
-    mode, and the longest it can take (from its mode and its timeouts).
+    mode, and the longest it can take (from its mode and its timeouts); a scenario that only
+    ye-run's reference pipeline can run (it injects faults into it) says so: against a real
+    pipeline it is not run.
     """
     handle_errors(_list)(list(paths), tags, skip_tags, keyword, shard, as_json, pipeline_file, variables)
 
@@ -40,8 +43,9 @@ def _list(paths: list[str], tags: tuple[str, ...], skip_tags: tuple[str, ...], k
     click.echo(header)
     for row in rows:
         jobs = "-" if row["jobs"] is None else str(row["jobs"])
+        only = "  [reference pipeline only]" if row["reference_only"] else ""
         click.echo(f"{row['name'][:28]:28} {jobs:>5} {row['variants']:>4} {row['mode']:20} "
-                   f"{format_seconds(row['longest']):>8}  {','.join(row['tags']) or '-'}  {row['file']}")
+                   f"{format_seconds(row['longest']):>8}  {','.join(row['tags']) or '-'}  {row['file']}{only}")
     click.echo(f"{len(rows)} scenario(s) selected of {len(loaded)}", err=True)
 
 
@@ -49,7 +53,7 @@ def describe(scenario) -> dict:  # type: ignore[no-untyped-def, type-arg]
     """What `list` shows of one scenario."""
     return {"name": scenario.name, "file": str(scenario.path), "tags": list(scenario.tags),
             "jobs": scenario.mode.job_limit, "variants": scenario.variants, "mode": scenario.mode.type,
-            "longest": longest(scenario)}
+            "longest": longest(scenario), "reference_only": applicable.reference_only(scenario)}
 
 
 def longest(scenario) -> float:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ transaction that is rolled back.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 
@@ -18,7 +19,7 @@ import psycopg2
 import psycopg2.extensions
 
 from runner import sqlsafety
-from runner.errors import InputError, Problem
+from runner.errors import InputError, Problem, Unavailable
 from runner.scenario.model import SqlCheck
 from runner.scenario.semantics import point_into
 from runner.scenario.yamlsource import Mark
@@ -31,6 +32,8 @@ DENIED_STABLE = ("txid_current", "pg_current_xact_id")
 """Marked stable, yet assign a transaction id to a read-only query (and burn one per check)."""
 
 STATEMENT = "ye_run_sql_check"
+_UNDEFINED_TABLE = "42P01"
+_RELATION = re.compile(r'relation "([^"]+)" does not exist')
 _INDETERMINATE = "42P18"
 _PARAMETER = re.compile(r"\$(\d+)")
 _SETTINGS = "SET LOCAL statement_timeout = '30s'; SET LOCAL lock_timeout = '5s'"
@@ -64,29 +67,37 @@ def precheck(conn: psycopg2.extensions.connection, checks: Sequence[SqlCheck]) -
 
     Runs in a READ ONLY transaction that is rolled back (any open transaction is rolled back first).
     """
-    problems = []
-    for index, check in enumerate(checks):
-        for message, position in _problems(conn, check):
-            problems.append(_located(index, check, f"sql check {check.name!r}: {message}", position))
-    return problems
+    return [line for line, _ in _located_problems(conn, checks)]
 
 
 def require_read_only(conn: psycopg2.extensions.connection, checks: Sequence[SqlCheck]) -> None:
-    """InputError (exit 2) listing every problem `precheck` finds, one per line."""
-    problems = precheck(conn, checks)
+    """InputError (exit 2) listing every problem `precheck` finds, one per line; Unavailable when the only
+    problems are tables this database does not have (with nothing like them: not a typo)."""
+    problems = _located_problems(conn, checks)
+    if any(not lacking for _, lacking in problems):
+        raise InputError("\n".join(line for line, _ in problems))
     if problems:
-        raise InputError("\n".join(problems))
+        raise Unavailable("the database lacks what its SQL checks read: " + "; ".join(line for line, _ in problems))
 
 
-def _problems(conn: psycopg2.extensions.connection, check: SqlCheck) -> list[tuple[str, int | None]]:
+def _located_problems(conn: psycopg2.extensions.connection, checks: Sequence[SqlCheck]) -> list[tuple[str, bool]]:
+    problems = []
+    for index, check in enumerate(checks):
+        for message, position, lacking in _problems(conn, check):
+            problems.append((_located(index, check, f"sql check {check.name!r}: {message}", position), lacking))
+    return problems
+
+
+def _problems(conn: psycopg2.extensions.connection, check: SqlCheck) -> list[tuple[str, int | None, bool]]:
+    """(message, position, whether it is only a table the database lacks) for each problem."""
     analysis = sqlsafety.analyze(check.query)
     if not analysis.ok:  # validation refuses these; a check built by hand may still hold one
-        return [(refusal.message, refusal.position) for refusal in analysis.problems]
+        return [(refusal.message, refusal.position, False) for refusal in analysis.problems]
     _begin(conn)
     try:
         with conn.cursor() as cur:
             cur.execute(_SETTINGS)
-            found = _volatile(cur, analysis)
+            found = [(message, position, False) for message, position in _volatile(cur, analysis)]
             problem = _prepare(cur, analysis)
     finally:
         _end(conn)
@@ -147,7 +158,7 @@ def _unique(names: Sequence[sqlsafety.Name]) -> list[sqlsafety.Name]:
     return list(seen.values())
 
 
-def _prepare(cur: psycopg2.extensions.cursor, analysis: sqlsafety.Analysis) -> tuple[str, int | None] | None:
+def _prepare(cur: psycopg2.extensions.cursor, analysis: sqlsafety.Analysis) -> tuple[str, int | None, bool] | None:
     """PREPARE (parse and analyse, never run) the query, then DEALLOCATE it; the error if it does not compile.
 
     A parameter PostgreSQL cannot type from its context (`select :tenant_id`) is declared `text`,
@@ -169,9 +180,21 @@ def _prepare(cur: psycopg2.extensions.cursor, analysis: sqlsafety.Analysis) -> t
                 continue
             position = exc.diag.statement_position
             where = int(position) - 1 - len(head) if position else None
-            return message, analysis.original(where) if where is not None and where >= 0 else None
+            lacking = exc.pgcode == _UNDEFINED_TABLE and not _like_a_table(cur, message)
+            return message, analysis.original(where) if where is not None and where >= 0 else None, lacking
         cur.execute(f"DEALLOCATE {STATEMENT}")
         return None
+
+
+def _like_a_table(cur: psycopg2.extensions.cursor, message: str) -> bool:
+    """Whether the missing relation looks like a misspelling of one that exists (then it is the author's)."""
+    named = _RELATION.search(message)
+    if named is None:
+        return True
+    cur.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND n.nspname = ANY (current_schemas(false))")
+    tables = [row[0] for row in cur.fetchall()]
+    return bool(difflib.get_close_matches(named.group(1).rsplit(".", 1)[-1], tables, n=1))
 
 
 def _located(index: int, check: SqlCheck, message: str, position: int | None) -> str:

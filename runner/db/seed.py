@@ -26,7 +26,7 @@ from runner.db.catalog import Catalog, Table
 from runner.db.images import StoredImage
 from runner.db.registry import RunRecord, SeededJob, SeededVariant, seeded_rows_sql
 from runner.db.requirements import SEEDED_COLUMNS, TIMESTAMP_COLUMNS, missing_columns
-from runner.errors import GuardError, InputError, SchemaMissingError
+from runner.errors import GuardError, InputError, SchemaMissingError, Unavailable
 from runner.scenario.model import Fixture, RowRef, Scenario
 from runner.scenario.semantics import PLACEHOLDER
 
@@ -352,26 +352,32 @@ def _unfilled(table: Table, filled: set[str]) -> list[str]:
 
 
 def _check_fixtures(catalog: Catalog, scenario: Scenario) -> None:
-    problems = []
+    """A misspelt table or column is the author's (exit 2); one the database lacks with nothing like it is the
+    target's: the scenario is not run there (Unavailable)."""
+    problems: list[str] = []
+    lacking: list[str] = []
     for i, fixture in enumerate(scenario.fixtures):
         where = f"$.fixtures[{i}]"
         table = catalog.table(fixture.table)
         if table is None:
             close = difflib.get_close_matches(fixture.table, list(catalog.tables), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"{scenario.at(where + '.table')}: table {fixture.table!r} does not exist in the "
-                            f"database{hint}")
+            text = f"{scenario.at(where + '.table')}: table {fixture.table!r} does not exist in the database"
+            (problems if close else lacking).append(text + (f"; did you mean {close[0]!r}?" if close else ""))
             continue
         given = {c for row in fixture.rows for c, _ in row}
         for column in sorted(given - set(table.columns)):
-            problems.append(f"{scenario.at(where + '.rows')}: table {fixture.table} has no column {column!r}")
+            close = difflib.get_close_matches(column, list(table.columns), n=1)
+            text = f"{scenario.at(where + '.rows')}: table {fixture.table} has no column {column!r}"
+            (problems if close else lacking).append(text + (f"; did you mean {close[0]!r}?" if close else ""))
         for j, row in enumerate(fixture.rows):
             needed = {c.name for c in table.columns.values() if c.must_be_set} - {c for c, _ in row}
             for column in sorted(needed):
                 problems.append(f"{scenario.at(f'{where}.rows[{j}]')}: {fixture.table}.{column} is NOT NULL with no "
                                 "default; give it a value")
     if problems:
-        raise InputError("\n".join(problems))
+        raise InputError("\n".join(problems + lacking))
+    if lacking:
+        raise Unavailable("the database lacks what its fixtures need: " + "; ".join(lacking))
 
 
 def _seed_error(exc: psycopg2.Error, scenario: Scenario) -> Exception:

@@ -37,7 +37,7 @@ from runner.engine.schedule import JobSchedule
 from runner.engine.simulate import ImgGenSimulator
 from runner.trace import Failure, Transition, VariantTrace
 from runner.engine.tracker import Tracker
-from runner.errors import InfrastructureError, InputError, Refused, YeRunError
+from runner.errors import InfrastructureError, InputError, Refused, Unavailable, YeRunError
 from runner.observe.hub import ListenHub
 from runner.observe.observer import ObserveSettings, Observer
 from runner.pipeline.host import PipelineHost
@@ -666,15 +666,19 @@ def _retry_timeout(remaining: float) -> int:
     return max(2, min(RETRY_CONNECT_TIMEOUT, math.ceil(remaining)))
 
 
-def preflight(scenarios: list[Scenario], database: Database, settings: RunSettings) -> None:
+def preflight(scenarios: list[Scenario], database: Database, settings: RunSettings) -> dict[int, str]:
     """Prepare every scenario before any runs, so a refusal (a guard, a catalog check, an image) stops the whole
-    suite before anything is seeded, like a validation error; raises one error listing them all."""
+    suite before anything is seeded, like a validation error; raises one error listing them all. Returns, by
+    position, why a scenario is not run here: the target lacks a table it needs (with nothing like it)."""
     refusals: list[YeRunError] = []
+    unavailable: dict[int, str] = {}
     with contextlib.closing(database.connect("ye-run preflight")) as conn:
-        for scenario in scenarios:
+        for index, scenario in enumerate(scenarios):
             with contextlib.ExitStack() as stack:
                 try:
                     ScenarioRun(scenario, database, settings, Emitter()).prepare(conn, stack)
+                except Unavailable as exc:
+                    unavailable[index] = f"not run: {exc}"
                 except YeRunError as exc:
                     refusals.append(exc)
                 except psycopg2.Error as exc:
@@ -684,3 +688,4 @@ def preflight(scenarios: list[Scenario], database: Database, settings: RunSettin
                         conn.rollback()
     if refusals:
         raise Refused(refusals)
+    return unavailable

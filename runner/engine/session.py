@@ -25,7 +25,7 @@ from typing import Protocol
 from runner import bugs
 from runner.db import budget as budget_module
 from runner.db.target import open_database
-from runner.engine import footprint
+from runner.engine import applicable, footprint
 from runner.engine.events import Event, ScenarioFinished, SessionFinished, SessionStarted
 from runner.engine.results import Outcome, ScenarioResult, Totals
 from runner.engine.run import RunSettings, ScenarioRun, preflight
@@ -93,6 +93,8 @@ class Session:
         self._no_more = threading.Event()
         """Set by --fail-fast after a failed scenario: scenarios not started yet are not run."""
         self._gate: budget_module.Gate | None = None
+        self._skip: dict[int, str] = {}
+        """By position: why a scenario is not run against this target."""
         self._hub: ListenHub | None = None
         self.budget: budget_module.Budget | None = None
 
@@ -146,7 +148,12 @@ class Session:
             settings = dataclasses.replace(options.settings, reference_pipeline=wanted)
             if options.parallel > 1:
                 check_isolation(self.scenarios)
-            preflight(self.scenarios, database, settings)
+            self._skip = {i: why for i, s in enumerate(self.scenarios)
+                          if (why := applicable.not_run_here(s, settings.reference_pipeline))}
+            runnable = [s for i, s in enumerate(self.scenarios) if i not in self._skip]
+            unavailable = preflight(runnable, database, settings)
+            by_position = [i for i in range(len(self.scenarios)) if i not in self._skip]
+            self._skip.update({by_position[i]: why for i, why in unavailable.items()})
             budget_line = self._plan_connections(database, settings)
             self._dispatch(SessionStarted(len(self.scenarios), options.parallel, database.display,
                                           database.embedded, budget_line))
@@ -157,7 +164,8 @@ class Session:
                                           settings.heartbeat)
                     self._hub.start()
                 with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scenario") as pool:
-                    futures = [pool.submit(self._one, scenario, database, settings) for scenario in self.scenarios]
+                    futures = [pool.submit(self._skipped, s, self._skip[i]) if i in self._skip else
+                               pool.submit(self._one, s, database, settings) for i, s in enumerate(self.scenarios)]
                     self._pump(futures)
                     return [future.result() for future in futures]
             finally:
@@ -171,16 +179,23 @@ class Session:
             self.budget = budget_module.Budget.of(budget_module.read(conn), ours=1, cap=self.options.max_connections)
         shared = footprint.SHARED_LISTEN if any(s.observe for s in self.scenarios) else 0
         self._gate = budget_module.Gate(self.budget.limit - shared)
-        costs = [footprint.connections(s, settings.reference_pipeline) for s in self.scenarios]
+        running = [s for i, s in enumerate(self.scenarios) if i not in self._skip]
+        costs = [footprint.connections(s, settings.reference_pipeline) for s in running]
         worst = max(costs, default=0)
         if worst > self._gate.limit:
-            name = self.scenarios[costs.index(worst)].name
+            name = running[costs.index(worst)].name
             raise self.budget.refuse(worst + shared, f"scenario {name!r}")
         at_once = self._gate.limit // max(1, worst)
         if self.options.parallel > at_once and len(self.scenarios) > at_once:
             return (f"{self.budget.describe()}: -j {self.options.parallel} runs at most {at_once} scenario(s) at "
                     f"once ({worst} connection(s) each); the others wait their turn")
         return ""
+
+    def _skipped(self, scenario: Scenario, why: str) -> ScenarioResult:
+        """Not run against this target: said in every report, counted as not run."""
+        result = not_run(scenario, why)
+        self._events.put(ScenarioFinished(result))
+        return result
 
     def _one(self, scenario: Scenario, database, settings: RunSettings) -> ScenarioResult:  # type: ignore[no-untyped-def]
         if self.stop.is_set() or self._no_more.is_set():

@@ -10,7 +10,7 @@ import pytest
 from runner.db import catalog, images, registry
 from runner.db.connect import Database
 from runner.db.seed import Seeder
-from runner.errors import GuardError, InputError, SchemaMissingError
+from runner.errors import GuardError, InputError, SchemaMissingError, Unavailable
 
 from tests.db.helpers import count, job_row_counts, load, rows, seeding
 
@@ -205,8 +205,14 @@ def test_fixture_names_are_checked_against_the_catalog(db: Database, tmp_path: P
         seeding(db, bad_table, tmp_path, stack=stack)
     bad_column = load(tmp_path, "name: s\nfixtures: [{table: ad_copies, rows: [{job_id: '${job.id}', "
                                 "copy_text: x, drop_table: y}]}]\n")
-    with pytest.raises(InputError, match="has no column 'drop_table'"):
+    with pytest.raises(Unavailable, match="has no column 'drop_table'"):  # nothing like it: not a typo
         seeding(db, bad_column, tmp_path, stack=stack)
+    typo = load(tmp_path, "name: s\nfixtures: [{table: ad_copies, rows: [{job_id: '${job.id}', copy_txt: x}]}]\n")
+    with pytest.raises(InputError, match="has no column 'copy_txt'; did you mean 'copy_text'"):
+        seeding(db, typo, tmp_path, stack=stack)
+    elsewhere = load(tmp_path, "name: s\nfixtures: [{table: brand_kits, rows: [{job_id: '${job.id}'}]}]\n")
+    with pytest.raises(Unavailable, match="table 'brand_kits' does not exist in the database$"):
+        seeding(db, elsewhere, tmp_path, stack=stack)
     not_null = load(tmp_path, "name: s\nfixtures: [{table: ad_copies, rows: [{job_id: '${job.id}'}]}]\n")
     with pytest.raises(InputError, match="ad_copies.copy_text is NOT NULL"):
         seeding(db, not_null, tmp_path, stack=stack)
