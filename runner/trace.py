@@ -50,6 +50,8 @@ class Failure:
     step: str | None = None
     spent: float | None = None
     limit: float | None = None
+    seen_mono: float | None = None
+    """When the write that broke the rule was seen (monotonic clock): a job's failures are listed in that order."""
 
     def text(self) -> str:
         return self.message + ("\n" + self.detail if self.detail else "")

@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from runner import durations  # noqa: E402
 from runner.definition import DEFAULT  # noqa: E402
+from runner.scenario.model import DEFAULT_AD_COPY  # noqa: E402
 
 DURATION = {"type": "string", "pattern": durations.PATTERN}
 STEP = {"enum": list(DEFAULT.names)}
@@ -111,6 +112,22 @@ SCENARIO = {
                        "and every variant shares its one image asset. Default: the images shipped with ye-run.",
                        {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                        DEFAULT_IMAGES),
+        "ad_copy": prop("The job's English ad copy, as the deployment's text part writes it before the images: "
+                        "`${scenario.ad_copy}` in seed rows and fixtures (the built-in definition seeds it into "
+                        "txt_ad_copy_generations).", {"type": "string", "minLength": 1, "maxLength": 2000},
+                        DEFAULT_AD_COPY),
+        "seed_rows": prop("The pipeline definition's seed rows (rows a real job has beyond the core ones), by "
+                          "name: `false` leaves one out (to test a job without it), `true` seeds it as defined, "
+                          "`{values: ...}` overrides some of its values.", {
+            "type": "object", "propertyNames": {"pattern": IDENT},
+            "additionalProperties": {"anyOf": [
+                {"type": "boolean"},
+                obj("An override of a seed row.", {
+                    "values": prop("Column -> value, over the definition's; placeholders as in fixtures.",
+                                   {"type": "object", "minProperties": 1, "propertyNames": {"pattern": IDENT},
+                                    "additionalProperties": {"$ref": "#/$defs/scalar"}}),
+                }, required=["values"]),
+            ]}}, {}),
         "job_inputs": obj("The job_inputs row.", {
             "desc_kor": prop("The Korean description of the product photo.", {"type": "string"},
                              "YE 파트 테스트용 이미지"),
@@ -236,10 +253,12 @@ SCENARIO = {
             "stall": prop("Fail a variant that makes no transition for this long.", {"$ref": "#/$defs/duration"},
                           "5m"),
             "job": prop("Limit for one job, from seeding to its final state.", {"$ref": "#/$defs/duration"}, "30m"),
+            "grace": prop("Once a job has failed for certain (a rule broken, a timeout), how long to gather what "
+                          "happens alongside before judging it; the rest of its run is not waited for.",
+                          {"$ref": "#/$defs/duration"}, "3s"),
         }, default={}),
-        "fixtures": prop("Extra rows seeded with each job (after the variants), e.g. the ad-copy rows the "
-                         "overlay step needs. Values may use ${job.id}, ${tenant.id}, ${image.id}, "
-                         "${variant.N.id}.", {
+        "fixtures": prop("Extra rows seeded with each job (after the variants and the seed rows). Values may use "
+                         "${job.id}, ${tenant.id}, ${image.id}, ${variant.N.id}, ${scenario.ad_copy}.", {
             "type": "array",
             "items": obj("Rows for one table.", {
                 "table": prop("The table (checked against the database catalog).",
@@ -271,7 +290,8 @@ LATENCY = {
     ]
 }
 
-FAULT_KINDS = ["fail", "fail_then_retry", "hang", "skip", "backwards", "duplicate", "stall_notify", "crash"]
+FAULT_KINDS = ["fail", "fail_then_retry", "hang", "skip", "backwards", "duplicate", "stall_notify", "crash",
+               "duplicate_trigger"]
 
 PIPELINE = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -312,7 +332,10 @@ PIPELINE = {
                              "after the retry. hang: stay running. skip: never visit the step. backwards: after "
                              "done, return to `to`. duplicate: write the done state twice. stall_notify: "
                              "ignore the step's own notification, so only the sweep moves on. crash: the "
-                             "worker exits mid-step; a restarted worker continues.", {"enum": FAULT_KINDS}),
+                             "worker exits mid-step; a restarted worker continues. duplicate_trigger (the first "
+                             "job-level step): start it from both of the deployment's paths, the job row's "
+                             "(last variant step, done) and the last variant's completion, so it runs twice.",
+                             {"enum": FAULT_KINDS}),
                 "step": prop("The step where it happens.", {"$ref": "#/$defs/step"}),
                 "variants": prop("creation_order of affected variants (default: all).",
                                  {"type": "array", "minItems": 1, "uniqueItems": True,
@@ -333,7 +356,7 @@ PIPELINE = {
 
 
 STEP_NAME = {"type": "string", "pattern": IDENT}
-MAX_VARIANT_STEPS, MAX_JOB_STEPS, MAX_STATUSES = 200, 50, 20
+MAX_VARIANT_STEPS, MAX_JOB_STEPS, MAX_STATUSES, MAX_SEED_ROWS = 200, 50, 20, 20
 """A definition's size bounds: the deployment has ten variant steps and two job steps; these leave room to grow
 and keep a run's checking of every trace small."""
 STEP_DEF = {"anyOf": [
@@ -353,6 +376,9 @@ STEP_DEF = {"anyOf": [
         }, required=["step"]),
         "simulated": prop("The YE part's step: what `simulate_img_gen` writes (at most one step).",
                           {"type": "boolean"}, False),
+        "timeout": prop("The longest one run of the step takes: a scenario's step limit unless it sets "
+                        "`timeouts.step` or `timeouts.steps`, and how long cleanup may wait for the pipeline.",
+                        DURATION, "5m"),
     }, required=["name"]),
 ]}
 
@@ -382,6 +408,18 @@ DEFINITION = {
                             "default `start`. Default: the first variant step.",
                             {"type": "array", "minItems": 1, "maxItems": MAX_VARIANT_STEPS, "uniqueItems": True,
                              "items": STEP_NAME}),
+        "seed_rows": prop("Rows every job needs beyond the core ones (the deployment's English ad copy), seeded "
+                          "in the job's transaction after them, where the database has the table; a scenario may "
+                          "override or leave one out (`seed_rows:`).", {
+            "type": "array", "maxItems": MAX_SEED_ROWS, "items": obj("One row.", {
+                "name": prop("The name a scenario uses for it.", STEP_NAME),
+                "table": prop("The table (checked against the database catalog).", STEP_NAME),
+                "values": prop("Column -> value; ${job.id}, ${tenant.id}, ${image.id} and ${scenario.ad_copy} are "
+                               "replaced.", {"type": "object", "minProperties": 1, "maxProperties": 100,
+                                             "propertyNames": {"pattern": IDENT},
+                                             "additionalProperties": {"type": ["string", "number", "boolean",
+                                                                               "null"]}}),
+            }, required=["name", "table", "values"])}, []),
         "job_row": prop("How the jobs row follows its variants. `each_step`: (S, done) whenever every variant is "
                         "(S, done), (S, failed) as soon as one fails at S (the reference schema's trigger). "
                         "`together`: it moves only when every variant is done at the same step at the same "
@@ -453,6 +491,16 @@ JOB = closed("One job of the run.", {
                      {"type": "array", "items": FAILURE}),
 })
 
+NAMES = {"type": "array", "items": {"type": "string"}}
+PLAN = {"type": "object", "properties": {
+    "tags": prop("The scenario's tags.", NAMES),
+    "expected_steps": prop("The variant steps expected, in order.", NAMES),
+    "expected_job_steps": prop("The job-level steps expected, in order.", NAMES),
+    "latency_limits": prop("Per step, the latency limits in seconds.", {
+        "type": "object", "additionalProperties": obj("One step's limits.", {
+            k: prop(f"The {k} limit.", {"type": "number"}) for k in ("p50", "p95", "max")})}),
+}}
+
 REPORT = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "ye-run JSON report",
@@ -496,7 +544,7 @@ REPORT = {
             "started_at": prop("Start.", TIME),
             "finished_at": prop("End.", TIME),
             "duration": prop("Seconds.", {"type": "number"}),
-            "plan": prop("The plan (as `--dry-run` prints it).", {"type": "object"}),
+            "plan": prop("The plan (as `--dry-run` prints it); the parts the reports read are typed.", PLAN),
             "observation": prop("How transitions were observed.", {"anyOf": [{"type": "null"}, closed(
                 "Observation.", {
                     "method": prop("history or listen.", {"enum": ["history", "listen"]}),

@@ -48,7 +48,8 @@ def diff(expected: list[tuple[str, str]], observed: list[Transition], origin: fl
 
 
 def variant_failure(scenario: str, job_ordinal: int, job_id: str, creation_order: int, variant_id: str,
-                    problem: Problem, detail: str, spent: float | None, limit: float | None) -> Failure:
+                    problem: Problem, detail: str, spent: float | None, limit: float | None,
+                    seen_mono: float | None = None) -> Failure:
     """A failure of one row's lane: a variant's (creation_order >= 1), or the job row's (0)."""
     row = f"variant #{creation_order} ({variant_id})" if creation_order else "job row"
     where = f"{scenario} › job {job_ordinal} ({job_id}) › {row}"
@@ -56,7 +57,7 @@ def variant_failure(scenario: str, job_ordinal: int, job_id: str, creation_order
     timing = _timing(problem.step, spent, limit)
     return Failure(problem.kind, f"{where}{step}: {problem.what}", "\n".join(x for x in (timing, detail) if x),
                    job_ordinal, job_id, creation_order or None, variant_id if creation_order else None,
-                   problem.step, spent, limit)
+                   problem.step, spent, limit, seen_mono)
 
 
 def job_failure(scenario: str, job_ordinal: int, job_id: str, kind: str, what: str, detail: str = "",

@@ -274,9 +274,11 @@ class ScenarioRun:
                 continue
             if schedule.exhausted(now) and not self.tracker.in_flight():
                 break
+            grace = self.scenario.timeouts.grace
             wake = [t for t in (schedule.next_time(now), simulator.next_time() if simulator else None,
                                 self._deadline, self._next_check if self.tracker.in_flight() else None,
-                                *self._settle.values()) if t is not None]
+                                *self._settle.values(), *(at + grace for at in self.tracker.decisions().values()))
+                    if t is not None]
             timeout = min([TICK] + [max(0.0, t - now) for t in wake])
             self._apply(observer.poll(timeout))
             if observer.report.reconnects != reconnects:
@@ -407,12 +409,16 @@ class ScenarioRun:
     # --- judging a job ------------------------------------------------------------------
 
     def _judge_ready(self, observer: Observer, now: float) -> None:
-        candidates = self._touched | set(self._settle)
+        grace = self.scenario.timeouts.grace
+        due = [job_id for job_id, at in self.tracker.decisions().items() if now >= at + grace]
+        candidates = self._touched | set(self._settle) | set(due)
         self._touched = set()
         for job_id in candidates:
             job = self.tracker.unjudged_job(job_id)
             if job is None or not self.tracker.finished(job.job_id):
                 self._settle.pop(job_id, None)  # the job row's lane started: the settle window waits for it
+                if job is not None and self.tracker.decided(job_id, now, grace):
+                    self._judge_early(job, observer)
                 continue
             if job.job_id not in self._settle:
                 self._apply(observer.refresh(job.job_id))
@@ -426,6 +432,21 @@ class ScenarioRun:
                 continue
             self._judge(job, rows, acceptable)
 
+    def _judge_early(self, job: JobResult, observer: Observer) -> None:
+        """The job has failed for certain and its grace is over: judge it now, on what its rows show, rather
+        than wait for the rest of its run (or its timeouts). Its final state and checks are not judged."""
+        self._apply(observer.refresh(job.job_id))
+        self._sequence_failures(job)
+        self.emit(Note(self.ref, f"job {job.ordinal} judged {format_seconds(self.scenario.timeouts.grace)} after "
+                                 f"its first failure (timeouts.grace); what it did later was not waited for"))
+        self._conclude(job, early=True)
+
+    def _sequence_failures(self, job: JobResult) -> None:
+        """The job's trace problems, in the order they happened: the root cause first."""
+        found = self.tracker.new_failures(job.job_id) + self.tracker.final_variant_failures(job.job_id)
+        for failure in sorted(found, key=lambda f: (f.seen_mono is None, f.seen_mono or 0.0)):
+            self._failed(failure)
+
     def _judge(self, job: JobResult, rows: checks.JobRows, acceptable: list[tuple[str, str]]) -> None:
         # The SQL checks read first: if the database goes away there, nothing is recorded and the job is judged
         # again after the reconnect.
@@ -434,10 +455,7 @@ class ScenarioRun:
         state = rows.state
         job.final_state = state
         # Sequence problems are reported once the job's traces are complete, so every diff is whole.
-        for failure in self.tracker.new_failures(job.job_id):
-            self._failed(failure)
-        for failure in self.tracker.final_variant_failures(job.job_id):
-            self._failed(failure)
+        self._sequence_failures(job)
         if acceptable and state not in acceptable:
             wanted = " or ".join(f"({s}, {st})" for s, st in acceptable)
             got = f"({state[0]}, {state[1]})" if state else "no job row"
@@ -447,9 +465,13 @@ class ScenarioRun:
             self._failed(failure)
         for failure in sql_failures:
             self._failed(failure)
+        self._conclude(job)
+
+    def _conclude(self, job: JobResult, early: bool = False) -> None:
         job.finished_at = datetime.now(timezone.utc)
         job.finished_mono = time.monotonic()
-        self._missing_detections(job)
+        if not early:  # a detection may still have come: only a job that ran to its end can miss one
+            self._missing_detections(job)
         job.retries = self.tracker.retries(job.job_id)
         job.outcome = "failed" if job.failures else "passed"
         self._done_with(job)

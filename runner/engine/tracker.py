@@ -4,7 +4,8 @@ Each transition is fed once to its row's walk, as it arrives; a variant is finis
 its final state, failed beyond retry, or ran out of time. Once every variant is done at the
 last variant step, the job row walks the job-level steps the scenario expects (its *lane*),
 checked like a variant's trace. A job is ready to be judged when its variants and its lane
-are finished. Deadlines (step, stall, job) are enforced on the runner's monotonic clock, so a
+are finished, or once its verdict is decided (a problem no later write can undo, or a timeout):
+then the run waits a short grace for what happens alongside, and judges it. Deadlines (step, stall, job) are enforced on the runner's monotonic clock, so a
 hung pipeline ends the run on time instead of hanging it.
 """
 
@@ -39,6 +40,8 @@ class _JobState:
     """Index in the job row's trace where its lane starts."""
     lane_fed: int = 0
     """How much of the job row's trace the lane has taken."""
+    decided: float | None = None
+    """When its verdict became certain (a failure, a timeout), on the monotonic clock; None while it is not."""
 
 
 class Tracker:
@@ -52,6 +55,8 @@ class Tracker:
         """What the job row's lane must show: the job-level steps, their failures and retries."""
         self.jobs: dict[str, _JobState] = {}
         """Jobs not judged yet: the loop's work (and the memory) is proportional to these, not to the whole run."""
+        self._decided: dict[str, float] = {}
+        """Jobs not judged yet whose verdict is decided, and since when."""
 
     # --- following ----------------------------------------------------------------------
 
@@ -82,8 +87,35 @@ class Tracker:
             touched.add(t.job_id)
             applied.append((state.result, t, trace.creation_order))
         for job_id in touched:
-            self._walk_lane(self.jobs[job_id])
+            state = self.jobs[job_id]
+            self._walk_lane(state)
+            if state.decided is None and self._has_failed(state):
+                self._decide(state, max(t.seen_mono for t in transitions if t.job_id == job_id))
         return applied
+
+    def _has_failed(self, state: _JobState) -> bool:
+        """A problem in a lane that no later write undoes (one the scenario declared as a detection aside)."""
+        for row, lane in self._lanes(state):
+            order = state.result.variants[row].creation_order if row else 0
+            problems = self._lane_problems(state, lane) if row == "" else lane.walk.problems
+            expect = self.scenario.expect
+            if lane.timed_out or any(not expect.detection_for(p.kind, p.step, order) for p in problems):
+                return True
+        return False
+
+    def _decide(self, state: _JobState, at: float) -> None:
+        if state.decided is None:
+            state.decided = at
+            self._decided[state.result.job_id] = at
+
+    def decided(self, job_id: str, now: float, grace: float) -> bool:
+        """Whether the job's verdict is certain and its grace is over: it is judged now, finished or not."""
+        at = self._decided.get(job_id)
+        return at is not None and now >= at + grace
+
+    def decisions(self) -> dict[str, float]:
+        """When each job not judged yet had its verdict decided (few: only failing jobs are here)."""
+        return self._decided
 
     def _walk(self, job: JobResult, transitions: list[Transition], creation_order: int) -> Walk:
         return walk(transitions, self.scenario.expect, creation_order, self.scenario.start, self.definition,
@@ -227,6 +259,7 @@ class Tracker:
                 failure = self._variant_timeout(state.result, variant_id, variant.walk, now)
                 if failure is not None:
                     variant.timed_out = failure
+                    self._decide(state, now)
                     out.append(failure)
         return out
 
@@ -286,11 +319,12 @@ class Tracker:
     # --- judging ------------------------------------------------------------------------
 
     def final_variant_failures(self, job_id: str) -> list[Failure]:
-        """End-of-job problems of each lane (final state, required failure missing)."""
+        """End-of-job problems of each finished lane (final state, required failure missing); a lane still under
+        way (its job judged early, on a decided failure) has no end to judge."""
         state = self.jobs[job_id]
         out = []
         for variant_id, variant in self._lanes(state):
-            if variant.timed_out:
+            if variant.timed_out or not variant.walk.finished:
                 continue
             order = state.result.variants[variant_id].creation_order if variant_id else 0
             for problem in final_problems(variant.walk, self._expect(variant_id), order):
@@ -308,6 +342,7 @@ class Tracker:
     def mark_judged(self, job_id: str) -> None:
         """Forget the job: a long run holds only the jobs in flight."""
         self.jobs.pop(job_id, None)
+        self._decided.pop(job_id, None)
 
     def _failure(self, job: JobResult, variant_id: str, problem: Problem, spent: float | None = None,
                  limit: float | None = None) -> Failure:
@@ -322,8 +357,9 @@ class Tracker:
             spent, limit = self._time_at(transitions, problem), self.scenario.timeouts.for_step(problem.step)
         ideal = messages.ideal_states(self._expect(variant_id), order, start, self.definition)
         detail = messages.diff(ideal, transitions, job.seeded_mono)
+        seen = transitions[problem.at].seen_mono if problem.at is not None and problem.at < len(transitions) else None
         return messages.variant_failure(self.scenario.name, job.ordinal, job.job_id, order,
-                                        variant_id or job.job_id, problem, detail, spent, limit)
+                                        variant_id or job.job_id, problem, detail, spent, limit, seen)
 
     @staticmethod
     def _time_at(transitions: list[Transition], problem: Problem) -> float | None:

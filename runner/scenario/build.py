@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from runner import durations
-from runner.definition import DEFAULT, Definition
+from runner.definition import DEFAULT, Definition, SeedRow
 from runner.pipeline import config as pipeline_config
 from runner.resources import default_images_dir
 from runner.scenario import model
 from runner.scenario.semantics import expected_steps, resolve_image
-from runner.scenario.yamlsource import Located, join_path, locate
+from runner.scenario.yamlsource import Located, join_path, locate, path_text
 
 
 def scenario(doc: dict[str, Any], root: Located, path: Path, definition: Definition = DEFAULT) -> model.Scenario:
     """The Scenario a validated document describes; `path` is the file it came from."""
     start = doc.get("start", definition.seed_states[0])
+    seed_rows, left_out = _seed_rows(doc.get("seed_rows", {}), root, definition)
     return model.Scenario(
         path=path,
         name=doc.get("name") or path.stem,
@@ -34,8 +36,11 @@ def scenario(doc: dict[str, Any], root: Located, path: Path, definition: Definit
         observe=doc.get("observe", True),
         cleanup=doc.get("cleanup", "on_success"),
         expect=_expect(doc, root, definition),
-        timeouts=_timeouts(doc.get("timeouts", {})),
+        timeouts=_timeouts(doc.get("timeouts", {}), definition),
         fixtures=tuple(_fixture(f) for f in doc.get("fixtures", ())),
+        ad_copy=doc.get("ad_copy", model.DEFAULT_AD_COPY),
+        seed_rows=seed_rows,
+        seed_rows_left_out=left_out,
         reference_pipeline=pipeline_config.build(doc.get("reference_pipeline")),
         definition=definition,
         source=model.SourceMap(str(path), dict(_marks(root, "$"))),
@@ -150,15 +155,43 @@ def _origin(root: Located, parts: list[str | int]) -> model.Origin:
     return model.Origin(mark.file, mark.line, mark.col)
 
 
-def _timeouts(value: dict[str, Any]) -> model.Timeouts:
+def _timeouts(value: dict[str, Any], definition: Definition) -> model.Timeouts:
     defaults = model.Timeouts()
     return model.Timeouts(
+        bounds=() if "step" in value else tuple((s.name, s.timeout) for s in definition.steps),
         step=durations.parse(value["step"]) if "step" in value else defaults.step,
         steps=tuple((step, durations.parse(text)) for step, text in value.get("steps", {}).items()),
         stall=durations.parse(value["stall"]) if "stall" in value else defaults.stall,
         job=durations.parse(value["job"]) if "job" in value else defaults.job,
+        grace=durations.parse(value["grace"]) if "grace" in value else defaults.grace,
     )
 
 
 def _fixture(value: dict[str, Any]) -> model.Fixture:
     return model.Fixture(table=value["table"], rows=tuple(tuple(row.items()) for row in value["rows"]))
+
+
+def _seed_rows(chosen: dict[str, Any], root: Located,
+               definition: Definition) -> tuple[tuple[SeedRow, ...], tuple[str, ...]]:
+    """The definition's seed rows as the scenario chose them: overridden value by value, or left out."""
+    rows: list[SeedRow] = []
+    left_out: list[str] = []
+    for row in definition.seed_rows:
+        choice = chosen.get(row.name, True)
+        if choice is False:
+            left_out.append(row.name)
+        elif choice is True:
+            rows.append(row)
+        else:
+            rows.append(_overridden(row, choice["values"], root))
+    return tuple(rows), tuple(left_out)
+
+
+def _overridden(row: SeedRow, values: dict[str, Any], root: Located) -> SeedRow:
+    merged, origins = dict(row.values), dict(row.origins)
+    for column, value in values.items():
+        parts: list[str | int] = ["seed_rows", row.name, "values", column]
+        mark = locate(root, parts)
+        merged[column] = value
+        origins[column] = f"{mark.file}:{mark.line}:{mark.col}: {path_text(parts)}"
+    return dataclasses.replace(row, values=tuple(merged.items()), origins=tuple(origins.items()))

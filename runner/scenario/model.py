@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from runner.definition import DEFAULT, Definition
+from runner.definition import DEFAULT, Definition, Scalar, SeedRow
 from runner.pipeline.config import PipelineConfig
 
-Scalar = str | int | float | bool | None
 RowRefKind = Literal["none", "any", "id"]
 ModeType = Literal["once", "wait_for_completion", "interval"]
 CleanupPolicy = Literal["always", "on_success", "never"]
@@ -26,6 +25,8 @@ DEFAULT_IMAGE_NAMES: tuple[str, ...] = (
     "pipeline_test_image11.jpg",
 )
 """The original tool's priority list; the files ship with ye-run under `pipeline_test/`."""
+DEFAULT_AD_COPY = "Fresh from the oven every morning: a ye-run test ad"
+"""The English ad copy a test job gets: a real job always has one (the text part writes it before the images)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +215,17 @@ class Timeouts:
     steps: tuple[tuple[str, float], ...] = ()
     stall: float = 300.0
     job: float = 1800.0
+    grace: float = 3.0
+    """Once a job's verdict is decided (a failure no later write undoes), how long to gather what happens
+    alongside before judging it."""
+    bounds: tuple[tuple[str, float], ...] = ()
+    """The pipeline definition's bound per step: the limit of a step when the scenario gives neither
+    `timeouts.step` nor `timeouts.steps` for it."""
 
     def for_step(self, step: str) -> float:
-        return dict(self.steps).get(step, self.step)
+        """The limit of one step: the scenario's own, else the definition's bound, else `step`."""
+        own = dict(self.steps).get(step)
+        return own if own is not None else dict(self.bounds).get(step, self.step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +255,11 @@ class Scenario:
     cleanup: CleanupPolicy = "on_success"
     timeouts: Timeouts = field(default_factory=Timeouts)
     fixtures: tuple[Fixture, ...] = ()
+    ad_copy: str = DEFAULT_AD_COPY
+    """The job's English ad copy: `${scenario.ad_copy}` in seed rows and fixtures."""
+    seed_rows: tuple[SeedRow, ...] = DEFAULT.seed_rows
+    """The definition's seed rows with the scenario's overrides applied, less the ones it leaves out."""
+    seed_rows_left_out: tuple[str, ...] = ()
     reference_pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     """Latency and faults for the built-in reference pipeline (embedded default only)."""
     definition: Definition = DEFAULT

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.db.connect import Database
+from runner.engine.events import Note
 from tests.engine.helpers import retrying, run
 
 BASE = "simulate_img_gen: true\ntimeouts: {step: 20s, stall: 20s, job: 60s}\n"
@@ -156,3 +157,29 @@ def test_a_retry_to_an_earlier_step_queued_is_picked_up(db: Database, tmp_path: 
     states = [t.state for t in job.variants[job.seeded.variant(2).id].transitions]
     back = states.index(("overlay", "failed")) + 1
     assert states[back:back + 3] == [("planner", "queued"), ("planner", "running"), ("planner", "done")]
+
+
+def test_a_decided_failure_is_judged_after_the_grace_not_at_a_timeout(db: Database, tmp_path: Path):
+    """Variant 1 goes past the last expected step at once; variant 2 then hangs at overlay. The job is judged a
+    grace after the first failure, root cause first, not when overlay's 10-minute limit runs out."""
+    text = ("name: decided\nsimulate_img_gen: true\nexpect: {stop_after: planner}\n"
+            "timeouts: {step: 10m, stall: 10m, job: 30m, grace: 300ms}\n"
+            "reference_pipeline: {faults: [{kind: hang, step: overlay, variants: [2]}]}\n")
+    outcome = run(db, tmp_path, text)
+    (job,) = outcome.result.jobs
+    assert job.outcome == "failed"
+    assert {f.kind for f in job.failures} == {"unexpected_step"}  # no step or stall timeout: nothing waited for it
+    assert "went past planner, the last expected step" in job.failures[0].message
+    assert [f.seen_mono for f in job.failures] == sorted(f.seen_mono for f in job.failures)
+    notes = [e.text for e in outcome.events if isinstance(e, Note)]
+    assert any(n.startswith("job 1 judged 300ms after its first failure") for n in notes), notes
+
+
+def test_going_backwards_is_judged_at_once_too(db: Database, tmp_path: Path):
+    text = ("name: backwards-then-hang\nsimulate_img_gen: true\ntimeouts: {step: 10m, stall: 10m, grace: 300ms}\n"
+            "reference_pipeline: {faults: [{kind: backwards, step: overlay, to: yolo_detect, variants: [1]},\n"
+            "                              {kind: hang, step: vlm_judge, variants: [2]}]}\n")
+    outcome = run(db, tmp_path, text)
+    (job,) = outcome.result.jobs
+    assert job.failures and job.failures[0].kind == "backwards"
+    assert not {"step_timeout", "stall_timeout", "job_timeout"} & {f.kind for f in job.failures}
