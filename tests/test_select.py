@@ -62,3 +62,35 @@ def test_sharding_applies_after_selection():
 def test_a_bad_shard_is_bad_input(text: str):
     with pytest.raises(InputError, match="--shard"):
         select.parse_shard(text)
+
+
+@pytest.mark.parametrize("expression", ["(" * 2000 + "smoke" + ")" * 2000, "not " * 5000 + "smoke",
+                                        "(not " * 60 + "smoke" + ")" * 60])
+def test_a_deeply_nested_keyword_expression_is_bad_input_not_a_crash(expression: str):
+    with pytest.raises(InputError, match=r"^-k expression nested deeper than 100 levels"):
+        select.keyword_matcher(expression)
+
+
+def test_nesting_up_to_the_bound_still_matches():
+    assert select.keyword_matcher("(" * 100 + "smoke" + ")" * 100)("smoke")
+    assert select.keyword_matcher("not " * 100 + "smoke")("smoke")
+    assert not select.keyword_matcher("not " * 99 + "smoke")("smoke")
+
+
+def test_a_long_flat_expression_is_not_nested():
+    """5,000 words joined by `or` / `and` are one level deep: neither parsing nor matching recurses per word."""
+    assert select.keyword_matcher(" or ".join(f"w{i}" for i in range(5000)) + " or smoke")("smoke")
+    assert not select.keyword_matcher(" and ".join(["smo"] * 5000) + " and nope")("smoke")
+
+
+@pytest.mark.parametrize("expression", ["(" * 2000 + "smoke" + ")" * 2000, "not " * 5000 + "smoke"])
+def test_the_cli_refuses_a_deeply_nested_keyword_in_one_line(expression: str):
+    from click.testing import CliRunner
+
+    from runner.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["list", str(ROOT / "scenarios"), "-k", expression])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "ye-run: error: -k expression nested deeper than 100 levels (parentheses and 'not')"]

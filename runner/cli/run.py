@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -96,11 +97,11 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
       ye-run run scenarios/ --shard 2/4          # the second of four CI machines
     """
     try:
-        loaded = _load_or_report(list(scenarios), pipeline_file, variables, junit_path, json_path)
+        chosen = _load_or_report(lambda: common.choose(common.load_all(list(scenarios), pipeline_file, variables),
+                                                       tags, skip_tags, keyword, shard), junit_path, json_path)
     except KeyboardInterrupt:  # Ctrl+C while loading: the reports asked for still say so
         _interrupted_before_start(junit_path, json_path, html_path)
         raise
-    chosen = handle_errors(common.choose)(loaded, tags, skip_tags, keyword, shard)
     if dry_run:
         label = handle_errors(_database_label)(database_url, ephemeral)
         for scenario in chosen:
@@ -148,11 +149,12 @@ def _duration(option: str, text: str) -> float:
         raise InputError(f"{option}: {exc}") from None
 
 
-def _load_or_report(paths: list[str], pipeline_file: Path | None, variables: tuple[str, ...],
-                    junit_path: Path | None, json_path: Path | None) -> list[Scenario]:
-    """Every scenario; when a file is invalid, the reports asked for still say so (CI finds a report)."""
+def _load_or_report(load: Callable[[], list[Scenario]], junit_path: Path | None,
+                    json_path: Path | None) -> list[Scenario]:
+    """The selected scenarios; when a file is invalid or the selection is refused (two scenarios of one name),
+    the reports asked for still say so (CI finds a report)."""
     try:
-        return common.load_all(paths, pipeline_file, variables)
+        return load()
     except YeRunError as exc:
         started = datetime.now(timezone.utc)
         invalid: dict[str, list[str]] = {}

@@ -12,7 +12,7 @@ from runner.cli.common import handle_errors
 
 from runner import resources
 from runner.errors import ExitCode, ScenarioError
-from runner.scenario import discover, loader
+from runner.scenario import discover, loader, names
 
 
 @click.command()
@@ -26,6 +26,7 @@ def validate(paths: tuple[str, ...], quiet: bool, pipeline_file: Path | None, va
     PATH may be a file, a directory (searched recursively for *.yaml and *.yml) or a
     glob. Every problem is printed, one per line, as file:line:col: json.path: message.
     Step names are checked against the pipeline definition in force (--pipeline-file).
+    Scenario names must be unique across the files given (a second one is invalid).
     Exit 0 when all files are valid, 1 when any is invalid, 2 for usage errors (and an
     invalid definition file).
     """
@@ -36,10 +37,14 @@ def _validate(paths: list[str], quiet: bool, pipeline_file: Path | None, variabl
     definition = common.definition(pipeline_file)
     values = common.parse_variables(variables)
     files = discover.scenario_files(paths)
+    unique = names.UniqueNames()
     invalid = 0
     for file in files:
         try:
             found = loader.load_instances(file, definition, values)
+            twins = unique.problems(found)
+            if twins:
+                raise ScenarioError(twins)
         except ScenarioError as exc:
             invalid += 1
             for problem in exc.problems:

@@ -1,20 +1,26 @@
 """Choosing scenarios: by tag, by a name expression (`-k`, as pytest), and by shard (`--shard K/N`).
 
 Selection runs after every file was loaded and validated, so an invalid file that is not
-selected is still an error. Sharding is deterministic: the selected scenarios, sorted by file
-and name, are dealt round-robin, so N machines run disjoint parts whose union is the suite.
+selected is still an error. What tags and `-k` keep must have unique names, checked before
+sharding (scenarios of one name on two machines would still meet in the merged reports).
+Sharding is deterministic: the selected scenarios, sorted by file and name, are dealt
+round-robin, so N machines run disjoint parts whose union is the suite.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from runner.errors import InputError
+from runner.errors import InputError, ScenarioError
+from runner.scenario import names
 from runner.scenario.model import Scenario
 
 _TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
+MAX_NESTING = 100
+"""How deep `-k` may nest parentheses and `not`s; deeper is refused as bad input."""
+Predicate = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +34,15 @@ class Selection:
 
 
 def select(scenarios: Sequence[Scenario], selection: Selection) -> list[Scenario]:
-    """The scenarios a selection keeps, in their given order."""
+    """The scenarios a selection keeps, in their given order; ScenarioError when two of them share a name."""
     matcher = keyword_matcher(selection.keyword) if selection.keyword else None
     kept = [s for s in scenarios
             if (not selection.tags or set(s.tags) & set(selection.tags))
             and not set(s.tags) & set(selection.skip_tags)
             and (matcher is None or matcher(s.name))]
+    twins = names.duplicates(kept)
+    if twins:
+        raise ScenarioError(twins)
     return shard(kept, *selection.shard) if selection.shard else kept
 
 
@@ -52,7 +61,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def keyword_matcher(expression: str):  # type: ignore[no-untyped-def]
+def keyword_matcher(expression: str) -> Predicate:
     """A predicate on names: words match as case-insensitive substrings, with `and`, `or`, `not` and parentheses."""
     tokens = [t for t in _TOKEN.findall(expression)]
     parser = _Parser(tokens, expression)
@@ -63,12 +72,16 @@ def keyword_matcher(expression: str):  # type: ignore[no-untyped-def]
 
 
 class _Parser:
-    """or-expression := and-expression ('or' and-expression)*; and := not ('and' not)*; not := 'not' not | atom."""
+    """or-expression := and-expression ('or' and-expression)*; and := not ('and' not)*; not := 'not' not | atom.
+
+    Runs of `or` and `and` become one flat `any` / `all`, so only `not` and parentheses nest, and their depth
+    is bounded: a hostile `-k` is bad input, never a RecursionError."""
 
     def __init__(self, tokens: list[str], text: str):
         self.tokens = tokens
         self.text = text
         self.position = 0
+        self.depth = 0
 
     def _peek(self) -> str | None:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
@@ -80,30 +93,28 @@ class _Parser:
         self.position += 1
         return token
 
-    def expression(self):  # type: ignore[no-untyped-def]
-        left = self._and()
+    def expression(self) -> Predicate:
+        terms = [self._and()]
         while self._peek() == "or":
             self._take()
-            right, first = self._and(), left
-            left = lambda name, a=first, b=right: a(name) or b(name)  # noqa: E731
-        return left
+            terms.append(self._and())
+        return terms[0] if len(terms) == 1 else lambda name: any(term(name) for term in terms)
 
-    def _and(self):  # type: ignore[no-untyped-def]
-        left = self._not()
+    def _and(self) -> Predicate:
+        factors = [self._not()]
         while self._peek() == "and":
             self._take()
-            right, first = self._not(), left
-            left = lambda name, a=first, b=right: a(name) and b(name)  # noqa: E731
-        return left
+            factors.append(self._not())
+        return factors[0] if len(factors) == 1 else lambda name: all(factor(name) for factor in factors)
 
-    def _not(self):  # type: ignore[no-untyped-def]
+    def _not(self) -> Predicate:
         if self._peek() == "not":
             self._take()
-            inner = self._not()
+            inner = self._nested(self._not)
             return lambda name: not inner(name)
         token = self._take()
         if token == "(":
-            inner = self.expression()
+            inner = self._nested(self.expression)
             if self._take() != ")":
                 raise InputError(f"-k {self.text!r}: a '(' is not closed")
             return inner
@@ -111,3 +122,13 @@ class _Parser:
             raise InputError(f"-k {self.text!r}: unexpected {token!r}")
         word = token.lower()
         return lambda name: word in name
+
+    def _nested(self, parse: Callable[[], Predicate]) -> Predicate:
+        """One level deeper (a `not` or a `(`), refused past MAX_NESTING."""
+        if self.depth >= MAX_NESTING:
+            raise InputError(f"-k expression nested deeper than {MAX_NESTING} levels (parentheses and 'not')")
+        self.depth += 1
+        try:
+            return parse()
+        finally:
+            self.depth -= 1
