@@ -4,7 +4,8 @@ Thin, as pytest's own example of non-Python tests: `pytest_collect_file -> Scena
 ScenarioItem.runtest() -> preflight + ScenarioRun`, the same engine the CLI uses. Opt-in: a
 YAML file is collected only under a path listed in the `ye_run_paths` ini option, or with
 `--ye-run`, so a repository full of other YAML collects nothing. Scenario tags become markers
-(registered, so `--strict-markers` is content). One database per pytest process: the one given
+(registered, so `--strict-markers` is content); two scenarios of one name are a collection error
+of the second file, as in the CLI. One database per pytest process: the one given
 (`--ye-run-database-url` / `YE_DATABASE_URL`), else the embedded server; under pytest-xdist each
 worker starts an embedded server of its own (in a temporary directory), so workers never stop
 a server another is using.
@@ -78,6 +79,16 @@ class Runtime:
         self._lock = threading.Lock()
         self._stack = contextlib.ExitStack()
         self._database: Any = None
+        self._names: Any = None
+
+    @property
+    def names(self):  # type: ignore[no-untyped-def]
+        """Every collected scenario's name (made at first use): a second scenario of one name is a collection error."""
+        if self._names is None:
+            from runner.scenario.names import UniqueNames
+
+            self._names = UniqueNames()
+        return self._names
 
     def definition(self):  # type: ignore[no-untyped-def]
         from runner.cli.common import definition
@@ -139,6 +150,9 @@ class ScenarioFile(pytest.File):
         runtime: Runtime = self.config._ye_run  # type: ignore[attr-defined]
         try:
             scenarios = loader.load_instances(self.path, runtime.definition(), runtime.variables())
+            twins = runtime.names.problems(scenarios)
+            if twins:
+                raise ScenarioError(twins)
         except ScenarioError as exc:
             raise self.CollectError("\n".join(str(p) for p in exc.problems)) from None
         except YeRunError as exc:
@@ -153,7 +167,7 @@ class ScenarioFile(pytest.File):
 
 
 class ScenarioFailed(Exception):
-    """The scenario ran and an expectation did not hold (or it could not finish)."""
+    """The scenario ran and an expectation did not hold."""
 
     def __init__(self, text: str, line: int | None):
         super().__init__(text)
@@ -162,17 +176,40 @@ class ScenarioFailed(Exception):
 
 
 class ScenarioItem(pytest.Item):
+    """One scenario. It runs in setup, so what stops it being judged is pytest's ERROR; the test is its verdict."""
+
     def __init__(self, *, scenario: Any, **kwargs: Any):
         super().__init__(**kwargs)
         self.scenario = scenario
+        self._ran: tuple[Any, list[str]] | None = None
 
-    def runtest(self) -> None:
+    def setup(self) -> None:
+        """Run the scenario. A refusal (tenant guard, catalog), a lost database or a failed cleanup ends it as
+        `error`, as the CLI says; pytest reports an exception in setup as an error, not as a failure."""
         runtime: Runtime = self.config._ye_run  # type: ignore[attr-defined]
         try:
-            result, error, notes = runtime.run(self.scenario)
-        except YeRunError as exc:
-            raise ScenarioFailed(f"{self.scenario.name}: {exc}", None) from None
-        self.user_properties.append(("run_id", result.run_id))
+            result, _, notes = runtime.run(self.scenario)
+        except YeRunError as exc:  # its lines are located where they can be
+            reason = f"{self.scenario.name}: {exc}"
+        else:
+            self.user_properties.append(("run_id", result.run_id))
+            self._ran = (result, notes)
+            if result.outcome != "error":
+                return
+            reason = f"{self._origin()}: {failure_text(result, notes)}"
+        pytest.fail(reason, pytrace=False)
+
+    def teardown(self) -> None:
+        """A cleanup policy that could not be applied (a deadlock, a refused delete) is an error of teardown, as
+        pytest reports a test that ran and then could not clean up; the verdict stands."""
+        result = self._ran[0] if self._ran else None
+        failed = getattr(result, "cleanup_error", None)  # set by the verdict-first cleanup (engine/teardown.py)
+        if failed and result.outcome != "error":  # an error's text already says it
+            pytest.fail(f"{self._origin()}: {self.scenario.name}: {failed}", pytrace=False)
+
+    def runtest(self) -> None:
+        assert self._ran is not None
+        result, notes = self._ran
         if result.outcome in ("passed", "seeded"):
             return
         raise ScenarioFailed(failure_text(result, notes), expectation_line(self.scenario, result))
@@ -186,6 +223,10 @@ class ScenarioItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int, str]:
         origin = self.scenario.source.marks.get("$.name") or self.scenario.source.marks.get("$")
         return self.path, (origin.line - 1) if origin else 0, f"ye-run scenario: {self.name}"
+
+    def _origin(self) -> str:
+        """`file:line` of the scenario's name, where an error that belongs to no expectation points."""
+        return f"{self.path}:{self.reportinfo()[1] + 1}"
 
 
 def failure_text(result: Any, notes: list[str]) -> str:

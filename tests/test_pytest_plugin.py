@@ -65,6 +65,18 @@ def test_an_invalid_scenario_is_a_collection_error_with_located_messages(pyteste
     assert "Traceback" not in result.stdout.str()
 
 
+def test_two_scenarios_of_one_name_are_a_collection_error_naming_both(pytester: pytest.Pytester):
+    scenarios(pytester, first=HEALTHY.format(name="same", tag="smoke"), second=HEALTHY.format(name="same", tag="x"),
+              third=HEALTHY.format(name="third", tag="x"))
+    result = pytester.runpytest("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    out = result.stdout.str()
+    assert ("scenarios/second.yaml:1:7: $.name: scenario name 'same' is also the name of "
+            f"{pytester.path}/scenarios/first.yaml:1:7; names must be unique in a selection") in out.replace("\n", "")
+    assert "ERROR scenarios/second.yaml" in out and "ERROR scenarios/first.yaml" not in out
+    assert "Traceback" not in out
+
+
 def test_a_failed_scenario_shows_the_clis_text_at_its_expectation(pytester: pytest.Pytester, db: Database):
     scenarios(pytester, skips=SKIPS.format(name="skips", tag="smoke"), fine=HEALTHY.format(name="fine", tag="ok"))
     result = pytester.runpytest("-q", "--ye-run-database-url", url(db), "--ye-run-reference-pipeline",
@@ -78,6 +90,42 @@ def test_a_failed_scenario_shows_the_clis_text_at_its_expectation(pytester: pyte
     cases = {c.get("name"): c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
     assert set(cases) == {"skips", "fine"} and cases["skips"].get("classname") == "scenarios.skips.yaml"
     assert cases["skips"].find("failure") is not None and cases["fine"].find("failure") is None
+
+
+MISSPELT_TABLE = HEALTHY + ("expect: {{sql: [{{name: variants, query: 'select count(*) from jobs_variant where "
+                            "job_id = :job_id', equals: 3}}]}}\n")
+REFUSE_DELETE = """
+create function refuse_delete() returns trigger language plpgsql as
+  $$ begin raise exception 'deletes are refused here'; end $$;
+create trigger refuse_delete before delete on jobs for each row execute function refuse_delete();
+"""
+
+
+def test_what_stops_a_scenario_being_judged_is_an_error_not_a_failure(pytester: pytest.Pytester, db: Database):
+    scenarios(pytester, misspelt=MISSPELT_TABLE.format(name="misspelt", tag="x"),
+              fine=HEALTHY.format(name="fine", tag="x"))
+    args = ["--ye-run-database-url", url(db), "--ye-run-reference-pipeline", "--junitxml", "junit.xml"]
+    result = pytester.runpytest("-q", *args)
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert "ERROR at setup of ye-run scenario: misspelt" in out
+    assert "scenarios/misspelt.yaml:6:62: $.expect.sql[0].query: sql check 'variants': relation" in out
+    assert "Traceback" not in out
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    assert cases["misspelt"].find("error") is not None and cases["misspelt"].find("failure") is None
+    guarded = pytester.runpytest("-q", *args, "--ye-run-tenant-pattern", "^only_this_tenant$")
+    guarded.assert_outcomes(errors=2)
+    assert "tenant" in guarded.stdout.str()
+
+
+def test_a_scenario_whose_cleanup_fails_is_an_error(pytester: pytest.Pytester, database_with):
+    database = database_with(REFUSE_DELETE)
+    scenarios(pytester, cleaned=HEALTHY.format(name="cleaned", tag="x"))
+    result = pytester.runpytest("-q", "--ye-run-database-url", url(database), "--ye-run-reference-pipeline")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors") == 1 and "failed" not in outcomes, outcomes
+    out = result.stdout.str()
+    assert "ERROR at " in out and "deletes are refused here" in out and "Traceback" not in out
 
 
 def test_fixtures_run_scenarios_from_python_and_return_the_result(pytester: pytest.Pytester, db: Database):

@@ -30,7 +30,10 @@ def compare(base: Path, new: Path, max_slowdown: str, alpha: float, fail_on_regr
     For every scenario and step present in both: the number of samples, p50 and p95 before and
     after, the change of the median, the p-value of a one-sided Mann-Whitney U test (scipy) and
     its effect size (the probability that a new latency exceeds an old one; 0.5 is no change).
-    Exit 0, or 1 with --fail-on-regression when there is a regression; 2 for bad input.
+    Verdicts are matched by scenario name: newly failing, fixed, not run (no verdict tonight, so
+    never fixed), new, removed. Exit 0, or 1 with --fail-on-regression when there is a
+    regression; 2 for bad input (a file that is not a ye-run JSON report, a scenario name twice
+    in one report).
     """
     code = handle_errors(_compare)(base, new, max_slowdown, alpha, fail_on_regression, html_path)
     sys.exit(code)
@@ -39,9 +42,10 @@ def compare(base: Path, new: Path, max_slowdown: str, alpha: float, fail_on_regr
 def _compare(base: Path, new: Path, max_slowdown: str, alpha: float, fail_on_regression: bool,
              html_path: Path | None) -> int:
     from runner.report import compare as comparing
+    from runner.report import reportfile
 
     threshold = _percent(max_slowdown)
-    result = comparing.compare(comparing.load(base), comparing.load(new), threshold, alpha)
+    result = comparing.compare(reportfile.load(base), reportfile.load(new), threshold, alpha, (str(base), str(new)))
     for line in comparing.render(result, threshold, alpha):
         click.echo(line)
     if html_path is not None:

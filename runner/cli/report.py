@@ -19,7 +19,7 @@ def report(report: Path, html_path: Path) -> None:
 
 
 def _report(report: Path, html_path: Path) -> None:
-    from runner.report import compare, html
+    from runner.report import html, reportfile
 
-    html.write(html_path, compare.load(report))
+    html.write(html_path, reportfile.load(report))
     click.echo(f"wrote {html_path}")

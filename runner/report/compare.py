@@ -9,17 +9,15 @@ step with enough samples rarely goes unseen. Latencies are taken from the traces
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from runner import resources
 from runner.errors import InputError
 
-REPORT_LIMIT = 512 * 1024 * 1024
-FAILING = ("failed", "error", "interrupted")
+PASSING = ("passed", "seeded")
+NOT_RUN = "not_run"
+"""Every other outcome (failed, error, interrupted, running: it never finished) is failing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +41,8 @@ class StepChange:
 class Comparison:
     newly_failing: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
+    """Scenarios the new report holds but did not run (--fail-fast, an interrupt): no verdict, so never fixed."""
     new: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     steps: list[StepChange] = field(default_factory=list)
@@ -53,34 +53,20 @@ class Comparison:
         """What --fail-on-regression fails on: a slower step, or a scenario that stopped passing."""
         return bool(self.regressions or self.newly_failing)
 
-
-def load(path: Path) -> dict[str, Any]:
-    """A JSON report, validated against its schema; InputError naming the file otherwise."""
-    from runner.scenario.yamlsource import read_bounded
-
-    try:
-        doc = json.loads(read_bounded(path, REPORT_LIMIT).decode("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a ye-run JSON report: {exc}") from None
-    error = next(iter(resources.validator("report.schema.json").iter_errors(doc)), None)
-    if error is not None:
-        where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        raise InputError(f"{path}: {where}: not a ye-run JSON report ({error.message[:200]})")
-    return doc
+    @property
+    def verdicts(self) -> list[tuple[str, list[str]]]:
+        """The verdict changes, titled, in the order every view lists them."""
+        return [("newly failing", self.newly_failing), ("fixed", self.fixed), ("not run", self.not_run),
+                ("new", self.new), ("removed", self.removed)]
 
 
-def compare(base: dict[str, Any], new: dict[str, Any], max_slowdown: float = 0.2, alpha: float = 0.01) -> Comparison:
+def compare(base: dict[str, Any], new: dict[str, Any], max_slowdown: float = 0.2, alpha: float = 0.01,
+            sources: tuple[str, str] = ("base report", "new report")) -> Comparison:
+    """Verdict changes and step regressions of two reports, matched by scenario name (`sources` name the files)."""
     result = Comparison()
-    before, after = _by_name(base), _by_name(new)
+    before, after = by_name(base, sources[0]), by_name(new, sources[1])
     for name in sorted(set(before) | set(after)):
-        if name not in before:
-            result.new.append(name)
-        elif name not in after:
-            result.removed.append(name)
-        elif after[name]["outcome"] in FAILING and before[name]["outcome"] not in FAILING:
-            result.newly_failing.append(name)
-        elif before[name]["outcome"] in FAILING and after[name]["outcome"] not in FAILING:
-            result.fixed.append(name)
+        _verdict(result, name, before.get(name), after.get(name))
     for name in sorted(set(before) & set(after)):
         old_samples, new_samples = samples(before[name]), samples(after[name])
         for step in [s for s in new_samples if s in old_samples]:
@@ -91,8 +77,35 @@ def compare(base: dict[str, Any], new: dict[str, Any], max_slowdown: float = 0.2
     return result
 
 
-def _by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {s["name"]: s for s in doc["scenarios"]}
+def by_name(doc: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    """The report's scenarios by name; InputError when a name appears twice: two runs are never merged into one."""
+    out: dict[str, dict[str, Any]] = {}
+    first: dict[str, int] = {}
+    for i, scenario in enumerate(doc["scenarios"]):
+        name = scenario["name"]
+        if name in out:
+            raise InputError(f"{source}: $.scenarios[{i}].name: scenario {name!r} appears twice (also "
+                             f"$.scenarios[{first[name]}]); compare matches scenarios by name and cannot tell "
+                             f"them apart")
+        out[name], first[name] = scenario, i
+    return out
+
+
+def _verdict(result: Comparison, name: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+    if before is None:
+        result.new.append(name)
+    elif after is None:
+        result.removed.append(name)
+    elif after["outcome"] == NOT_RUN:
+        result.not_run.append(name)
+    elif _failing(after) and not _failing(before):
+        result.newly_failing.append(name)
+    elif _failing(before) and after["outcome"] in PASSING:
+        result.fixed.append(name)
+
+
+def _failing(scenario: dict[str, Any]) -> bool:
+    return scenario["outcome"] not in PASSING and scenario["outcome"] != NOT_RUN
 
 
 def _test(scenario: str, step: str, base: list[float], new: list[float]) -> StepChange:
@@ -162,8 +175,7 @@ def render(result: Comparison, max_slowdown: float, alpha: float) -> list[str]:
         return "-" if value is None else format_seconds(value)
 
     lines = []
-    for title, names in (("newly failing", result.newly_failing), ("fixed", result.fixed), ("new", result.new),
-                         ("removed", result.removed)):
+    for title, names in result.verdicts:
         if names:
             lines.append(f"{title}: {', '.join(names)}")
     lines.append(f"{'scenario':24} {'step':18} {'n':>9} {'p50':>15} {'p95':>15} {'change':>8} {'p':>8} {'effect':>6}")
@@ -177,7 +189,8 @@ def render(result: Comparison, max_slowdown: float, alpha: float) -> list[str]:
                      f"{seconds(percentile(change.base, 0.95)):>7}>{seconds(percentile(change.new, 0.95)):<7} "
                      f"{delta:>8} {p:>8} {effect:>6}{flag}")
     lines.append(f"{len(result.regressions)} regression(s) (slower by more than {max_slowdown * 100:.0f}% at "
-                 f"p < {alpha}); {len(result.newly_failing)} newly failing, {len(result.fixed)} fixed")
+                 f"p < {alpha}); {len(result.newly_failing)} newly failing, {len(result.fixed)} fixed, "
+                 f"{len(result.not_run)} not run")
     return lines
 
 
@@ -209,5 +222,4 @@ def render_html(result: Comparison, base_name: str, new_name: str, max_slowdown:
     return environment.get_template("compare.html.j2").render(
         regressions=result.regressions, failed=result.failed, base_name=base_name, new_name=new_name,
         threshold=f"{max_slowdown * 100:.0f}%", alpha=alpha, steps=list(by_scenario.items()),
-        verdicts=[("newly failing", result.newly_failing), ("fixed", result.fixed), ("new", result.new),
-                  ("removed", result.removed)])
+        verdicts=result.verdicts)

@@ -105,8 +105,8 @@ def test_junit_names_are_stable_across_runs(db: Database, tmp_path: Path):
         doc = JUNIT_XSD.to_dict(str(junit))
         names.append(sorted((s["@name"], c["@classname"], c["@name"]) for s in doc["testsuite"]
                             for c in s["testcase"]))
-        ids.append(sorted(p["@value"] for s in doc["testsuite"] for c in s["testcase"]
-                          for p in c.get("properties", [{}])[0].get("property", []) if p["@name"] == "job_id"))
+        ids.append(sorted(p["@value"] for s in doc["testsuite"] for p in s["properties"]["property"]
+                          if p["@name"] == "job 1.job_id"))
     assert names[0] == names[1] == [("healthy", "ye-run.healthy", "job 1"), ("skip-two", "ye-run.skip-two", "job 1")]
     assert ids[0] and ids[1] and set(ids[0]).isdisjoint(ids[1])
 

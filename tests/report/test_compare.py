@@ -12,7 +12,9 @@ from click.testing import CliRunner
 
 from runner.cli.main import cli
 from runner.db.connect import Database
-from runner.report import compare
+from runner.engine.results import Outcome
+from runner.report import compare, json_report
+from tests.report.test_junit import NOW, job, scenario
 
 START = datetime(2026, 11, 28, tzinfo=timezone.utc)
 STEPS = ("vlm_analyze", "planner")
@@ -68,6 +70,53 @@ def test_verdict_changes_are_named():
     assert (result.newly_failing, result.fixed, result.new, result.removed) == (
         ["nightly"], ["was-failing"], ["brand-new"], ["gone"])
     assert result.failed
+
+
+def saved(path: Path, *verdicts: tuple[str, Outcome]) -> str:
+    """A report as `ye-run run --json` writes it, with one scenario per (name, outcome)."""
+    results = [scenario(name, outcome, [] if outcome == Outcome.NOT_RUN else [job(1, outcome.value)])
+               for name, outcome in verdicts]
+    path.write_text(json.dumps(json_report.document(results, 1, NOW, NOW)), encoding="utf-8")
+    return str(path)
+
+
+def test_a_name_twice_in_a_report_is_refused_never_merged(tmp_path: Path):
+    base = saved(tmp_path / "base.json", ("checkout", Outcome.PASSED))
+    new = saved(tmp_path / "new.json", ("checkout", Outcome.PASSED), ("other", Outcome.PASSED),
+                ("checkout", Outcome.FAILED))
+    for args in ([base, new], [new, base]):
+        result = CliRunner().invoke(cli, ["compare", *args, "--fail-on-regression"])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [
+            f"ye-run: error: {new}: $.scenarios[2].name: scenario 'checkout' appears twice (also $.scenarios[0]); "
+            "compare matches scenarios by name and cannot tell them apart"]
+        assert "newly failing" not in result.stdout
+
+
+def test_a_scenario_that_did_not_run_is_not_run_never_fixed(tmp_path: Path):
+    base = saved(tmp_path / "base.json", ("was-failing", Outcome.FAILED), ("was-passing", Outcome.PASSED),
+                 ("was-erroring", Outcome.ERROR), ("still-fine", Outcome.PASSED))
+    new = saved(tmp_path / "new.json", ("was-failing", Outcome.NOT_RUN), ("was-passing", Outcome.NOT_RUN),
+                ("was-erroring", Outcome.PASSED), ("still-fine", Outcome.PASSED))
+    result = compare.compare(json.loads(Path(base).read_text()), json.loads(Path(new).read_text()))
+    assert result.not_run == ["was-failing", "was-passing"]
+    assert (result.fixed, result.newly_failing) == (["was-erroring"], [])
+    page = tmp_path / "compare.html"
+    shown = CliRunner().invoke(cli, ["compare", base, new, "--fail-on-regression", "--html", str(page)])
+    assert shown.exit_code == 0, shown.output  # nothing got worse that anyone saw: listed, not a regression
+    lines = shown.stdout.splitlines()
+    assert "not run: was-failing, was-passing" in lines and "fixed: was-erroring" in lines
+    assert lines[-1].endswith("0 newly failing, 1 fixed, 2 not run")
+    text = page.read_text()
+    assert "<strong>not run:</strong> was-failing, was-passing" in text
+    assert "<strong>fixed:</strong> was-erroring</p>" in text
+
+
+def test_not_run_then_failing_is_newly_failing(tmp_path: Path):
+    base = saved(tmp_path / "base.json", ("flaky", Outcome.NOT_RUN), ("stuck", Outcome.PASSED))
+    new = saved(tmp_path / "new.json", ("flaky", Outcome.FAILED), ("stuck", Outcome.INTERRUPTED))
+    result = CliRunner().invoke(cli, ["compare", base, new, "--fail-on-regression"])
+    assert result.exit_code == 1 and "newly failing: flaky, stuck" in result.stdout.splitlines()
 
 
 SLOW = ("name: nightly\ntenant: {{id: ye_compare_test, isolate: true}}\nsimulate_img_gen: true\nvariants: 5\n"

@@ -13,7 +13,11 @@ from runner.engine.results import JobResult, Outcome, ScenarioResult
 from runner.report import junit
 from runner.trace import Failure
 
-XSD = xmlschema.XMLSchema(str(Path(__file__).parent / "junit.xsd"))
+HERE = Path(__file__).parent
+XSD = xmlschema.XMLSchema(str(HERE / "junit.xsd"))
+"""The shape the tests read a file with."""
+CI_SCHEMAS = {name: xmlschema.XMLSchema(str(HERE / name)) for name in ("JUnit.xsd", "junit-10.xsd")}
+"""What CI servers hold a file to: Ant's schema (the strictest in common use) and Jenkins' xUnit plugin's."""
 NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)
 
 
@@ -32,7 +36,8 @@ def scenario(name: str, outcome: Outcome, jobs: list[JobResult], error: str | No
 
 
 def cases(path: Path) -> dict[tuple[str, str], dict]:
-    XSD.validate(str(path))
+    for schema in (XSD, *CI_SCHEMAS.values()):
+        schema.validate(str(path))
     doc = XSD.to_dict(str(path))
     return {(s["@name"], c["@name"]): c for s in doc["testsuite"] for c in s["testcase"]}
 
@@ -47,8 +52,9 @@ def test_names_are_stable_and_ids_are_properties(tmp_path: Path):
     assert set(found) == {("s", "job 1"), ("s", "job 2"), ("t", "job 1")}
     first = found[("s", "job 1")]
     assert first["@classname"] == "ye-run.s" and first["failure"][0]["@type"] == "skipped_step"
-    properties = {p["@name"]: p["@value"] for p in first["properties"][0]["property"]}
-    assert properties["job_id"] == results[0].jobs[0].job_id and properties["run_id"] == results[0].run_id
+    properties = suite_properties(path)["s"]
+    assert properties["job 1.job_id"] == results[0].jobs[0].job_id and properties["run_id"] == results[0].run_id
+    assert properties["job 2.tenant_id"] == "ye_t_test" and properties["file"] == "scenarios/s.yaml"
     assert "skipped" in found[("t", "job 1")]
     assert "\\x1b[31m" in path.read_text() and "\x1b" not in path.read_text()
 
@@ -75,3 +81,36 @@ def test_a_job_the_scenario_could_not_finish_is_an_error_never_a_pass(tmp_path: 
     assert "error" not in found[("lost", "job 1")]
     assert found[("lost", "job 2")]["error"][0]["@message"] == (
         "did not finish: lost the database connection while reading the job's rows: gone")
+
+
+def suite_properties(path: Path) -> dict[str, dict[str, str]]:
+    return {s["@name"]: {p["@name"]: p["@value"] for p in (s["properties"] or {}).get("property", [])}
+            for s in XSD.to_dict(str(path))["testsuite"]}
+
+
+def test_every_outcome_is_valid_for_the_ci_servers_schemas(tmp_path: Path):
+    failure = Failure("step_timeout", "s › job 2 › variant #1 › planner: timed out", "after 5s")
+    not_run = scenario("later", Outcome.NOT_RUN, [])
+    not_run.note = "not run: --fail-fast stopped the suite after a failure"
+    seeded = scenario("seed-only", Outcome.SEEDED, [job(1, "seeded")])
+    lost = scenario("lost", Outcome.ERROR, [job(1, "passed"), job(2, "error", [failure]), job(3, "running")],
+                    error="lost the database connection: gone")
+    lost.failures = [Failure("latency_limit", "lost › planner: p95 over its limit", "p95 2s > 1s")]
+    stopped = scenario("stopped", Outcome.INTERRUPTED, [job(1, "interrupted")])
+    stopped.started_at = None
+    results = [scenario("fine", Outcome.PASSED, [job(1, "passed")]),
+               scenario("s", Outcome.FAILED, [job(1, "failed", [failure])]), lost, stopped, seeded, not_run]
+    path = tmp_path / "junit.xml"
+    junit.write(path, results, "ye-run: bug", {"bad.yaml": ["bad.yaml:2:11: $.variants: expected a whole number"]})
+    for name, schema in CI_SCHEMAS.items():
+        assert schema.is_valid(str(path)), (name, next(schema.iter_errors(str(path))))
+    found = cases(path)
+    job_2 = found[("lost", "job 2")]
+    assert set(job_2) & {"failure", "error", "skipped"} == {"error"}  # one outcome per testcase, the worst
+    assert job_2["error"][0]["@message"] == "did not finish: lost the database connection: gone"
+    assert "timed out" in job_2["error"][0]["$"]  # the failure is kept in its text
+    assert found[("lost", "scenario checks")]["failure"][0]["@type"] == "latency_limit"
+    assert "skipped" in found[("stopped", "job 1")] and "skipped" in found[("seed-only", "job 1")]
+    assert "skipped" in found[("later", "scenario")]
+    assert set(suite_properties(path)) == {"fine", "s", "lost", "stopped", "seed-only", "later", "bad.yaml", "ye-run"}
+    assert suite_properties(path)["lost"]["job 3.job_id"] == lost.jobs[2].job_id
