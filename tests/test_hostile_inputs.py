@@ -11,7 +11,8 @@ function, a procedure and an operator that delete the canary rows). For each cas
 3. every table (and sequence) of the database has the same content before and after: a
    refused run writes nothing, not even its own registry row.
 
-A case that hangs is stopped by an alarm and fails. Passwords of URL cases never appear.
+A case that hangs is stopped by an alarm and fails; a case that would eat the machine's memory gets
+a MemoryError (a bug, exit 70) instead. Passwords of URL cases never appear.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import signal
 import struct
 import uuid
@@ -41,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 JPEG = ROOT / "pipeline_test" / "pipeline_test_image9.jpg"
 CASE_TIMEOUT = 20.0
 """Seconds one case may take; a hang (a FIFO opened, a pg_sleep run) fails the case instead."""
+CASE_MEMORY = 2 << 30
+"""Bytes of address space one case may add to the test process (a matrix or alias bomb stops there)."""
 CANARY_ROWS = 5
 MARKER = Path(f"/tmp/ye_hostile_pwned_{uuid.uuid4().hex[:10]}")
 """A file only a hostile input that got executed (COPY TO PROGRAM, a YAML python tag) would create."""
@@ -144,6 +148,20 @@ def alarm(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def memory_limit(extra: int) -> Iterator[None]:
+    """The process may map `extra` more bytes while inside; past that, allocations fail with MemoryError."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    status = Path("/proc/self/status").read_text(encoding="ascii").splitlines()
+    mapped = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    limit = mapped + extra if hard == resource.RLIM_INFINITY else min(mapped + extra, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 @dataclass(frozen=True)
@@ -497,8 +515,8 @@ SQL_CASES = [run_case(id, sql_doc(query), "$.expect.sql[0].query") for id, query
              where="expect"),
     run_case("sql-unknown-column", sql_doc("select no_such_column from jobs where job_id = :job_id"),
              "$.expect.sql[0].query", "no_such_column"),
-    run_case("sql-unknown-table", sql_doc("select count(*) from no_such_table"), "$.expect.sql[0].query",
-             "no_such_table"),
+    run_case("sql-misspelt-table", sql_doc("select count(*) from jobs_variant"), "$.expect.sql[0].query",
+             "jobs_variant"),
 ]
 
 PASSWORD = "Hunter2-Zebra9"
@@ -597,6 +615,9 @@ def definition_case(id: str, definition: str, json_path: str, message: str) -> C
 
 OVERLAY_STARTS_OVER = DEFAULT_TEXT.replace("retry_to: {step: planner, status: done}", "retry_to: {step: user_img_input}")
 
+SEED_ROW_TYPO = DEFAULT_TEXT.replace('ad_copy_eng: "${scenario.ad_copy}"', 'ad_copy_english: "${scenario.ad_copy}"')
+"""The built-in definition with a seed-row column the reference table does not have."""
+
 DEFINITION_CASES = [
     definition_case("definition-retry-to-running", "variant_steps: [a, b, {name: c, retry_to: {step: b, status: "
                     "running}}]\n", "$.variant_steps[2].retry_to.status", "nothing picks up a row left 'running'"),
@@ -611,10 +632,73 @@ DEFINITION_CASES = [
     Case("definition-retry-before-the-simulated-step", lambda c: c.run("--pipeline-file", str(c.tmp / "d.yaml")), 2,
          located("$.simulate_img_gen", "img_gen must run again"), many(URL_SCENARIO, write("d.yaml", OVERLAY_STARTS_OVER)),
          "simulate_img_gen"),
+    definition_case("definition-seed-row-names-a-variant", "variant_steps: [a, b]\nseed_rows:\n  - {name: r, table: "
+                    "t, values: {job_variants_id: '${variant.1.id}'}}\n", "$.seed_rows[0].values.job_variants_id",
+                    "a seed row belongs to the job"),
+    definition_case("definition-seed-row-unknown-placeholder", "variant_steps: [a, b]\nseed_rows:\n  - {name: r, "
+                    "table: t, values: {body: '${scenario.text}'}}\n", "$.seed_rows[0].values.body",
+                    "unknown placeholder"),
+    definition_case("definition-step-bound-zero", "variant_steps: [a, {name: b, timeout: '0'}]\n",
+                    "$.variant_steps[1].timeout", "longer than 0"),
+    definition_case("definition-seed-row-column-the-table-lacks", SEED_ROW_TYPO,
+                    "$.seed_rows[0].values.ad_copy_english", "has no column 'ad_copy_english'; did you mean"),
+    run_case("seed-row-unknown-name", doc("seed_rows: {english_adcopy: false}"), "$.seed_rows.english_adcopy",
+             "did you mean 'english_ad_copy'", where="seed_rows"),
+    run_case("seed-row-override-column-the-table-lacks",
+             doc("seed_rows: {english_ad_copy: {values: {ad_copy_english: x}}}"),
+             "$.seed_rows.english_ad_copy.values.ad_copy_english", "has no column", where="seed_rows"),
+    run_case("seed-row-tenant-of-a-customer",
+             doc("seed_rows: {english_ad_copy: {values: {ad_copy_eng: x, tenant_id: acme_corp}}}"),
+             "$.seed_rows.english_ad_copy.values.tenant_id", "acme_corp", where="seed_rows"),
+    run_case("fault-duplicate-trigger-on-a-variant-step",
+             doc("reference_pipeline: {faults: [{kind: duplicate_trigger, step: planner}]}"),
+             "$.reference_pipeline.faults[0].step", "duplicate_trigger", where="reference_pipeline"),
+]
+
+MATRIX_BOMB = "matrix:\n" + "".join(f"  k{k}: [{', '.join(map(str, range(20)))}]\n" for k in range(16))
+"""16 keys x 20 values, about 1 KB: 20**16 instances if the product were built."""
+MATRIX_BASE = ("matrix:\n  variants: [" + ", ".join(map(str, range(1, 21))) + "]\n"
+               "  simulate_img_gen: [true, false]\n  cleanup: [always, never, on_success]\n")
+"""120 instances: within the limit alone, over it once a file extending it adds a key of two values."""
+ALIASED_DEFAULT = (f'description: &d "${{YE_HOSTILE_UNSET:-{"y" * 400_000}}}"\n'
+                   "tags_alias: [" + ", ".join(["*d"] * 2000) + "]")
+"""A 400 KB default, used 2,000 times through aliases: 800 MB of text if every copy were made."""
+DUPLICATE_NAME = many(write("case.yaml", doc()), write("other.yaml", doc()))
+DEEP = 2000
+
+
+def keyword_case(id: str, expression: str) -> Case:
+    return Case(id, lambda c: c.run("-k", expression), 2,
+                r"^ye-run: error: -k expression nested deeper than 100 levels \(parentheses and 'not'\)$", URL_SCENARIO)
+
+
+SELECTION_CASES = [
+    run_case("matrix-bomb-16-keys-20-values", doc(MATRIX_BOMB), "$.matrix",
+             f"the matrix makes {20 ** 16:,} instances; the limit is 200$", where="matrix:"),
+    validate_case("validate-matrix-bomb", doc(MATRIX_BOMB), "$.matrix", "the limit is 200$", where="matrix:"),
+    Case("matrix-multiplied-through-extends", lambda c: c.run(), 2, located("$.matrix", "makes 240 instances"),
+         many(write("_base.yaml", MATRIX_BASE), write("case.yaml", doc("extends: _base.yaml", "matrix:",
+                                                                        "  mode: [once, {interval: 1s, jobs: 2}]"))),
+         where="matrix:"),
+    run_case("matrix-values-read-alike", doc("matrix:", '  description_kor: ["x,variants=2", x]',
+                                             '  variants: [1, "2,variants=1"]'), "$.matrix", "make their values differ",
+             where="matrix:"),
+    Case("duplicate-scenario-names", lambda c: ["run", c.file, str(c.tmp / "other.yaml"), "--database-url", c.url], 2,
+         located("$.name", "scenario name 'hostile' is also the name of {file}:\\d+:\\d+; names must be unique",
+                 file=r"{tmp}/other\.yaml"), DUPLICATE_NAME),
+    Case("validate-duplicate-scenario-names", lambda c: ["validate", "-q", c.file, str(c.tmp / "other.yaml")], 1,
+         located("$.name", "is also the name of", file=r"{tmp}/other\.yaml"), DUPLICATE_NAME, summary=True),
+    run_case("variables-defaults-nested-too-deep", doc(description='"' + "${A:-" * 11 + "x" + "}" * 11 + '"'),
+             "$.description", "nested deeper than 10 levels", where="description"),
+    run_case("variables-default-aliased-2000-times", doc(ALIASED_DEFAULT, description=None), "$.tags_alias",
+             "would pass 2,000,000 characters", where="description"),
+    keyword_case("keyword-2000-parentheses", "(" * DEEP + "hostile" + ")" * DEEP),
+    keyword_case("keyword-5000-not", "not " * 5000 + "hostile"),
+    keyword_case("keyword-not-and-parentheses", "(not " * DEEP + "hostile" + ")" * DEEP),
 ]
 
 CASES = (YAML_CASES + SCHEMA_CASES + TENANT_CASES + IMAGE_CASES + SQL_CASES + URL_CASES + CLI_CASES
-         + DEFINITION_CASES)
+         + DEFINITION_CASES + SELECTION_CASES)
 
 
 def test_the_corpus_is_large_and_its_ids_unique():
@@ -629,7 +713,7 @@ def test_hostile_input_is_refused_in_one_line_and_writes_nothing(case: Case, tar
     argv = case.argv(ctx)
     before = snapshot(target.database)
     try:
-        with alarm(CASE_TIMEOUT):
+        with alarm(CASE_TIMEOUT), memory_limit(CASE_MEMORY):
             result = CliRunner().invoke(cli, argv)
     except Hung as exc:
         pytest.fail(f"{case.id}: ye-run {' '.join(argv)}: {exc}")

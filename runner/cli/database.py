@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import json
 import re
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from runner.db import catalog, cleanup as cleanup_module, guard, registry, requi
 from runner.db.target import open_database
 from runner import durations
 from runner.errors import GuardError, InputError, SchemaMissingError
-from runner.scenario import yamlsource
 
 
 @click.group()
@@ -119,12 +117,15 @@ def describe_table(snapshot: catalog.Catalog, name: str) -> str:
 @click.option("--older-than", metavar="DURATION",
               help="Delete what every finished run older than this kept (from the run registry), e.g. 7d, 12h; "
                    "runs still going are skipped, and said so.")
+@click.option("--pending", is_flag=True,
+              help="Delete what runs kept because the pipeline might still have been working on their rows, once "
+                   "that time (their steps' limits) is over.")
 @click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
 @options.database_url
 @options.tenant_pattern
 @options.force
-def cleanup(run_id: str | None, report: Path | None, tenant: str | None, older_than: str | None, dry_run: bool,
-            database_url: str | None, tenant_pattern: str | None, force: bool) -> None:
+def cleanup(run_id: str | None, report: Path | None, tenant: str | None, older_than: str | None, pending: bool,
+            dry_run: bool, database_url: str | None, tenant_pattern: str | None, force: bool) -> None:
     """Delete seeded rows and every row that references them, in one transaction.
 
     Dependent rows are found from the database's foreign keys and deleted first. Rows of
@@ -133,15 +134,17 @@ def cleanup(run_id: str | None, report: Path | None, tenant: str | None, older_t
     or is alive, or was seen recently); --force accepts a run whose state cannot be told, never
     a live one. Prints the number of rows per table.
     """
-    handle_errors(_cleanup)(run_id, report, tenant, older_than, dry_run, database_url, tenant_pattern, force)
+    handle_errors(_cleanup)(run_id, report, tenant, older_than, pending, dry_run, database_url, tenant_pattern,
+                            force)
 
 
-def _cleanup(run_id: str | None, report: Path | None, tenant: str | None, older_than: str | None, dry_run: bool,
-             database_url: str | None, tenant_pattern: str | None, force: bool) -> None:
-    if sum(x is not None for x in (run_id, report, tenant, older_than)) != 1:
-        raise InputError("give exactly one of --run, --report, --tenant or --older-than")
-    if older_than is not None:
-        _cleanup_older(_age(older_than), dry_run, database_url, tenant_pattern, force)
+def _cleanup(run_id: str | None, report: Path | None, tenant: str | None, older_than: str | None, pending: bool,
+             dry_run: bool, database_url: str | None, tenant_pattern: str | None, force: bool) -> None:
+    if sum(x is not None for x in (run_id, report, tenant, older_than)) + pending != 1:
+        raise InputError("give exactly one of --run, --report, --tenant, --older-than or --pending")
+    if older_than is not None or pending:
+        _cleanup_registered(_age(older_than) if older_than is not None else None, dry_run, database_url,
+                            tenant_pattern, force)
         return
     if tenant is not None:
         guard.check_tenant(tenant, tenant_pattern, force, action="delete from")
@@ -173,32 +176,53 @@ def _age(text: str) -> float:
         raise InputError(f"--older-than {text!r}: {exc} (or days: 7d)") from None
 
 
-def _cleanup_older(seconds: float, dry_run: bool, database_url: str | None, tenant_pattern: str | None,
-                   force: bool) -> None:
-    """Every run older than `seconds` that kept rows, through the same guarded, FK-aware cleanup."""
+def _cleanup_registered(seconds: float | None, dry_run: bool, database_url: str | None, tenant_pattern: str | None,
+                        force: bool) -> None:
+    """Every run older than `seconds` that kept rows (or, with None, every run whose cleanup waited for the
+    pipeline, once that time is over), through the same guarded, FK-aware cleanup."""
     with open_database(database_url) as database, contextlib.closing(database.connect("ye-run cleanup")) as conn:
         snapshot = catalog.read(conn)
-        kept = [run for run in registry.runs(_registry_conn(conn, snapshot), kept_only=True)
-                if run.age >= seconds]
-        if not kept:
-            click.echo(f"no run older than {durations.format_seconds(seconds)} kept rows")
-        skipped = 0
-        for run in kept:
-            record = _from_registry(conn, snapshot, run.run_id)
-            try:
-                guard.check_tenant(record.tenant_id, tenant_pattern, force, action="delete from")
-                result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run, force=force)
-            except cleanup_module.LiveRun as exc:
-                skipped += 1
-                click.echo(f"skipped run {run.run_id}: not finished ({exc.status})", err=True)
-                continue
-            except GuardError as exc:
-                click.echo(f"skipped run {run.run_id}: {exc}", err=True)
-                continue
-            print_counts(f"run {run.run_id} (tenant {record.tenant_id}, {durations.format_seconds(run.age)} old)",
-                         result)
-        if skipped:
-            click.echo(f"{skipped} run(s) not finished were skipped; their rows are theirs until they end", err=True)
+        if seconds is None:
+            kept = _pending_runs(_registry_conn(conn, snapshot))
+        else:
+            kept = [run.run_id for run in registry.runs(_registry_conn(conn, snapshot), kept_only=True)
+                    if run.age >= seconds]
+            if not kept:
+                click.echo(f"no run older than {durations.format_seconds(seconds)} kept rows")
+        _clean_each(conn, snapshot, kept, dry_run, tenant_pattern, force)
+
+
+def _pending_runs(conn) -> list[str]:  # type: ignore[no-untyped-def]
+    """Runs whose rows were kept while the pipeline might still work on them, and whose time is over."""
+    found = registry.pending(conn)
+    for run_id, left in found:
+        if left > 0:
+            click.echo(f"skipped run {run_id}: the pipeline may still be working on its rows for "
+                       f"{durations.format_seconds(left)}", err=True)
+    if not found:
+        click.echo("no run has rows pending cleanup")
+    return [run_id for run_id, left in found if left <= 0]
+
+
+def _clean_each(conn, snapshot: catalog.Catalog, run_ids: list[str], dry_run: bool,  # type: ignore[no-untyped-def]
+                tenant_pattern: str | None, force: bool) -> None:
+    """Each run through the guarded cleanup; runs still going, or refused, are skipped and said so."""
+    skipped = 0
+    for run_id in run_ids:
+        record = _from_registry(conn, snapshot, run_id)
+        try:
+            guard.check_tenant(record.tenant_id, tenant_pattern, force, action="delete from")
+            result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run, force=force)
+        except cleanup_module.LiveRun as exc:
+            skipped += 1
+            click.echo(f"skipped run {run_id}: not finished ({exc.status})", err=True)
+            continue
+        except GuardError as exc:
+            click.echo(f"skipped run {run_id}: {exc}", err=True)
+            continue
+        print_counts(f"run {run_id} (tenant {record.tenant_id})", result)
+    if skipped:
+        click.echo(f"{skipped} run(s) not finished were skipped; their rows are theirs until they end", err=True)
 
 
 def _registry_conn(conn, snapshot: catalog.Catalog):  # type: ignore[no-untyped-def]
@@ -237,15 +261,12 @@ def _runs(kept: bool, database_url: str | None) -> None:
     click.echo(f"{len(found)} run(s)", err=True)
 
 
-REPORT_LIMIT = 512 * 1024 * 1024
-
-
 def _from_report(report: Path) -> list[registry.RunRecord]:
-    """The runs a JSON report recorded: a whole `--json` report, one scenario of it, or a bare record."""
-    try:
-        doc = json.loads(yamlsource.read_bounded(report, REPORT_LIMIT).decode("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{report}: not a ye-run JSON report: {exc}") from None
+    """The runs a JSON report recorded: a whole `--json` report, one scenario of it, or a bare record (read within
+    the bounds `ye-run report` and `compare` keep: size, nesting, numbers)."""
+    from runner.report import reportfile
+
+    doc = reportfile.read_json(report)
     if isinstance(doc, dict) and isinstance(doc.get("scenarios"), list):
         found = [(f"$.scenarios[{i}].run.record", _dig(s, "run", "record")) for i, s in enumerate(doc["scenarios"])]
         records = [(path, r) for path, r in found if r is not None]

@@ -165,7 +165,27 @@ def finish(conn: psycopg2.extensions.connection, record: RunRecord, outcome: str
 
 
 def mark_cleaned(cur: psycopg2.extensions.cursor, run_id: str) -> None:
-    cur.execute("UPDATE ye_run_runs SET cleaned_at = now() WHERE run_id = %s", (run_id,))
+    cur.execute("UPDATE ye_run_runs SET cleaned_at = now(), cleanup_pending_until = NULL WHERE run_id = %s",
+                (run_id,))
+
+
+def pend(conn: psycopg2.extensions.connection, run_id: str, seconds: float) -> None:
+    """The run's cleanup waits for the pipeline, which may work on its rows for `seconds` more: `cleanup --pending`
+    removes them after that."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE ye_run_runs SET cleanup_pending_until = now() + make_interval(secs => %s) "
+                    "WHERE run_id = %s", (seconds, run_id))
+    conn.commit()
+
+
+def pending(conn: psycopg2.extensions.connection) -> list[tuple[str, float]]:
+    """Runs whose cleanup waits for the pipeline: (run id, seconds until it may be done; <= 0 when it is)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT run_id, extract(epoch FROM cleanup_pending_until - now())::float8 FROM ye_run_runs "
+                    "WHERE cleanup_pending_until IS NOT NULL AND cleaned_at IS NULL ORDER BY started_at")
+        found = cur.fetchall()
+    conn.rollback()
+    return found
 
 
 def load(conn: psycopg2.extensions.connection, run_id: str) -> RunRecord | None:

@@ -51,7 +51,7 @@ def history_available(catalog: Catalog) -> bool:
     return catalog.has("ye_run_history") and {"ye_run_history_variant", "ye_run_history_job"} <= names
 
 
-OWNER_COLUMNS = ("owner_host", "owner_pid", "owner_token", "seen_at", "stale_after")
+OWNER_COLUMNS = ("owner_host", "owner_pid", "owner_token", "seen_at", "stale_after", "cleanup_pending_until")
 """What a registry needs so cleaners can tell a live run (`ye-run db init` adds them to an older registry)."""
 
 

@@ -90,13 +90,21 @@ class ScenarioFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class CleanupFinished:
+    """After the verdict: what the scenario's cleanup policy did (deleted, kept as pending, failed, skipped)."""
+
+    scenario: ScenarioRef
+    result: ScenarioResult
+
+
+@dataclass(frozen=True, slots=True)
 class SessionStarted:
     scenarios: int
     parallel: int
     database: str
     embedded: bool
-    budget: str = ""
-    """Said when the connection budget runs fewer scenarios at once than -j asks."""
+    notes: tuple[str, ...] = ()
+    """What the session says before it starts (the connection budget holding -j back, rows left pending)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +116,7 @@ class SessionFinished:
 
 
 Event = (ScenarioStarted | JobSeeded | TransitionObserved | Note | AssertionFailed | JobFinished | ScenarioFinished
-         | SessionStarted | SessionFinished)
+         | CleanupFinished | SessionStarted | SessionFinished)
 Handler = Callable[[Event], None]
 
 

@@ -81,19 +81,23 @@ class Totals:
     errors: int = 0
     interrupted: int = 0
     not_run: int = 0
+    cleanup_failed: int = 0
+    """Scenarios whose cleanup policy could not be applied (their verdicts stand; the exit code says it)."""
 
     @classmethod
     def of(cls, results: list[ScenarioResult]) -> Totals:
         outcomes = [Outcome(r.outcome) for r in results]
         return cls(len(results), sum(o in (Outcome.PASSED, Outcome.SEEDED) for o in outcomes),
                    outcomes.count(Outcome.FAILED), outcomes.count(Outcome.ERROR),
-                   sum(o in (Outcome.INTERRUPTED, Outcome.RUNNING) for o in outcomes), outcomes.count(Outcome.NOT_RUN))
+                   sum(o in (Outcome.INTERRUPTED, Outcome.RUNNING) for o in outcomes), outcomes.count(Outcome.NOT_RUN),
+                   sum(r.cleanup_error is not None for r in results))
 
     def line(self, duration: float) -> str:
         """`N scenarios: P passed, F failed, E errors, S not run in T` — one greppable line."""
         interrupted = f", {self.interrupted} interrupted" if self.interrupted else ""
+        cleanup = f"; {self.cleanup_failed} cleanup(s) not done" if self.cleanup_failed else ""
         return (f"{self.scenarios} scenarios: {self.passed} passed, {self.failed} failed, {self.errors} errors"
-                f"{interrupted}, {self.not_run} not run in {format_seconds(duration)}")
+                f"{interrupted}, {self.not_run} not run{cleanup} in {format_seconds(duration)}")
 
 
 @dataclass
@@ -113,6 +117,11 @@ class ScenarioResult:
     latency: dict[str, StepLatency] = field(default_factory=dict)
     cleanup: CleanupResult | None = None
     cleanup_policy: str = "on_success"
+    cleanup_pending: datetime | None = None
+    """The rows were kept because the pipeline may still work on them until then (`cleanup --pending`)."""
+    cleanup_pending_rows: int = 0
+    cleanup_error: str | None = None
+    """Why the policy could not be applied (its verdict stands; the exit code says so)."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration: float = 0.0

@@ -30,8 +30,9 @@ from runner.db.connect import Database, StatementCounter
 from runner.db.seed import Seeder
 from runner.durations import format_seconds
 from runner.engine import checks, messages, plan as plan_module
-from runner.engine.events import (AssertionFailed, Emitter, JobFinished, JobRef, JobSeeded, Note, ScenarioFinished,
-                                  ScenarioRef, ScenarioStarted, TransitionObserved)
+from runner.engine.events import (AssertionFailed, CleanupFinished, Emitter, JobFinished, JobRef, JobSeeded, Note,
+                                  ScenarioFinished, ScenarioRef, ScenarioStarted, TransitionObserved)
+from runner.engine.teardown import Housekeeping, retry_timeout
 from runner.engine.results import JobResult, Outcome, ScenarioResult, add_latencies, summarise
 from runner.engine.schedule import JobSchedule
 from runner.engine.simulate import ImgGenSimulator
@@ -88,7 +89,6 @@ class ScenarioRun:
         self.stop = stop or threading.Event()
         self.hurry = hurry or threading.Event()
         """Set by a second signal: no cleanup from now on; one under way is cancelled."""
-        self._cleanup_conn: psycopg2.extensions.connection | None = None
         self._holders: list = []  # type: ignore[type-arg]
         """What holds the run's connection (the seeder, the simulator): handed the new one after a reconnect."""
         run_id = registry.new_run_id()
@@ -98,6 +98,9 @@ class ScenarioRun:
                                      cleanup_policy=scenario.cleanup, database=database.display,
                                      embedded=database.embedded, worker=settings.worker)
         self.ref = ScenarioRef(scenario.name, run_id, settings.worker)
+        self.housekeeping = Housekeeping(scenario, self.result, emit, self.ref, self.hurry, self._usable_conn,
+                                         self._close, settings.reconnect_window, settings.cleanup_wait,
+                                         waits_for_pipeline=not settings.reference_pipeline, registered=False)
         self._job_refs: dict[str, JobRef] = {}
         """The jobs in flight, as events name them (dropped once judged: memory stays flat over a long run)."""
         self._latencies: dict[str, array[float]] = {}
@@ -144,10 +147,12 @@ class ScenarioRun:
             for job in result.jobs.in_memory():  # a job the run could not finish is never reported as if it passed
                 if job.outcome == "running":
                     job.outcome = "interrupted" if result.outcome == "interrupted" else "error"
-            self._cleanup()
             self._finish_registry()
+            self.emit(ScenarioFinished(result))  # the verdict first: cleanup never holds it back
+            self.housekeeping.apply()
+            result.cleanup_error = None if self.housekeeping.error is None else str(self.housekeeping.error)
             self._close()
-            self.emit(ScenarioFinished(result))
+            self.emit(CleanupFinished(self.ref, result))
         return result
 
     def _errored(self, exc: YeRunError) -> None:
@@ -187,6 +192,7 @@ class ScenarioRun:
         record = self.result.record
         assert record is not None
         snapshot, seeder, method = self.prepare(conn, stack)
+        self.housekeeping.registered = self.has_registry
         if self.has_registry:
             registry.start(conn, record, settings.reconnect_window + 2 * liveness.HEARTBEAT)
             self._next_heartbeat = time.monotonic() + liveness.HEARTBEAT
@@ -327,7 +333,7 @@ class ScenarioRun:
                                          f"{format_seconds(window)}): {why}"))
                 next_note = now + 5.0
             try:
-                conn = self._reopen(_retry_timeout(started + window - now))
+                conn = self._reopen(retry_timeout(started + window - now))
                 break
             except InfrastructureError as exc:
                 if now - started >= window or self.stop.is_set():
@@ -355,6 +361,17 @@ class ScenarioRun:
             conn.close()
             raise failures.describe(exc, "taking the run's lock again") from None
         return conn
+
+    def _usable_conn(self, connect_timeout: int | None) -> psycopg2.extensions.connection:
+        """The run's connection, out of any transaction an error left open; reopened (lock and all) if lost."""
+        if self.conn is not None:
+            try:
+                self.conn.rollback()
+                return self.conn
+            except psycopg2.Error:
+                self._close()
+        self.conn = self._reopen(connect_timeout)
+        return self.conn
 
     def _heartbeat(self, now: float) -> None:
         """A sign of life in the registry, for cleaners on other hosts (they cannot see this process)."""
@@ -561,131 +578,9 @@ class ScenarioRun:
                                      f"`ye-run runs` will show run {record.run_id} with no verdict; its rows are "
                                      f"still found by ye-run cleanup --run {record.run_id}"))
 
-    def _cleanup(self) -> None:
-        record = self.result.record
-        policy = self.scenario.cleanup
-        outcome = self.result.outcome
-        if record is None or not record.jobs or outcome == "seeded":
-            return
-        if policy == "never" or (policy == "on_success" and outcome != "passed"):
-            return
-        window = self.settings.reconnect_window
-        started = time.monotonic()
-        backoff, next_note = 0.1, started
-        timeout: int | None = None
-        while not self.hurry.is_set():
-            try:
-                self._clean(record, timeout)
-                return
-            except YeRunError as exc:
-                failure = exc
-            except psycopg2.Error as exc:
-                failure = failures.describe(exc, "cleaning up")
-            finally:
-                self._cleanup_conn = None
-            if isinstance(failure, ConnectionLost):
-                self._close()  # the next attempt reconnects (and takes the run's lock again)
-            now = time.monotonic()
-            if self.hurry.is_set():
-                break
-            if not isinstance(failure, ConnectionLost) or now - started >= window:
-                self._cleanup_failed(failure)
-                return
-            if now >= next_note:  # the transaction rolled back with the connection: nothing is half deleted
-                self.emit(Note(self.ref, f"cleanup: database unreachable, retrying ({format_seconds(now - started)} "
-                                         f"of {format_seconds(window)}): {failure}"))
-                next_note = now + 5.0
-            self.hurry.wait(min(backoff, max(0.05, started + window - now)))  # a second signal ends the wait
-            backoff = min(backoff * 2, 2.0)
-            timeout = _retry_timeout(started + window - time.monotonic())
-        self._cleanup_skipped()
-
-    def _clean(self, record: registry.RunRecord, connect_timeout: int | None) -> None:
-        """One attempt, on the run's own connection (its lock keeps other cleaners off): wait for the pipeline,
-        then delete the run's rows in one transaction."""
-        conn = self._usable_conn(connect_timeout)
-        self._cleanup_conn = conn
-        if not self._pipeline_done(conn):
-            self.emit(Note(self.ref, f"cleanup skipped: the pipeline was still working on the jobs after "
-                                     f"{format_seconds(self.settings.cleanup_wait)}; the rows are kept: "
-                                     f"ye-run cleanup --run {self.result.run_id} when it is done"))
-            return
-        self.result.cleanup = cleanup.cleanup_run(conn, catalog_module.read(conn), record, own=True)
-
-    def _usable_conn(self, connect_timeout: int | None) -> psycopg2.extensions.connection:
-        """The run's connection, out of any transaction an error left open; reopened (lock and all) if lost."""
-        if self.conn is not None:
-            try:
-                self.conn.rollback()
-                return self.conn
-            except psycopg2.Error:
-                self._close()
-        try:
-            self.conn = self._reopen(connect_timeout)
-        except InfrastructureError as exc:  # this run reached the server before: it is restarting, or gone
-            raise ConnectionLost(str(exc)) from None
-        return self.conn
-
     def cut_cleanup_short(self) -> None:
-        """From another thread (a second signal): cancel the cleanup statement under way, if any; its
-        transaction rolls back, so nothing is half deleted."""
-        conn = self._cleanup_conn
-        if conn is not None:
-            with contextlib.suppress(psycopg2.Error):
-                conn.cancel()
-
-    def _cleanup_skipped(self) -> None:
-        """The policy was not applied: whatever the checks said, the run was interrupted, never passed."""
-        if self.result.outcome == Outcome.PASSED:
-            self.result.outcome = Outcome.INTERRUPTED
-        self.emit(Note(self.ref, f"cleanup skipped (second signal); the rows are kept: "
-                                 f"ye-run cleanup --run {self.result.run_id}"))
-
-    def _pipeline_done(self, conn: psycopg2.extensions.connection) -> bool:
-        """Wait (at most `cleanup_wait`) until the pipeline is done with every job: each row failed, or done at the
-        end of its steps. A stage that writes only `done` is silent while it works, so silence proves nothing;
-        only where the rows are does. The in-process reference pipeline has already stopped: nothing to wait for."""
-        if self.settings.reference_pipeline:
-            return True
-        assert self.result.record is not None
-        job_ids = self.result.record.job_ids
-        started = time.monotonic()
-        while True:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 'j', current_step, status FROM jobs WHERE job_id = ANY(%s::uuid[]) UNION ALL "
-                            "SELECT 'v', current_step, status FROM jobs_variants WHERE job_id = ANY(%s::uuid[])",
-                            (job_ids, job_ids))
-                busy = [row for row in cur.fetchall() if not self._at_rest(*row)]
-            conn.rollback()
-            now = time.monotonic()
-            if not busy:
-                if now - started >= 1:
-                    self.emit(Note(self.ref, f"cleanup waited {format_seconds(now - started)} for the pipeline to "
-                                             f"finish with {len(job_ids)} job(s)"))
-                return True
-            if now - started >= self.settings.cleanup_wait or self.hurry.is_set():
-                return False
-            time.sleep(0.2)
-
-    def _at_rest(self, kind: str, step: str, status: str) -> bool:
-        """A row the pipeline will not write again: failed, or done at the last step of its row."""
-        definition = self.scenario.definition
-        last = definition.names[-1] if kind == "j" else definition.last_variant_step
-        return status == "failed" or (status == "done" and step == last) or not definition.has(step)
-
-    def _cleanup_failed(self, exc: YeRunError) -> None:
-        """Rows the policy says must go are still there: the run did not do what it promised."""
-        text = f"cleanup failed: {exc}; the rows are kept: ye-run cleanup --run {self.result.run_id} once fixed"
-        self.emit(Note(self.ref, text))
-        failed = YeRunError(text)
-        failed.exit_code = exc.exit_code
-        self._errored(failed)
-
-
-def _retry_timeout(remaining: float) -> int:
-    """A connection attempt while waiting for a lost server: short (a hung server must not hold the run past its
-    window, nor past a second signal), and never past the window."""
-    return max(2, min(RETRY_CONNECT_TIMEOUT, math.ceil(remaining)))
+        """From another thread (a second signal): cancel the cleanup statement under way, if any."""
+        self.housekeeping.cut_short()
 
 
 def preflight(scenarios: list[Scenario], database: Database, settings: RunSettings) -> dict[int, str]:

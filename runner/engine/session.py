@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
+import psycopg2
+
 from runner import bugs
-from runner.db import budget as budget_module
+from runner.db import budget as budget_module, catalog, registry, requirements
 from runner.db.target import open_database
 from runner.engine import applicable, footprint
 from runner.engine.events import Event, ScenarioFinished, SessionFinished, SessionStarted
@@ -93,6 +95,7 @@ class Session:
         self._no_more = threading.Event()
         """Set by --fail-fast after a failed scenario: scenarios not started yet are not run."""
         self._gate: budget_module.Gate | None = None
+        self._pending: list[str] = []
         self._skip: dict[int, str] = {}
         """By position: why a scenario is not run against this target."""
         self._hub: ListenHub | None = None
@@ -154,9 +157,9 @@ class Session:
             unavailable = preflight(runnable, database, settings)
             by_position = [i for i in range(len(self.scenarios)) if i not in self._skip]
             self._skip.update({by_position[i]: why for i, why in unavailable.items()})
-            budget_line = self._plan_connections(database, settings)
+            notes = [n for n in (self._plan_connections(database, settings),) if n]
             self._dispatch(SessionStarted(len(self.scenarios), options.parallel, database.display,
-                                          database.embedded, budget_line))
+                                          database.embedded, tuple(notes + self._pending)))
             workers = min(options.parallel, max(1, len(self.scenarios)))
             try:
                 if any(s.observe for s in self.scenarios):
@@ -177,6 +180,7 @@ class Session:
         could never fit. Returns the line the console shows when the budget holds -j back."""
         with contextlib.closing(database.connect("ye-run budget")) as conn:
             self.budget = budget_module.Budget.of(budget_module.read(conn), ours=1, cap=self.options.max_connections)
+            self._pending = pending_note(conn)
         shared = footprint.SHARED_LISTEN if any(s.observe for s in self.scenarios) else 0
         self._gate = budget_module.Gate(self.budget.limit - shared)
         running = [s for i, s in enumerate(self.scenarios) if i not in self._skip]
@@ -220,7 +224,8 @@ class Session:
                     self._running.discard(run)
         finally:
             self._gate.release(cost)
-        result.exit_code = exit_code(result, run.error)
+        result.exit_code = max(exit_code(result, run.error), run.housekeeping.error.exit_code
+                               if run.housekeeping.error is not None else ExitCode.PASSED, key=PRIORITY.index)
         if self.options.fail_fast and result.outcome in (Outcome.FAILED, Outcome.ERROR):
             self._no_more.set()
         return result
@@ -268,6 +273,22 @@ def exit_code(result: ScenarioResult, error: YeRunError | None) -> int:
     return {Outcome.PASSED: ExitCode.PASSED, Outcome.SEEDED: ExitCode.PASSED, Outcome.FAILED: ExitCode.FAILED,
             Outcome.INTERRUPTED: ExitCode.INTERRUPTED, Outcome.NOT_RUN: ExitCode.PASSED}.get(
         Outcome(result.outcome), ExitCode.BUG)
+
+
+def pending_note(conn) -> list[str]:  # type: ignore[no-untyped-def]
+    """One line when earlier runs kept rows the pipeline might still have been working on."""
+    if not requirements.registry_available(catalog.read(conn)):
+        return []
+    try:
+        found = registry.pending(conn)
+    except psycopg2.Error:  # a role that may not read the registry: the runs themselves will say what it refuses
+        conn.rollback()
+        return []
+    if not found:
+        return []
+    ready = sum(left <= 0 for _, left in found)
+    return [f"{len(found)} earlier run(s) kept rows while the pipeline might still work on them ({ready} ready now): "
+            "ye-run cleanup --pending removes them"]
 
 
 def not_run(scenario: Scenario, why: str) -> ScenarioResult:

@@ -18,11 +18,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from runner.durations import format_seconds
-from runner.engine.events import (AssertionFailed, Event, JobFinished, JobRef, JobSeeded, Note, ScenarioFinished,
-                                  ScenarioStarted, SessionFinished, SessionStarted, TransitionObserved)
+from runner.engine.events import (AssertionFailed, CleanupFinished, Event, JobFinished, JobRef, JobSeeded, Note,
+                                  ScenarioFinished, ScenarioStarted, SessionFinished, SessionStarted,
+                                  TransitionObserved)
 from runner.engine.results import Outcome
 from runner.report import safe
-from runner.report.summary import summary
+from runner.report.summary import cleanup_lines, verdict
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -135,8 +136,8 @@ class ConsoleReporter:
 
     def _on_SessionStarted(self, event: SessionStarted) -> None:
         self._session_started = True
-        if event.budget:
-            self._line(1, event.budget, stamp=False)
+        for note in event.notes:
+            self._line(1, note, stamp=False)
 
     def _on_SessionFinished(self, event: SessionFinished) -> None:
         """The grand total, last, whatever the verbosity; not when nothing started (the error says it all)."""
@@ -150,11 +151,16 @@ class ConsoleReporter:
         if result.outcome == Outcome.NOT_RUN:
             self._line(1, f"{result.name}: NOT RUN - {result.note}", stamp=False)
             return
-        head, *rest = summary(result)
+        head, *rest = verdict(result)
         bad = result.outcome in (Outcome.FAILED, Outcome.ERROR, Outcome.INTERRUPTED)
         self._line(0 if bad else 1, head, stamp=False)
         for line in rest:
             self._line(1, line, stamp=False)
+
+    def _on_CleanupFinished(self, event: CleanupFinished) -> None:
+        """After the verdict, its own line(s); a cleanup that failed is shown even with -q."""
+        for line in cleanup_lines(event.result):
+            self._line(0 if event.result.cleanup_error else 1, line, stamp=False)
 
     # --- output -------------------------------------------------------------------------
 

@@ -90,7 +90,9 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path: Path):
     assert result.exit_code == 0, result.output
     plan = result.stdout
     assert "scenario fixtures-and-sql" in plan and "postgresql+psycopg2://nobody:***@127.0.0.1:1/nothing" in plan
-    assert "jobs_variants 3, ad_copies 3" in plan and "img_gen simulated by the runner" in plan
+    assert "jobs_variants 3, txt_ad_copy_generations 2" in plan and "img_gen simulated by the runner" in plan
+    assert "seed row:   english_ad_copy -> txt_ad_copy_generations (skipped where the database has no such table)" \
+        in plan
     assert "steps:      img_gen -> vlm_analyze" in plan and "timeouts:   step 1m, stall 1m, job 5m" in plan
 
 
@@ -241,7 +243,9 @@ def test_a_second_signal_cuts_a_blocked_cleanup_short_and_still_writes_the_repor
     assert b"again: skipping what is left of cleanup" in err
     doc = json.loads(report.read_text())
     (result,) = doc["scenarios"]
-    assert doc["exit_code"] == 130 and result["outcome"] == "interrupted" and not result["cleanup"]["applied"]
+    # the verdict may have been in before the first signal (then it stands) or not; the cleanup was cut short
+    assert doc["exit_code"] == 130 and result["outcome"] in ("interrupted", "passed")
+    assert not result["cleanup"]["applied"] and "cleanup skipped (second signal)" in result["cleanup"]["error"]
     JUNIT_XSD.validate(str(junit_path))
     with contextlib.closing(db.connect()) as conn:
         assert count(conn, "select count(*) from jobs where tenant_id = %s", (tenant,)) == 1

@@ -156,8 +156,9 @@ def test_an_asset_dir_that_cannot_be_made_is_bad_input_before_any_write(db: Data
         assert count(conn, "select count(*) from ye_run_runs") == before
 
 
-def test_a_cleanup_that_is_refused_makes_the_run_an_error(database_with, tmp_path: Path):
-    """Rows of another tenant hang off the job: cleanup refuses, and the run may not exit 0."""
+def test_a_cleanup_that_is_refused_is_said_after_the_verdict_and_the_run_exits_2(database_with, tmp_path: Path):
+    """Rows of another tenant hang off the job: cleanup refuses. The verdict (the checks held) was reported first
+    and stands; the cleanup's own line says what went wrong, and the run may not exit 0."""
     database = database_with("""
         INSERT INTO tenants (tenant_id) VALUES ('acme_production');
         CREATE FUNCTION foreign_asset() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -168,10 +169,15 @@ def test_a_cleanup_that_is_refused_makes_the_run_an_error(database_with, tmp_pat
     junit, report, options = _reports(tmp_path)
     result = invoke("run", path, "--database-url", url(database), "--reference-pipeline", *options)
     assert result.exit_code == 2, result.output
-    assert "cleanup failed: refusing to clean up" in result.stdout and "tangled: ERROR - 1 job(s)" in result.stdout
+    out = result.stdout
+    assert out.index("tangled: PASSED - 1 job(s)") < out.index("  cleanup failed: refusing to clean up")
+    assert "1 scenarios: 1 passed, 0 failed, 0 errors, 0 not run; 1 cleanup(s) not done" in out
     doc = json.loads(report.read_text())
-    assert doc["exit_code"] == 2 and doc["scenarios"][0]["outcome"] == "error"
-    assert _registry_outcome(database, doc["scenarios"][0]["run"]["run_id"]) == "error"
+    (entry,) = doc["scenarios"]
+    assert doc["exit_code"] == 2 and doc["totals"]["cleanup_failed"] == 1 and entry["outcome"] == "passed"
+    assert entry["cleanup"]["error"].startswith("cleanup failed: refusing to clean up")
+    assert not entry["cleanup"]["applied"]
+    assert _registry_outcome(database, entry["run"]["run_id"]) == "passed"
 
 
 def test_a_fixture_cannot_seed_a_customer_tenant(db: Database, tmp_path: Path):
@@ -202,6 +208,8 @@ def test_a_malformed_cleanup_report_is_exit_2_in_one_line(db: Database, tmp_path
         "wrong-shape.json": json.dumps({"scenarios": [{"run": {"record": {"run_id": 1, "rows": []}}}]}),
         "bad-keys.json": json.dumps({"run_id": "r", "scenario": "s", "tenant_id": "ye_t", "rows": {"jobs": "x"}}),
         "empty.json": json.dumps({"scenarios": []}),
+        "deep.json": "[" * 100_000,  # was a RecursionError (exit 70)
+        "infinite.json": '{"run_id": "r", "scenario": "s", "tenant_id": "ye_t", "rows": {"jobs": [[Infinity]]}}',
     }
     for name, text in cases.items():
         path = tmp_path / name

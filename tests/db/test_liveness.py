@@ -117,8 +117,8 @@ def test_an_older_registry_is_not_written_and_db_init_brings_it_up_to_date(fresh
         schema.install(conn)
         with conn.cursor() as cur:  # the registry as an older ye-run installed it
             cur.execute("ALTER TABLE ye_run_runs DROP COLUMN owner_host, DROP COLUMN owner_pid, "
-                        "DROP COLUMN owner_token, DROP COLUMN seen_at, DROP COLUMN stale_after; "
-                        "COMMENT ON TABLE ye_run_runs IS 'ye-run schema 1'")
+                        "DROP COLUMN owner_token, DROP COLUMN seen_at, DROP COLUMN stale_after, "
+                        "DROP COLUMN cleanup_pending_until; COMMENT ON TABLE ye_run_runs IS 'ye-run schema 1'")
         conn.commit()
         assert requirements.registry_outdated(catalog.read(conn))
         assert not requirements.registry_available(catalog.read(conn))

@@ -20,7 +20,9 @@ ALTER TABLE ye_run_runs
     ADD COLUMN IF NOT EXISTS owner_pid    integer,
     ADD COLUMN IF NOT EXISTS owner_token  text,
     ADD COLUMN IF NOT EXISTS seen_at      timestamptz,
-    ADD COLUMN IF NOT EXISTS stale_after  interval;
+    ADD COLUMN IF NOT EXISTS stale_after  interval,
+    -- A run's cleanup that waits for the pipeline: after this, `ye-run cleanup --pending` removes its rows.
+    ADD COLUMN IF NOT EXISTS cleanup_pending_until timestamptz;
 
 -- Every row a run seeded, by table and primary key (JSON array of the key's values).
 CREATE TABLE IF NOT EXISTS ye_run_seeded (
