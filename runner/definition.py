@@ -3,7 +3,8 @@
 Pipelines change (a step is added, one is renamed, a retry rule moves); the team that owns
 the pipeline owns this definition, so a scenario can say so without a new ye-run. The built-in
 default mirrors the deployment: ten variant steps, then `ad_copy_gen_kor` and
-`instagram_feed_gen` on the jobs row once every variant is `(iou_eval, done)`.
+`instagram_feed_gen` on the jobs row once every variant is `(iou_eval, done)`, and each job seeded
+with the English ad copy the deployment's text part writes before the images.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Literal
 
 Level = Literal["variant", "job"]
 JobRow = Literal["each_step", "together"]
+Scalar = str | int | float | bool | None
 TERMINAL = frozenset({"done", "failed"})
+STEP_TIMEOUT = 300.0
+"""A step's upper bound when its definition gives none (the scenario's `timeouts.step` default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,27 @@ class Step:
     """Where a failed step goes when it is retried; None: `(step, queued)`."""
     simulated: bool = False
     """The YE part's step, which `simulate_img_gen` writes."""
+    timeout: float = STEP_TIMEOUT
+    """The longest one run of the step takes, in seconds: a scenario's default step limit, and how long the pipeline
+    may still be at work on a row (a stage that writes only `done` is silent while it works)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeedRow:
+    """A row every job needs beyond the core ones (the deployment's English ad copy), seeded with the job; values
+    may hold the fixture placeholders (`${job.id}`, `${scenario.ad_copy}`, ...)."""
+
+    name: str
+    table: str
+    values: tuple[tuple[str, Scalar], ...]
+    at: str = ""
+    """Where the row was declared (`file:line:col: json.path`), for refusals found against the database."""
+    origins: tuple[tuple[str, str], ...] = ()
+    """Where each value was written, by column; a column not listed was written where the row was."""
+
+    def where(self, column: str | None = None) -> str:
+        """Where a value (or, without a column, the row) was written."""
+        return dict(self.origins).get(column, f"{self.at}.values.{column}") if column else self.at
 
 
 @dataclass(frozen=True)
@@ -37,6 +62,8 @@ class Definition:
     """Run on the jobs row, in order, once every variant is done at the last variant step."""
     seed_states: tuple[str, ...] = ()
     """States a scenario may seed (with status done); the first is the default."""
+    seed_rows: tuple[SeedRow, ...] = ()
+    """Rows seeded with every job after the core ones, where the database has their table."""
     statuses: tuple[str, ...] = ("queued", "running", "done", "failed")
     job_row: JobRow = "together"
     """How the jobs row follows its variants: `each_step` moves it to (S, done) whenever every variant is
@@ -76,6 +103,10 @@ class Definition:
     @property
     def job_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.job_steps)
+
+    @property
+    def seed_row_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.seed_rows)
 
     @property
     def seed(self) -> str:
@@ -146,6 +177,10 @@ job_steps:
   - {name: ad_copy_gen_kor, writes: [done]}
   - {name: instagram_feed_gen, writes: [done]}
 seed_states: [user_img_input, img_gen]
+seed_rows:
+  - name: english_ad_copy
+    table: txt_ad_copy_generations
+    values: {job_id: "${job.id}", generation_stage: ad_copy_eng, ad_copy_eng: "${scenario.ad_copy}", status: done}
 job_row: together
 """
 """The built-in default as a file would say it (`ye-run definition` prints it; a test keeps both in step)."""
@@ -158,6 +193,10 @@ DEFAULT = Definition(
     ),
     job_steps=(_job("ad_copy_gen_kor", writes=("done",)), _job("instagram_feed_gen", writes=("done",))),
     seed_states=("user_img_input", "img_gen"),
+    seed_rows=(SeedRow("english_ad_copy", "txt_ad_copy_generations",
+                       (("job_id", "${job.id}"), ("generation_stage", "ad_copy_eng"),
+                        ("ad_copy_eng", "${scenario.ad_copy}"), ("status", "done")),
+                       at="built-in definition: $.seed_rows[0]"),),
     name="deployment",
     sha256=hashlib.sha256(DEFAULT_TEXT.encode()).hexdigest(),
 )

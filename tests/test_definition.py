@@ -37,9 +37,13 @@ job_steps:
   - {name: ad_copy_gen_kor, writes: [done]}
   - {name: instagram_feed_gen, writes: [done]}
 seed_states: [user_img_input, img_gen]
+seed_rows:
+  - {name: english_ad_copy, table: txt_ad_copy_generations,
+     values: {job_id: "${job.id}", generation_stage: ad_copy_eng, ad_copy_eng: "${scenario.ad_copy}", status: done}}
 job_row: each_step
 """
-"""The deployment with a step added after overlay (safety_check) and one renamed (vlm_judge -> judge)."""
+"""The deployment with a step added after overlay (safety_check) and one renamed (vlm_judge -> judge); its job-level
+stages read the job's English ad copy, so it seeds one, as the built-in definition does."""
 
 SCENARIO = """\
 name: team
@@ -66,6 +70,8 @@ def test_the_built_in_definition_is_its_text_and_its_documentation(tmp_path: Pat
     loaded = loader.load_definition(write(tmp_path, "default.yaml", DEFAULT_TEXT))
     assert loaded.steps == DEFAULT.steps and loaded.seed_states == DEFAULT.seed_states
     assert (loaded.job_row, loaded.statuses, loaded.name) == (DEFAULT.job_row, DEFAULT.statuses, DEFAULT.name)
+    assert [(r.name, r.table, r.values) for r in loaded.seed_rows] == [
+        (r.name, r.table, r.values) for r in DEFAULT.seed_rows]
     assert loaded.sha256 == DEFAULT.sha256 == hashlib.sha256(DEFAULT_TEXT.encode()).hexdigest()
     docs = (ROOT / "docs" / "pipeline-definition.md").read_text(encoding="utf-8")
     block = re.search(r"## The built-in definition\n\n```yaml\n(.*?)```", docs, re.S)

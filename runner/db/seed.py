@@ -1,10 +1,11 @@
-"""Seeding a job exactly as the original tool did, in one transaction, in one round trip.
+"""Seeding a job as the original tool did, and what a real job also has, in one transaction.
 
 Per job: tenant upsert (when a `tenants` table exists), the image asset (once per run, then
-shared), the job, its job inputs, N variants in one multi-row INSERT, the scenario's fixtures,
-and the registry rows. Insert order satisfies a real deployment's foreign keys. Before the
-first job, the database is introspected and every missing table or column, and every NOT NULL
-column nobody would fill, is reported at once. Any failure rolls the whole job back.
+shared), the job, its job inputs, N variants in one multi-row INSERT (one round trip), then the
+definition's seed rows (where their tables exist) and the scenario's fixtures (a round trip each,
+for their keys), and the registry rows. Insert order satisfies a real deployment's foreign keys.
+Before the first job, the database is introspected and every missing table or column, and every
+NOT NULL column nobody would fill, is reported at once. Any failure rolls the whole job back.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
-from runner.db import failures, guard
+from runner.db import failures, guard, seedrows
 from runner.db.catalog import Catalog, Table
 from runner.db.images import StoredImage
 from runner.db.registry import RunRecord, SeededJob, SeededVariant, seeded_rows_sql
@@ -64,6 +65,7 @@ class Seeder:
         except GuardError as exc:
             raise GuardError(f"{scenario.at('$.tenant.id')}: {exc}") from None
         _guard_fixtures(scenario, record.tenant_id, tenant_pattern, force)
+        seedrows.check_tenants(scenario, record.tenant_id, tenant_pattern, force)
         self.conn = conn
         self.catalog = catalog
         self.scenario = scenario
@@ -76,7 +78,9 @@ class Seeder:
         self.store_id = self._resolve(scenario.store, "stores", "store_id", "$.store")
         self.tone_style_id = self._resolve(scenario.tone_style, "tone_styles", "tone_style_id", "$.tone_style")
         self._tenant = self._tenant_insert()
-        self._fixtures = [self._fixture_insert(i, f) for i, f in enumerate(scenario.fixtures)]
+        seeded_rows, self.notes = seedrows.to_seed(catalog, scenario)
+        """Things to tell about the seed (a seed row skipped, and why)."""
+        self._fixtures = [self._fixture_insert(i, f) for i, f in enumerate(seeded_rows + scenario.fixtures)]
         self._core_sql = {True: self._build_core(with_asset=True), False: self._build_core(with_asset=False)}
 
     # --- per job ----------------------------------------------------------------------
@@ -250,7 +254,8 @@ class Seeder:
             sql.SQL(", ").join(map(sql.Identifier, key)) if key else sql.SQL("NULL")).as_string(self.conn)
 
         def params(ids: JobIds) -> list[Any]:
-            values = {"job.id": ids.job, "tenant.id": self.tenant, "image.id": ids.asset}
+            values = {"job.id": ids.job, "tenant.id": self.tenant, "image.id": ids.asset,
+                      "scenario.ad_copy": self.scenario.ad_copy}
             values.update({f"variant.{n}.id": v for n, v in enumerate(ids.variants, start=1)})
             return [_substitute(row[c], values) for row in rows for c in columns if c in row]
 
@@ -297,7 +302,7 @@ def _substitute(value: Any, values: dict[str, str]) -> Any:
 
 def _guard_fixtures(scenario: Scenario, tenant: str, pattern: str | None, force: bool) -> None:
     """A fixture row naming a tenant is held to the tenant guard, like the scenario's own tenant."""
-    placeholders = {"tenant.id": tenant, "job.id": "", "image.id": ""}
+    placeholders = {"tenant.id": tenant, "job.id": "", "image.id": "", "scenario.ad_copy": scenario.ad_copy}
     placeholders.update({f"variant.{n}.id": "" for n in range(1, scenario.variants + 1)})
     for i, fixture in enumerate(scenario.fixtures):
         for j, row in enumerate(fixture.rows):
@@ -330,6 +335,7 @@ def precheck(catalog: Catalog, scenario: Scenario) -> None:
         raise SchemaMissingError("ye-run cannot seed this schema: NOT NULL column(s) with no default that ye-run "
                                  "does not set (give them a default; job_inputs columns can be set with "
                                  "job_inputs.extra):\n  - " + "\n  - ".join(unfilled))
+    seedrows.check(catalog, scenario)
     _check_fixtures(catalog, scenario)
 
 

@@ -108,6 +108,7 @@ class Walk:
         self.gaps = 0
         """Forward jumps seen only by a reconciling read (listen mode): unobserved, not judged as skips."""
         self._plan = _Plan(expect, creation_order, definition)
+        self._job_row = creation_order == 0
         self._definition = definition
         self._start = definition.index(start)
         self._found: list[Problem | _Jump] = []
@@ -157,7 +158,7 @@ class Walk:
             return
         if t.state == self._previous:
             if t.status in TERMINAL:
-                self._fail("duplicate_terminal", t.step, f"wrote ({t.step}, {t.status}) twice in a row")
+                self._fail("duplicate_terminal", t.step, self._twice(t))
             return
         if self._pending is not None and not self._is_retry_of_pending(t):
             self._fail("unexpected_failure", self._pending, f"failed at {self._pending}")
@@ -171,6 +172,12 @@ class Walk:
             self.failed_at = t.step
             if t.step not in self._plan.declared:
                 self._pending = t.step
+
+    def _twice(self, t: Transition) -> str:
+        """A job-level step done twice on the job row is the deployment's double start of a stage."""
+        if self._job_row and t.status == "done":
+            return f"{t.step} ran twice: a duplicate trigger?"
+        return f"wrote ({t.step}, {t.status}) twice in a row"
 
     def _known(self, t: Transition) -> bool:
         if t.status not in self._plan.statuses:

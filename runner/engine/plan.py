@@ -18,6 +18,8 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
     per_job: dict[str, int] = {"tenants (upsert, first job)": 1, "jobs": 1,
                                "image_assets (first job; then shared)": 1, "job_inputs": 1,
                                "jobs_variants": scenario.variants}
+    for row in scenario.seed_rows:
+        per_job[row.table] = per_job.get(row.table, 0) + 1
     for fixture in scenario.fixtures:
         per_job[fixture.table] = per_job.get(fixture.table, 0) + len(fixture.rows)
     expect = scenario.expect
@@ -36,6 +38,7 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
         "variants": scenario.variants,
         "start": scenario.start,
         "rows_per_job": per_job,
+        "seed_rows": _seed_rows(scenario),
         "image": {"path": str(image), "width": width, "height": height, "format": fmt},
         "simulated_step": _simulated(scenario),
         "simulation_delay": scenario.simulate_img_gen.delay,
@@ -61,10 +64,20 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
             "default_latency": dataclasses.asdict(scenario.reference_pipeline.default_latency),
             "stop_after": scenario.reference_pipeline.stop_after},
         "timeouts": {"step": scenario.timeouts.step, "steps": dict(scenario.timeouts.steps),
-                     "stall": scenario.timeouts.stall, "job": scenario.timeouts.job},
+                     "stall": scenario.timeouts.stall, "job": scenario.timeouts.job,
+                     "definition": {s: t for s, t in scenario.timeouts.bounds
+                                    if t != scenario.timeouts.step and s not in dict(scenario.timeouts.steps)}},
         "observe": scenario.observe,
         "cleanup": scenario.cleanup,
     }
+
+
+def _seed_rows(scenario: Scenario) -> list[dict[str, str]]:
+    """The definition's seed rows: what each job gets beyond the core rows, or why it does not."""
+    out = [{"name": r.name, "table": r.table, "says": f"{r.name} -> {r.table} (skipped where the database has no "
+                                                     f"such table)"} for r in scenario.seed_rows]
+    return out + [{"name": name, "table": "", "says": f"{name} left out (seed_rows: {{{name}: false}})"}
+                  for name in scenario.seed_rows_left_out]
 
 
 def _simulated(scenario: Scenario) -> dict[str, str | None]:
@@ -100,13 +113,15 @@ def render(plan: dict[str, Any]) -> str:
     if plan["mode"] == "interval":
         count += f", one every {format_seconds(plan['interval'])}, at most {plan['max_in_flight']} in flight"
     timeouts = plan["timeouts"]
-    overrides = ", ".join(f"{s} {format_seconds(v)}" for s, v in timeouts["steps"].items())
+    overrides = ", ".join(f"{s} {format_seconds(v)}" for s, v in {**timeouts["definition"],
+                                                                  **timeouts["steps"]}.items())
     lines = [
         f"scenario {plan['scenario']} ({plan['file']})",
         f"  database:   {plan['database']}",
         f"  tenant:     {plan['tenant']['id']}" + (" + run id (isolated)" if plan["tenant"]["isolated"] else ""),
         f"  mode:       {plan['mode']}: {count}",
         "  per job:    " + ", ".join(f"{table} {n}" for table, n in plan["rows_per_job"].items()),
+        *(f"  seed row:   {row['says']}" for row in plan["seed_rows"]),
         f"  image:      {plan['image']['path']} ({plan['image']['width']}x{plan['image']['height']} "
         f"{plan['image']['format']})",
         f"  start:      ({plan['start']}, done); {plan['simulated_step']['says']}",

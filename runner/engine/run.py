@@ -179,6 +179,8 @@ class ScenarioRun:
         self.has_registry = requirements.registry_available(snapshot)
         seeder = Seeder(conn, snapshot, scenario, record, stored, self.has_registry, settings.tenant_pattern,
                         settings.force)
+        for text in seeder.notes:  # a seed row skipped where the target has no such table
+            self.emit(Note(self.ref, text))
         self.sql_session = checks.CheckSession(self.database, self.statements.cursor_factory())
         stack.callback(self.sql_session.close)
         if scenario.expect.sql:

@@ -292,8 +292,7 @@ class Tracker:
         if step is not None and state.last_done_mono is not None:
             spent = now - state.last_done_mono
             if spent >= timeouts.for_step(step):
-                what = f"did not finish within {format_seconds(timeouts.for_step(step))} (now {state.current[0]} " \
-                       f"{state.current[1]})"
+                what = self._timed_out(step, state, timeouts.for_step(step))
                 return self._failure(job, variant_id, Problem("step_timeout", step, what), spent,
                                      timeouts.for_step(step))
         if state.last_seen_mono is not None and now - state.last_seen_mono >= timeouts.stall:
@@ -302,6 +301,16 @@ class Tracker:
             return self._failure(job, variant_id, Problem("stall_timeout", state.current[0], what),
                                  now - state.last_seen_mono, timeouts.stall)
         return None
+
+    def _timed_out(self, step: str, state: Walk, limit: float) -> str:
+        """A step that wrote nothing never ran, as far as the database shows (a silent step shows nothing while it
+        runs); one that wrote something did not finish."""
+        current, status = state.current
+        if status != "done":
+            return f"did not finish within {format_seconds(limit)} (now {current} {status})"
+        silent = self.definition.has(step) and self.definition.writes(step) == ("done",)
+        return (f"never ran within {format_seconds(limit)}: nothing written after ({current}, done)"
+                + (f" ({step} writes only done, so a run that hangs shows nothing either)" if silent else ""))
 
     def _job_timeout(self, state: _JobState, now: float) -> Failure:
         waiting = []

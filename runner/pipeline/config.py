@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from runner import durations
 
-FaultKind = Literal["fail", "fail_then_retry", "hang", "skip", "backwards", "duplicate", "stall_notify", "crash"]
+FaultKind = Literal["fail", "fail_then_retry", "hang", "skip", "backwards", "duplicate", "stall_notify", "crash",
+                    "duplicate_trigger"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ done at the last of them (the job-completion trigger moves the jobs row there), 
 walks the job-level steps, each writing what the definition says it writes. The dispatcher
 also sweeps on a timer for rows stuck at `(step, done)` (missed notifications), polls for
 `(user_img_input, done)` when it runs the YE part, resumes rows left `running` by a crashed
-worker, and re-LISTENs after a lost connection. Slot threads (one connection each; their
+worker, and re-LISTENs after a lost connection. The job-level steps read and write what the
+deployment's stages do (`jobwork`: the ad copy, the feed). Slot threads (one connection each; their
 number models GPU contention) run the steps.
 
 Every claim of a step is a compare-and-set on the row's current state, so a late
@@ -34,7 +35,7 @@ from runner.db.connect import Database
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.definition import DEFAULT, Definition
 from runner.errors import InfrastructureError
-from runner.pipeline import faults
+from runner.pipeline import faults, jobwork
 from runner.pipeline.config import PipelineConfig
 from runner.pipeline.scope import JobBook, Scope, VariantInfo
 from runner.pipeline.stats import WorkerStats
@@ -105,6 +106,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._connections: list[psycopg2.extensions.connection] = []
         self._sql: dict[tuple[str, str], str] = {}
+        self._work: jobwork.JobWork | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -146,6 +148,7 @@ class Worker:
             self._sql[(level, "retry")] = base(sql.Identifier(name), sql.SQL(", ").join(retry),
                                                sql.Identifier(key)).as_string(conn)
             self._sql[(level, "claim")] = self._sql[(level, "write")] + " AND current_step = %s AND status = %s"
+        self._work = jobwork.JobWork(catalog)
         self._sql[("v", "evaluate")] = (
             "INSERT INTO variant_evaluations (job_variants_id, step, score) VALUES (%s, %s, %s)"
             if catalog.has("variant_evaluations", "score") else "")
@@ -408,7 +411,10 @@ class Worker:
         if retry is not None and attempt < retry.times:
             self._fail_and_retry(conn, task, step, attempt, expect)
             return
-        self._finish(conn, task, step, writes, expect)
+        if task.level == "j" and faults.find(config, "duplicate_trigger", info, step):
+            self._twice(conn, task, step, writes, expect)
+        else:
+            self._finish(conn, task, step, writes, expect)
         self.stats.step_took(step, time.monotonic() - started)
 
     def _claim(self, conn: psycopg2.extensions.connection, task: Task, step: str, status: str) -> bool:
@@ -454,10 +460,30 @@ class Worker:
         elif faults.find(self.config, "stall_notify", info, step):
             with self._lock:
                 self._ignore.add((task.row_id, step))
-        if not self._commit(conn, task, planned, expect, evaluate=task.level == "v" and step in EVAL_STEPS):
+        if not self._commit(conn, task, planned, expect, evaluate=task.level == "v" and step in EVAL_STEPS,
+                            work=True):
             return
         if not went_back and self._next(step, task.level) is None:
             self._outcome(task, failed=False)
+
+    def _twice(self, conn: psycopg2.extensions.connection, task: Task, step: str, writes: list[str],
+               expect: tuple[str, str]) -> None:
+        """The deployment's double start: the job row's change and the last variant's completion both start the
+        step, each having seen the row before either wrote, so the second run writes over the first's `done`."""
+        following = self._next(step, "j")
+        held = {(task.row_id, following)} if following is not None else set()
+        with self._lock:  # the next step starts after the second run, as the slower real stage does
+            self._in_flight |= held
+        try:
+            first = self._commit(conn, task, [(step, s, False) for s in writes], expect, work=True)
+            if first:
+                log.info("pipeline: %s of the job row started a second time (duplicate_trigger)", step)
+                self._commit(conn, task, [(step, s, False) for s in writes], work=True)
+        finally:
+            with self._lock:
+                self._in_flight -= held
+        if first and following is not None:
+            self._enqueue(Task(task.info, following, (step, "done"), level="j"))
 
     def _outcome(self, task: Task, failed: bool) -> None:
         """The summary counts variants; a job row's steps show in its transitions."""
@@ -465,11 +491,13 @@ class Worker:
             self.stats.outcome(task.row_id, failed=failed)
 
     def _commit(self, conn: psycopg2.extensions.connection, task: Task, writes: list[tuple[str, str, bool]],
-                expect: tuple[str, str] | None = None, evaluate: bool = False) -> bool:
+                expect: tuple[str, str] | None = None, evaluate: bool = False, work: bool = False) -> bool:
         """Several writes of one row in one transaction (a fault's extra writes land atomically).
 
         With `expect`, the first write is a compare-and-set on it (a step that writes only `done`
         claims the row that way); False, and nothing written, when another task moved it first.
+        With `work`, a job-level step's reads and writes go in the same transaction; False, and nothing
+        written, when it cannot run (the job has no ad copy).
         """
         with conn.cursor() as cur:
             for index, (step, status, bump) in enumerate(writes):
@@ -483,6 +511,9 @@ class Worker:
             if evaluate and self._sql[("v", "evaluate")]:
                 score = faults.rng(self.config, task.info, writes[0][0], 0, "score").random()
                 cur.execute(self._sql[("v", "evaluate")], (task.row_id, writes[0][0], round(score, 4)))
+            if work and task.level == "j" and self._work and not self._work.run(cur, writes[0][0], task.row_id):
+                conn.rollback()
+                return False
         conn.commit()
         for step, status, _ in writes:
             self._logged(task, step, status)

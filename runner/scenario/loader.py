@@ -144,4 +144,4 @@ def load_definition(path: str | Path) -> Definition:
         problems = definitions.problems(doc, root)
     if problems:
         raise ScenarioError(problems)
-    return definitions.build(doc, display, hashlib.sha256(raw).hexdigest())
+    return definitions.build(doc, display, hashlib.sha256(raw).hexdigest(), root)

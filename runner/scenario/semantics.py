@@ -6,6 +6,7 @@ Every complaint is located at the offending key or value.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from runner.errors import Problem
 from runner.scenario.yamlsource import Located, Mark, locate, path_text
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-PLACEHOLDER_NAMES = re.compile(r"^(job\.id|tenant\.id|image\.id|variant\.([1-9][0-9]*)\.id)$")
+PLACEHOLDER_NAMES = re.compile(r"^(job\.id|tenant\.id|image\.id|variant\.([1-9][0-9]*)\.id|scenario\.ad_copy)$")
 SQL_PARAMS = ("job_id", "tenant_id")
 SEEDED_JOB_INPUT_COLUMNS = ("job_id", "img_asset_id", "tone_style_id", "desc_kor", "created_at", "updated_at")
 MISSING_IMAGE = "이미지 파일을 찾을 수 없습니다"
@@ -42,7 +43,7 @@ class Checker:
         for check in (self.images, self.mode, self.simulation, self.expected_steps, self.step_keys,
                       self.failures, self.impossible_failures, self.retry_ranges, self.detections,
                       self.final_states, self.latency, self.sql,
-                      self.fixtures, self.job_inputs, self.reference_pipeline):
+                      self.fixtures, self.seed_rows, self.job_inputs, self.reference_pipeline):
             check()
         return self.problems
 
@@ -272,6 +273,19 @@ class Checker:
                     for message in self._placeholder_errors(value):
                         self.add(["fixtures", i, "rows", j, column], message)
 
+    def seed_rows(self) -> None:
+        """Each name is one of the definition's seed rows; an override's values are checked like fixtures'."""
+        known = self.definition.seed_row_names
+        for name, choice in self.doc.get("seed_rows", {}).items():
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f" (it declares: {', '.join(known) or 'none'})"
+                self.add(["seed_rows", name], f"the pipeline definition declares no seed row {name!r}{hint}", True)
+            elif isinstance(choice, dict):
+                for column, value in choice["values"].items():
+                    for message in self._placeholder_errors(value):
+                        self.add(["seed_rows", name, "values", column], message)
+
     def _placeholder_errors(self, value: Any) -> Iterator[str]:
         if not isinstance(value, str):
             return
@@ -279,7 +293,7 @@ class Checker:
             match = PLACEHOLDER_NAMES.match(name)
             if match is None:
                 yield (f"unknown placeholder ${{{name}}}; available: ${{job.id}}, ${{tenant.id}}, "
-                       "${image.id}, ${variant.N.id}")
+                       "${image.id}, ${variant.N.id}, ${scenario.ad_copy}")
             elif match.group(2) and int(match.group(2)) > self.variant_count:
                 yield self._no_variant(int(match.group(2)))
 
@@ -312,6 +326,9 @@ def pipeline_problems(config: dict[str, Any], root: Located, prefix: list[str | 
                     or (definition.level(step) == "variant" and definition.level(target) == "job"):
                 add(["faults", i, "to" if "to" in fault else "step"],
                     f"'backwards' must return to a step run before {step!r} (got {target!r})")
+        if kind == "duplicate_trigger" and step not in definition.job_names[:1]:
+            add(["faults", i, "step"], f"'duplicate_trigger' starts the first job-level step "
+                f"({', '.join(definition.job_names[:1]) or 'none here'}) from two paths, never {step!r}")
         if kind == "fail_then_retry" and fault.get("times", 1) > config.get("max_retries", 2):
             add(["faults", i, "times"], f"fails {fault['times']} time(s) but max_retries is "
                 f"{config.get('max_retries', 2)}: it would end failed (use kind 'fail' for that)")

@@ -11,8 +11,8 @@ from runner.cli.main import cli
 from runner.db.connect import Database
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = ["tenants", "stores", "tone_styles", "jobs", "image_assets", "job_inputs", "jobs_variants", "ad_copies",
-             "variant_evaluations"]
+REFERENCE = ["tenants", "stores", "tone_styles", "jobs", "image_assets", "job_inputs", "jobs_variants",
+             "txt_ad_copy_generations", "instagram_feeds", "ad_copies", "variant_evaluations"]
 
 
 def test_the_reference_schema_page_is_what_describe_prints(db: Database):

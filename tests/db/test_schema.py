@@ -76,3 +76,31 @@ def test_existing_deployment_gets_only_ye_runs_objects(database_with):
     assert not after.has("ad_copies") and not after.has("tenants")
     assert after.has("jobs", "legacy_flag") and not after.has("jobs_variants", "retry_count")
     assert {t.name for t in after.triggers} == {"ye_run_history_variant", "ye_run_history_job"}
+
+
+def test_a_reference_schema_installed_by_an_older_ye_run_gains_the_new_tables(database_with):
+    """A reused embedded data directory holds the reference schema as an older ye-run installed it (no version mark,
+    no ad copy or feed tables): install brings it up to date, and leaves a deployment's tables alone."""
+    database = database_with("DROP TABLE txt_ad_copy_generations, instagram_feeds; COMMENT ON TABLE jobs IS NULL; "
+                             "COMMENT ON TABLE ye_run_runs IS 'ye-run schema 2'; "
+                             "INSERT INTO tenants (tenant_id) VALUES ('ye_old_test')")
+    with contextlib.closing(database.connect()) as conn:
+        result = schema.install(conn)
+        after = catalog.read(conn)
+        again = schema.install(conn)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM tenants WHERE tenant_id = 'ye_old_test'")
+            kept = cur.fetchone()[0]
+    assert result.reference_installed and result.note.startswith("reference schema brought up to date")
+    assert after.has("txt_ad_copy_generations", "refined_ad_copy_eng") and after.has("instagram_feeds", "hashtags")
+    assert again.note == "already installed" and kept == 1
+
+
+def test_a_deployment_without_the_ad_copy_tables_is_not_given_them(database_with):
+    database = database_with("DROP TABLE txt_ad_copy_generations, instagram_feeds, ad_copies; "
+                             "COMMENT ON TABLE jobs IS NULL; COMMENT ON TABLE ye_run_runs IS 'ye-run schema 2'")
+    with contextlib.closing(database.connect()) as conn:
+        result = schema.install(conn)
+        after = catalog.read(conn)
+    assert not result.reference_installed
+    assert not after.has("txt_ad_copy_generations") and not after.has("instagram_feeds")

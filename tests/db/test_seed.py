@@ -80,8 +80,11 @@ def test_registry_records_the_root_rows_of_a_run(db: Database, tmp_path: Path, s
     job = s.seeder.seed_job(1)
     recorded = rows(s.conn, "select table_name, row_key->>0 from ye_run_seeded where run_id = %s",
                     (s.record.run_id,))
-    # Variants and job inputs are found again from their job, so only the roots are stored.
-    assert set(recorded) == {("jobs", job.job_id), ("image_assets", job.asset_id)}
+    # Variants and job inputs are found again from their job, so only the roots are stored (and, like fixture rows,
+    # the definition's seed rows).
+    (ad_copy,) = [key for table, key in job.rows if table == "txt_ad_copy_generations"]
+    assert set(recorded) == {("jobs", job.job_id), ("image_assets", job.asset_id),
+                             ("txt_ad_copy_generations", ad_copy[0])}
     assert {("jobs_variants", (v.id,)) for v in job.variants} <= set(job.rows)
     loaded = registry.load(s.conn, s.record.run_id)
     assert loaded is not None and loaded.job_ids == [job.job_id] and loaded.tenant_id == s.record.tenant_id

@@ -89,6 +89,21 @@ def test_duplicate_terminal_but_not_duplicate_running(tmp_path: Path):
     assert kinds(resumed, expectations(tmp_path)) == []
 
 
+def test_a_job_level_step_done_twice_on_the_job_row_is_named_a_duplicate_trigger(tmp_path: Path):
+    """The deployment starts ad_copy_gen_kor from two paths, so it runs twice: said plainly on the job row."""
+    lane = Expectations(steps=DEFAULT.job_names, final_variant=State("instagram_feed_gen"), final_job=None)
+    states = [("iou_eval", "done"), ("ad_copy_gen_kor", "done"), ("ad_copy_gen_kor", "done"),
+              ("instagram_feed_gen", "done")]
+    state = walk(trace(states), lane, 0, "iou_eval")
+    assert [(p.kind, p.step, p.what) for p in state.problems] == [
+        ("duplicate_terminal", "ad_copy_gen_kor", "ad_copy_gen_kor ran twice: a duplicate trigger?")]
+    failed_twice = walk(trace(states[:1] + [("ad_copy_gen_kor", "failed")] * 2), lane, 0, "iou_eval")
+    assert failed_twice.problems[0].what == "wrote (ad_copy_gen_kor, failed) twice in a row"
+    variant = walk(trace(full_trace(until="planner") + [("planner", "done")]), expectations(tmp_path), 1,
+                   "user_img_input")
+    assert variant.problems[0].what == "wrote (planner, done) twice in a row"
+
+
 def test_unexpected_failure_and_declared_failure(tmp_path: Path):
     states = full_trace(until="ocr_eval")[:-1] + [("ocr_eval", "failed")]
     state = walk(trace(states), expectations(tmp_path), 2, "user_img_input")

@@ -23,7 +23,7 @@ CAUGHT = {
     "skip": ("{kind: skip, step: ad_copy_gen_kor}", "skipped_step",
              "ad_copy_gen_kor: skipped ad_copy_gen_kor (went from iou_eval straight to instagram_feed_gen)"),
     "duplicate": ("{kind: duplicate, step: instagram_feed_gen}", "duplicate_terminal",
-                  "instagram_feed_gen: wrote (instagram_feed_gen, done) twice in a row"),
+                  "instagram_feed_gen: instagram_feed_gen ran twice: a duplicate trigger?"),
     "backwards": ("{kind: backwards, step: instagram_feed_gen, to: ad_copy_gen_kor}", "backwards",
                   "ad_copy_gen_kor: returned to ad_copy_gen_kor after instagram_feed_gen (not a declared retry)"),
 }
@@ -49,8 +49,74 @@ def test_a_hung_job_level_step_times_out_on_time(db: Database, tmp_path: Path):
                                 "reference_pipeline: {faults: [{kind: hang, step: ad_copy_gen_kor}]}\n")
     assert outcome.kinds() == {"step_timeout"}, [f.text() for f in outcome.result.all_failures]
     failure = outcome.failure("step_timeout")
-    assert failure.message.endswith(f"{JOB_ROW}ad_copy_gen_kor: did not finish within 1s (now iou_eval done)")
+    assert failure.message.endswith(f"{JOB_ROW}ad_copy_gen_kor: never ran within 1s: nothing written after "
+                                    "(iou_eval, done) (ad_copy_gen_kor writes only done, so a run that hangs shows "
+                                    "nothing either)")
     assert failure.limit == 1.0 and failure.spent >= 1.0
+
+
+def _ad_copy_rows(db: Database, job_id: str) -> tuple[list[tuple], list[tuple]]:
+    with contextlib.closing(db.connect("ye-run tests")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT generation_stage, coalesce(ad_copy_eng, refined_ad_copy_eng, ad_copy_kor), status "
+                    "FROM txt_ad_copy_generations WHERE job_id = %s ORDER BY pk", (job_id,))
+        copies = cur.fetchall()
+        cur.execute("SELECT tenant_id, refined_ad_copy_eng, ad_copy_kor, product_description FROM instagram_feeds "
+                    "WHERE job_id = %s", (job_id,))
+        return copies, cur.fetchall()
+
+
+def test_the_job_level_stages_read_the_ad_copy_and_write_the_korean_copy_and_the_feed(db: Database, tmp_path: Path):
+    outcome = run(db, tmp_path, f"name: ad-copy\n{BASE}ad_copy: Autumn sale\n")
+    assert outcome.result.outcome == "passed", [f.text() for f in outcome.result.all_failures]
+    job = outcome.result.jobs[0]
+    assert job.final_state == ("instagram_feed_gen", "done")
+    copies, feeds = _ad_copy_rows(db, job.job_id)
+    korean = "[참조 파이프라인 번역] Autumn sale"
+    assert copies == [("ad_copy_eng", "Autumn sale", "done"), ("eng_to_kor", korean, "done")]
+    assert feeds == [(outcome.result.record.tenant_id, "Autumn sale", korean, "YE 파트 테스트용 이미지")]
+    refined = run(db, tmp_path, f"name: refined\n{BASE}fixtures: [{{table: txt_ad_copy_generations, rows: [{{job_id: "
+                                "'${job.id}', generation_stage: refined_ad_copy, refined_ad_copy_eng: Refined sale, "
+                                "status: done}]}]\n")
+    copies, feeds = _ad_copy_rows(db, refined.result.jobs[0].job_id)
+    assert copies[-1] == ("eng_to_kor", "[참조 파이프라인 번역] Refined sale", "done")
+    assert [f[1] for f in feeds] == ["Refined sale"]
+
+
+def test_without_its_ad_copy_the_job_row_stays_at_iou_eval(db: Database, tmp_path: Path):
+    """The deployment's eng-to-kor answers an error and writes nothing without the English ad copy."""
+    outcome = run(db, tmp_path, "name: no-ad-copy\nsimulate_img_gen: true\nseed_rows: {english_ad_copy: false}\n"
+                                "timeouts: {steps: {ad_copy_gen_kor: 1s}, step: 20s, stall: 20s, job: 60s}\n")
+    job = outcome.result.jobs[0]
+    assert outcome.kinds() == {"step_timeout"}, [f.text() for f in outcome.result.all_failures]
+    assert outcome.failure("step_timeout").message.endswith(
+        f"{JOB_ROW}ad_copy_gen_kor: never ran within 1s: nothing written after (iou_eval, done) (ad_copy_gen_kor "
+        "writes only done, so a run that hangs shows nothing either)")
+    assert [t.state for t in job.job_trace][-1] == ("iou_eval", "done")
+    assert _ad_copy_rows(db, job.job_id) == ([], [])
+
+
+def test_a_duplicate_trigger_runs_ad_copy_gen_kor_twice_and_is_caught(db: Database, tmp_path: Path):
+    outcome = run(db, tmp_path, f"name: twice\n{BASE}reference_pipeline: {{faults: [{{kind: duplicate_trigger, "
+                                "step: ad_copy_gen_kor}]}\n")
+    job = outcome.result.jobs[0]
+    assert outcome.kinds() == {"duplicate_terminal"}, [f.text() for f in outcome.result.all_failures]
+    assert outcome.failure("duplicate_terminal").message == (
+        f"twice › job 1 ({job.job_id}) {JOB_ROW}ad_copy_gen_kor: ad_copy_gen_kor ran twice: a duplicate trigger?")
+    states = [t.state for t in job.job_trace]
+    at = states.index(("ad_copy_gen_kor", "done"))
+    assert states[at:at + 2] == [("ad_copy_gen_kor", "done")] * 2
+    assert ("instagram_feed_gen", "done") not in states[:at + 2]
+    copies, _ = _ad_copy_rows(db, job.job_id)
+    assert [c[0] for c in copies] == ["ad_copy_eng", "eng_to_kor"]
+
+
+def test_cleanup_removes_the_ad_copy_and_the_feed(db: Database, tmp_path: Path):
+    outcome = run(db, tmp_path, f"name: clean\n{BASE}cleanup: always\n")
+    result = outcome.result
+    assert result.outcome == "passed", [f.text() for f in result.all_failures] or result.error
+    assert result.cleanup is not None
+    assert (result.cleanup.counts["txt_ad_copy_generations"], result.cleanup.counts["instagram_feeds"]) == (2, 1)
+    assert _ad_copy_rows(db, result.jobs[0].job_id) == ([], [])
 
 
 def test_declared_job_level_failure_and_retry_pass(db: Database, tmp_path: Path):

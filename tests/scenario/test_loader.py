@@ -91,13 +91,14 @@ def test_expected_failure_and_pipeline_faults_are_typed():
 
 def test_fixtures_sql_and_specific_image():
     s = loader.load(SCENARIOS / "fixtures_and_sql.yaml")
-    assert s.fixtures[0].table == "ad_copies"
-    assert dict(s.fixtures[0].rows[0])["job_variants_id"] == "${variant.1.id}"
-    assert [c.name for c in s.expect.sql] == ["one ad copy per variant",
+    assert s.fixtures[0].table == "txt_ad_copy_generations" and s.ad_copy == "Autumn sale, 20% off everything"
+    assert dict(s.fixtures[0].rows[0])["refined_ad_copy_eng"] == "${scenario.ad_copy}, today only"
+    assert [c.name for c in s.expect.sql] == ["the English, the refined and the Korean ad copy",
+                                              "the feed was built from the refined ad copy",
                                               "every variant shares the job's image asset",
                                               "the job belongs to the run's tenant"]
     assert s.expect.sql[0].equals == 3 and s.expect.sql[0].compare_value
-    assert s.expect.sql[1].rows == 3 and not s.expect.sql[1].compare_value
+    assert s.expect.sql[2].rows == 3 and not s.expect.sql[2].compare_value
     image = loader.load(SCENARIOS / "specific_image.yaml")
     assert image.images[0].resolve() == (ROOT / "pipeline_test" / "pipeline_test_image16.jpg").resolve()
     assert image.simulate_img_gen.delay == pytest.approx(0.05)

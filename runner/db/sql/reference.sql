@@ -66,9 +66,50 @@ CREATE TABLE IF NOT EXISTS jobs_variants (
 CREATE INDEX IF NOT EXISTS jobs_variants_job_id_idx ON jobs_variants (job_id);
 CREATE INDEX IF NOT EXISTS jobs_variants_state_idx ON jobs_variants (current_step, status);
 
--- Two of the many tables that reference jobs and variants in a real deployment: ad copy
--- (seeded by scenarios as fixtures, read by overlay) and evaluations (written by the *_eval
--- steps of the reference pipeline). Cleanup must delete them first.
+-- The job's ad copy and its Instagram feed, with the deployment's columns: the text part writes
+-- the English copy ('ad_copy_eng', or 'refined_ad_copy') before the images; the job-level stages
+-- read it and write the Korean copy ('eng_to_kor') and the feed. llm_trace_id and overlay_id
+-- point at deployment tables (LLM traces, overlay layouts) the reference does not have.
+CREATE TABLE IF NOT EXISTS txt_ad_copy_generations (
+    ad_copy_gen_id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    job_id              uuid NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
+    llm_trace_id        uuid,
+    generation_stage    text NOT NULL,
+    ad_copy_kor         text,
+    ad_copy_eng         text,
+    refined_ad_copy_eng text,
+    status              text DEFAULT 'queued',
+    pk                  serial,
+    created_at          timestamptz DEFAULT CURRENT_TIMESTAMP,
+    updated_at          timestamptz DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS txt_ad_copy_generations_job_id_idx ON txt_ad_copy_generations (job_id);
+
+CREATE TABLE IF NOT EXISTS instagram_feeds (
+    instagram_feed_id   uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    job_id              uuid REFERENCES jobs (job_id),
+    llm_trace_id        uuid,
+    overlay_id          uuid,
+    tenant_id           varchar(255) NOT NULL,
+    refined_ad_copy_eng text NOT NULL,
+    ad_copy_kor         text,
+    tone_style          text NOT NULL,
+    product_description text NOT NULL,
+    gpt_prompt          text NOT NULL,
+    instagram_ad_copy   text NOT NULL,
+    hashtags            text NOT NULL,
+    used_temperature    double precision,
+    used_max_tokens     integer,
+    latency_ms          double precision,
+    pk                  serial,
+    created_at          timestamptz DEFAULT CURRENT_TIMESTAMP,
+    updated_at          timestamptz DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS instagram_feeds_job_id_idx ON instagram_feeds (job_id);
+
+-- Two reference-only tables that reference variants (a deployment has many): per-variant copy
+-- (for scenario fixtures) and evaluations (written by the *_eval steps of the reference
+-- pipeline). Cleanup must delete them first.
 CREATE TABLE IF NOT EXISTS ad_copies (
     ad_copy_id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     job_id          uuid NOT NULL REFERENCES jobs (job_id),
