@@ -513,7 +513,7 @@ REPORT = {
         "error": prop("Why the run could not start at all (e.g. no database), else null.", NULLABLE_STR),
         "totals": prop("The grand total (scenarios by outcome).", closed("Totals.", {
             k: prop(k, {"type": "integer", "minimum": 0})
-            for k in ("scenarios", "passed", "failed", "errors", "interrupted", "not_run")})),
+            for k in ("scenarios", "passed", "failed", "errors", "interrupted", "not_run", "cleanup_failed")})),
         "ye_run_version": prop("The ye-run that wrote it.", {"type": "string"}),
         "started_at": prop("Start of the invocation.", TIME),
         "finished_at": prop("End of the invocation.", TIME),
@@ -526,6 +526,8 @@ REPORT = {
             "outcome": prop("How it ended (`not_run`: --fail-fast or an interrupt stopped the suite first).",
                             {"enum": ["passed", "failed", "interrupted", "error", "seeded", "running", "not_run"]}),
             "error": prop("What ended it early, if anything.", NULLABLE_STR),
+            "note": prop("Why it was not run (`not_run`): the target lacks what it needs, --fail-fast, an interrupt.",
+                         NULLABLE_STR),
             "run": prop("The run id and what it seeded.", closed("The run.", {
                 "run_id": prop("The run id.", {"type": "string"}),
                 "record": prop("Seeded rows by table (what `ye-run cleanup --report` deletes).", {"anyOf": [
@@ -563,7 +565,12 @@ REPORT = {
                 "applied": prop("Whether rows were deleted.", {"type": "boolean"}),
                 "counts": prop("Rows deleted per table.", {"type": "object",
                                                            "additionalProperties": {"type": "integer"}}),
-                "notes": prop("Notes.", {"type": "array", "items": {"type": "string"}})})),
+                "notes": prop("Notes.", {"type": "array", "items": {"type": "string"}}),
+                "error": prop("Why the policy could not be applied (a refusal, a lost database, a second signal); "
+                              "the scenario's verdict stands.", {"type": ["string", "null"]}),
+                "pending_until": prop("The rows were kept because the pipeline may still be working on them until "
+                                      "then (its steps' limits): `ye-run cleanup --pending` removes them after.",
+                                      {"type": ["string", "null"], "format": "date-time"})})),
             "pipeline_restarts": prop("Restarts of the in-process reference pipeline.", {"type": "integer"}),
             "delayed_creations": prop("Job creations that waited for max_in_flight.", {"type": "integer"}),
             "statements": prop("Statements the runner itself sent to the database.", {"type": "integer"}),

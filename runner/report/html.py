@@ -124,6 +124,7 @@ def _scenario(s: dict[str, Any]) -> dict[str, Any]:
         compare.add_samples(samples, j)
     return {
         "name": s["name"], "anchor": anchor, "file": s["file"], "outcome": s["outcome"], "error": s.get("error"),
+        "note": s.get("note"),
         "tags": plan.get("tags", []), "duration": format_seconds(s.get("duration") or 0),
         "plan_line": _plan_line(plan), "failures": s["failures"],
         "latency": _latency(s, plan, samples), "jobs": rows,

@@ -115,6 +115,7 @@ def _scenario(result: ScenarioResult, lazy: bool = False) -> dict[str, Any]:
         "file": result.path,
         "outcome": result.outcome,
         "error": result.error,
+        "note": result.note or None,
         "run": {"run_id": result.run_id, "record": _record(result.record, lazy)},
         "database": {"url": result.database, "embedded": result.embedded},
         "started_at": _time(result.started_at),

@@ -29,9 +29,9 @@ def _suite(tmp_path: Path, **texts: str) -> Path:
 
 def test_reference_pipeline_scenarios_are_not_run_against_a_real_pipeline(db, tmp_path: Path):
     suite = _suite(tmp_path, faulty=FAULTY, partial=PARTIAL, seed_only=SEED_ONLY)
-    report, junit = tmp_path / "run.json", tmp_path / "junit.xml"
+    report, junit, html = tmp_path / "run.json", tmp_path / "junit.xml", tmp_path / "run.html"
     done = invoke("run", str(suite), "--database-url", url(db), "--no-reference-pipeline", "--json", str(report),
-                  "--junit", str(junit))
+                  "--junit", str(junit), "--html", str(html))
     assert done.exit_code == 0, done.output
     assert "faulty: NOT RUN - not run: it injects faults into the reference pipeline (skip); run it with " \
            "--reference-pipeline" in done.stdout
@@ -41,6 +41,9 @@ def test_reference_pipeline_scenarios_are_not_run_against_a_real_pipeline(db, tm
     resources.validator("report.schema.json").validate(doc)
     outcomes = {s["name"]: s["outcome"] for s in doc["scenarios"]}
     assert outcomes == {"faulty": "not_run", "partial": "not_run", "seed-only": "seeded"}
+    reasons = {s["name"]: s["note"] for s in doc["scenarios"]}
+    assert reasons["faulty"].startswith("not run: it injects faults") and reasons["seed-only"] is None
+    assert "not run: it stops the reference pipeline after planner" in html.read_text()
     JUNIT_XSD.validate(str(junit))
     skipped = [e.get("message") for e in ET.parse(junit).iter("skipped")]
     assert any("faults into the reference pipeline" in (m or "") for m in skipped), skipped
