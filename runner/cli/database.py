@@ -156,10 +156,11 @@ def _cleanup(run_id: str | None, report: Path | None, tenant: str | None, older_
         if tenant is not None:
             print_counts(f"tenant {tenant}", cleanup_module.cleanup_tenant(conn, snapshot, tenant, dry_run, force))
             return
-        for record in records or [_from_registry(conn, snapshot, run_id)]:
+        trusted = not records or requirements.registry_available(snapshot)
+        for record in [_registered(conn, snapshot, r) for r in records] or [_from_registry(conn, snapshot, run_id)]:
             guard.check_tenant(record.tenant_id, tenant_pattern, force, action="delete from")
             try:
-                result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run, untrusted=bool(records),
+                result = cleanup_module.cleanup_run(conn, snapshot, record, dry_run, untrusted=not trusted,
                                                     force=force)
             except cleanup_module.LiveRun as exc:
                 raise GuardError(f"refusing to clean up {exc}; nothing was deleted: its own cleanup policy "
@@ -284,6 +285,21 @@ def _from_report(report: Path) -> list[registry.RunRecord]:
             raise InputError(f"{report}: {path}: not a ye-run run record ({registry.RECORD_SHAPE}; "
                              f"{type(exc).__name__}: {exc})") from None
     return out
+
+
+def _registered(conn, snapshot: catalog.Catalog, record: registry.RunRecord) -> registry.RunRecord:  # type: ignore[no-untyped-def]
+    """Where the database keeps a run registry, a report only names a run: what the registry recorded for it is
+    what is deleted (a report anyone could have written proves nothing more)."""
+    if not requirements.registry_available(snapshot):
+        return record
+    found = registry.load(conn, record.run_id)
+    if found is None:
+        raise GuardError(f"refusing to clean up from a report: run {record.run_id!r} is not in this database's run "
+                         "registry, so nothing shows the rows it names are a run's (use --tenant for a test tenant)")
+    if found.tenant_id != record.tenant_id:
+        raise GuardError(f"refusing to clean up from a report: the registry records run {record.run_id} on tenant "
+                         f"{found.tenant_id!r}, the report says {record.tenant_id!r}")
+    return found
 
 
 def _dig(doc: object, *keys: str) -> object:

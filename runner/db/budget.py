@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg2.extensions
@@ -19,6 +21,8 @@ from runner.errors import InfrastructureError
 
 KEEP_FREE = 0.2
 """The share of the server's usable connections ye-run always leaves to others."""
+PROBE_EVERY = 0.5
+"""Seconds between two looks at the server while scenarios wait at the gate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +60,24 @@ class Budget:
     slots: ServerSlots
     cap: int | None = None
     """`--max-connections`, when given."""
+    ceiling: int = 0
+    """What ye-run may hold on this server with nobody else on it: the most a scenario can ever get."""
+    others: int = 0
+    """Connections of others when the budget was read (they may come and go: the gate looks again)."""
 
     @staticmethod
     def of(slots: ServerSlots, ours: int = 1, cap: int | None = None) -> Budget:
         """`ours`: connections of this session already counted in `slots.in_use` (they are inside the budget)."""
         others = max(0, slots.in_use - ours)
-        share = slots.usable - others - math.ceil(KEEP_FREE * slots.usable)
-        limit = max(0, share if cap is None else min(cap, share))
-        return Budget(limit, slots, cap)
+        allowed = slots.usable - math.ceil(KEEP_FREE * slots.usable)
+        ceiling = max(0, allowed if cap is None else min(cap, allowed))
+        return Budget(max(0, min(ceiling, allowed - others)), slots, cap, ceiling, others)
+
+    def room(self, in_use: int, held: int) -> int:
+        """How many more connections fit now: `in_use` is every client connection on the server (read now, ours
+        among them), `held` what this session has handed out (some of it perhaps not connected yet)."""
+        allowed = self.slots.usable - math.ceil(KEEP_FREE * self.slots.usable)
+        return allowed - max(in_use, self.others + held)
 
     def describe(self) -> str:
         s = self.slots
@@ -78,23 +92,38 @@ class Budget:
 
 class Gate:
     """Connections handed out under the budget in the order asked for (a big scenario is not overtaken for
-    ever by small ones); waiting, never failing."""
+    ever by small ones); waiting, never failing. With a `probe` (every client connection on the server, now),
+    it also waits while others (another ye-run, the application) have taken the room it counted on."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, budget: Budget | None = None, probe: Callable[[], int | None] | None = None):
         self.limit = limit
         self.held = 0
         self.peak = 0
+        self._budget = budget
+        self._probe = probe
+        self._seen: tuple[float, int | None] = (-PROBE_EVERY, None)
         self._cond = threading.Condition()
         self._queue: deque[object] = deque()
 
-    def acquire(self, n: int, stop: threading.Event) -> bool:
-        """Wait until it is this caller's turn and `n` connections fit; False when `stop` was set first."""
+    def _room(self, n: int) -> bool:
+        """Whether `n` more fit on the server as it is now (read at most every PROBE_EVERY; unknown: yes)."""
+        if self._probe is None or self._budget is None:
+            return True
+        at, in_use = self._seen
+        if time.monotonic() - at >= PROBE_EVERY:
+            in_use = self._probe()
+            self._seen = (time.monotonic(), in_use)
+        return in_use is None or self._budget.room(in_use, self.held) >= n
+
+    def acquire(self, n: int, *stops: threading.Event) -> bool:
+        """Wait until it is this caller's turn and `n` connections fit; False when one of `stops` was set first
+        (an interrupt, --fail-fast)."""
         ticket = object()
         with self._cond:
             self._queue.append(ticket)
             try:
-                while self._queue[0] is not ticket or self.held + n > self.limit:
-                    if stop.is_set():
+                while self._queue[0] is not ticket or self.held + n > self.limit or not self._room(n):
+                    if any(stop.is_set() for stop in stops):
                         return False
                     self._cond.wait(0.1)
                 self.held += n

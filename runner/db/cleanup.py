@@ -25,6 +25,10 @@ from runner.db.requirements import registry_available
 from runner.errors import GuardError, InfrastructureError
 
 
+FORCEABLE = frozenset({liveness.State.RECENT, liveness.State.UNKNOWN, liveness.State.PENDING})
+"""States --force may override: the cleaner cannot tell, or accepts the pipeline's leftovers; never a live run."""
+
+
 class LiveRun(GuardError):
     """A cleaner met a run that has not finished: its rows are not touched (never overridden for a live run)."""
 
@@ -75,6 +79,9 @@ def cleanup_run(conn: psycopg2.extensions.connection, catalog: Catalog, record: 
             if not own:
                 ensure_finished(cur, catalog, record.run_id, force)
             if untrusted:
+                if not liveness.try_tenant(cur, record.tenant_id):  # a made-up run id proves nothing of a live run
+                    raise LiveRun(record.run_id, liveness.Status(liveness.State.RUNNING,
+                                                                 f"a run on tenant {record.tenant_id} is going"))
                 _prove_rows(cur, catalog, record)
             closure = _Closure(cur, catalog)
             for table, keys in record.rows().items():
@@ -82,7 +89,7 @@ def cleanup_run(conn: psycopg2.extensions.connection, catalog: Catalog, record: 
             closure.expand()
             closure.guard(record.tenant_id, set(record.job_ids))
             notes = []
-            if record.tenant_created:
+            if record.tenant_created or _tenant_left_by_a_run(cur, catalog, record.tenant_id):
                 notes.append(_maybe_tenant(cur, catalog, closure, record.tenant_id))
             result = _delete(cur, closure, dry_run, [n for n in notes if n])
             if registry_available(catalog) and not dry_run:
@@ -106,7 +113,7 @@ def ensure_finished(cur: psycopg2.extensions.cursor, catalog: Catalog, run_id: s
     status = liveness.statuses(cur, [run_id]).get(run_id)
     if status is None or status.state.cleanable:
         return
-    if force and status.state in (liveness.State.RECENT, liveness.State.UNKNOWN):
+    if force and status.state in FORCEABLE:
         return
     raise LiveRun(run_id, status)
 
@@ -123,7 +130,7 @@ def _ensure_tenant_idle(cur: psycopg2.extensions.cursor, catalog: Catalog, tenan
                 (tenant_id,))
     found = liveness.statuses(cur, [row[0] for row in cur.fetchall()])
     live = [(run_id, status) for run_id, status in sorted(found.items()) if not status.state.cleanable
-            and not (force and status.state in (liveness.State.RECENT, liveness.State.UNKNOWN))]
+            and not (force and status.state in FORCEABLE)]
     if live:
         runs = "; ".join(f"run {run_id} ({status})" for run_id, status in live)
         raise GuardError(f"refusing to clean up tenant {tenant_id}: {runs}; nothing was deleted")
@@ -172,6 +179,10 @@ def _keys_where(primary_key: tuple[str, ...], keys: list[tuple]) -> sql.Composab
 
 
 def _check_provable(catalog: Catalog, record: registry_module.RunRecord) -> None:
+    own = sorted(table for table in record.rows() if table.startswith("ye_run_"))
+    if own:
+        raise GuardError(f"refusing to clean up from a report: it names ye-run's own tables ({', '.join(own)}); a "
+                         "run's rows are in the pipeline's tables, and its registry entry is not a report's to delete")
     unprovable = sorted(table for table in record.rows()
                         if not (catalog.has(table, "tenant_id") or catalog.has(table, "job_id")))
     if unprovable:
@@ -293,6 +304,15 @@ class _Closure:
         if problems:
             raise GuardError("refusing to clean up: the rows to delete reach rows that are not this run's: "
                              + "; ".join(problems))
+
+
+def _tenant_left_by_a_run(cur: psycopg2.extensions.cursor, catalog: Catalog, tenant_id: str) -> bool:
+    """Whether a ye-run run created this tenant (and, finding it in use, left it): the last run on it removes it
+    once nothing uses it any more, so a shared test tenant does not outlive its runs."""
+    if not registry_available(catalog):
+        return False
+    cur.execute("SELECT EXISTS (SELECT 1 FROM ye_run_runs WHERE tenant_id = %s AND tenant_created)", (tenant_id,))
+    return bool(cur.fetchone()[0])
 
 
 def _maybe_tenant(cur: psycopg2.extensions.cursor, catalog: Catalog, closure: _Closure, tenant_id: str) -> str:

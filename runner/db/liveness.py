@@ -20,10 +20,12 @@ import psycopg2.extensions
 
 from runner.durations import format_seconds
 
-LOCK_CLASS = 31077
-"""The first key of every run lock (`ye`); the second is hashtext(run_id)."""
-TENANT_CLASS = 31078
-"""The first key of the tenant locks: a run holds its tenant's shared, deleting a tenant row needs it exclusive."""
+RUN_KEY = "hashtextextended('ye-run run ' || {}, 0)"
+"""A run's lock key: 64 bits of its id (32 would collide once in a few hundred thousand pairs of runs)."""
+TENANT_KEY = "hashtextextended('ye-run tenant ' || {}, 0)"
+"""A tenant's lock key: a run holds it shared; deleting a tenant row needs it exclusive."""
+LOCK_WAIT = "SET LOCAL lock_timeout = '10s'"
+"""Taking a run's lock waits at most this long (a cleaner holds it only for its own short transaction)."""
 HEARTBEAT = 60.0
 """Seconds between a live run's `seen_at` updates."""
 DEFAULT_STALE = 30.0 + 2 * HEARTBEAT
@@ -47,40 +49,62 @@ def process_token(pid: int) -> str | None:
     """`boot id:pid namespace:start time` of a Linux process, or None where /proc cannot say (then only the
     lock and the heartbeat tell whether the run is alive)."""
     try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        namespace = os.readlink(f"/proc/{pid}/ns/pid")
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return _token(pid)
     except OSError:
         return None
+
+
+def process_alive(pid: int, token: str) -> bool | None:
+    """Whether the process `token` names is still `pid`: False only when /proc proves it gone (no such pid, or
+    another process's life); None when /proc cannot say (another user's process, hidepid)."""
+    try:
+        return _token(pid) == token
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+
+
+def _token(pid: int) -> str:
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    namespace = os.readlink(f"/proc/{pid}/ns/pid")
+    stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
-    return f"{boot}:{namespace}:{fields[19]}" if len(fields) > 19 else None
+    if len(fields) <= 19:
+        raise OSError(f"/proc/{pid}/stat has no start time")
+    return f"{boot}:{namespace}:{fields[19]}"
 
 
 def claim_sql() -> str:
     """The run's lock and a shared hold on its tenant, taken on the run's connection; parameters: run id, tenant.
-    Blocking: a cleaner holds either key only for its own short transaction."""
-    return (f"SELECT pg_advisory_lock({LOCK_CLASS}, hashtext(%s)), "
-            f"pg_advisory_lock_shared({TENANT_CLASS}, hashtext(%s))")
+    A cleaner holds either key only for its own short transaction: waited for, at most LOCK_WAIT."""
+    return (f"{LOCK_WAIT}; SELECT pg_advisory_lock({RUN_KEY.format('%s')}), "
+            f"pg_advisory_lock_shared({TENANT_KEY.format('%s')})")
+
+
+def _lock_matches(key: str) -> str:
+    """A pg_locks condition for a 64-bit advisory key (its high half in classid, its low half in objid)."""
+    return (f"l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted "
+            f"AND l.classid = (({key} >> 32) & 4294967295)::oid AND l.objid = ({key} & 4294967295)::oid")
 
 
 def held_here(cur: psycopg2.extensions.cursor, run_id: str) -> bool:
     """Whether this session holds the run's lock: it is the run (cleaning up after itself)."""
-    cur.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                f"AND pid = pg_backend_pid() AND classid = {LOCK_CLASS} AND objsubid = 2 "
-                "AND objid = hashtext(%s)::oid)", (run_id,))
+    cur.execute(f"SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE {_lock_matches(RUN_KEY.format('%(run)s'))} "
+                "AND l.pid = pg_backend_pid())", {"run": run_id})
     return bool(cur.fetchone()[0])
 
 
 def try_run(cur: psycopg2.extensions.cursor, run_id: str) -> bool:
     """A cleaner's hold on a run for the length of its transaction; False while the run itself holds it."""
-    cur.execute(f"SELECT pg_try_advisory_xact_lock({LOCK_CLASS}, hashtext(%s))", (run_id,))
+    cur.execute(f"SELECT pg_try_advisory_xact_lock({RUN_KEY.format('%s')})", (run_id,))
     return bool(cur.fetchone()[0])
 
 
 def try_tenant(cur: psycopg2.extensions.cursor, tenant_id: str) -> bool:
     """The right to delete a tenant row, for the length of the transaction; False while another live run uses
     the tenant (a run's own shared hold does not count against it)."""
-    cur.execute(f"SELECT pg_try_advisory_xact_lock({TENANT_CLASS}, hashtext(%s))", (tenant_id,))
+    cur.execute(f"SELECT pg_try_advisory_xact_lock({TENANT_KEY.format('%s')})", (tenant_id,))
     return bool(cur.fetchone()[0])
 
 
@@ -95,6 +119,8 @@ class State(enum.Enum):
     """Registered by an older ye-run that recorded no owner and took no lock."""
     ABANDONED = "abandoned"
     """No verdict, and its process is proven gone or silent past its stale window."""
+    PENDING = "pending"
+    """Finished, but its rows were kept while the pipeline might still work on them, and that time is not over."""
     FINISHED = "finished"
 
     @property
@@ -115,10 +141,10 @@ STATUS_SQL = f"""
 SELECT r.run_id, r.finished_at IS NOT NULL, r.owner_host, r.owner_pid, r.owner_token,
        extract(epoch FROM now() - coalesce(r.seen_at, r.started_at))::float8,
        extract(epoch FROM r.stale_after)::float8,
-       EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+       EXISTS (SELECT 1 FROM pg_locks l WHERE {_lock_matches(RUN_KEY.format('r.run_id'))}
                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.classid = {LOCK_CLASS} AND l.objsubid = 2 AND l.objid = hashtext(r.run_id)::oid
-               AND l.pid <> pg_backend_pid())
+               AND l.pid <> pg_backend_pid()),
+       extract(epoch FROM r.cleanup_pending_until - now())::float8
 FROM ye_run_runs r WHERE r.run_id = ANY(%s)
 """
 
@@ -130,21 +156,27 @@ def statuses(cur: psycopg2.extensions.cursor, run_ids: list[str]) -> dict[str, S
 
 
 def classify(finished: bool, host: str | None, pid: int | None, token: str | None, silent: float,
-             stale_after: float | None, locked: bool, here: Owner | None = None) -> Status:
+             stale_after: float | None, locked: bool, pending: float | None = None,
+             here: Owner | None = None) -> Status:
     """The state of one run from what the registry and pg_locks say of it."""
     if locked:
         where = f"pid {pid} on {host}" if host else "an older ye-run"
         return Status(State.RUNNING, f"its process ({where}) holds the run's lock")
     if finished:
+        if pending is not None and pending > 0:
+            return Status(State.PENDING, f"the pipeline may still be working on its rows for "
+                                         f"{format_seconds(pending)} (its steps' limits)")
         return Status(State.FINISHED, "")
     if host is None:
         return Status(State.UNKNOWN, "started by an older ye-run that records no owner; --force once you know "
                                      "it has ended")
     here = here or Owner.this_process()
     if host == here.host and pid is not None and token is not None and _same_machine(token, here.token):
-        if process_token(pid) == token:
+        alive = process_alive(pid, token)
+        if alive:
             return Status(State.ALIVE, f"its process (pid {pid}) is alive on this host, reconnecting")
-        return Status(State.ABANDONED, f"its process (pid {pid} on {host}) has ended without a verdict")
+        if alive is False:
+            return Status(State.ABANDONED, f"its process (pid {pid} on {host}) has ended without a verdict")
     window = stale_after if stale_after is not None else 0.0
     if silent < window:
         return Status(State.RECENT, f"pid {pid} on {host} was seen {format_seconds(silent)} ago (it counts as "

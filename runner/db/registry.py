@@ -141,13 +141,19 @@ def start(conn: psycopg2.extensions.connection, record: RunRecord,
     conn.commit()
 
 
-def claim(conn: psycopg2.extensions.connection, record: RunRecord, registered: bool) -> None:
-    """The run's locks (again, after a reconnect), and a sign of life where the run is registered."""
+def claim(conn: psycopg2.extensions.connection, record: RunRecord, registered: bool) -> bool:
+    """The run's locks (again, after a reconnect), and a sign of life where the run is registered; False when a
+    cleaner removed the run while it had no lock (it is no longer in the registry, or marked cleaned)."""
     with conn.cursor() as cur:
-        cur.execute(liveness.claim_sql() + ("; UPDATE ye_run_runs SET seen_at = now() WHERE run_id = %s"
-                                            if registered else ""),
-                    (record.run_id, record.tenant_id) + ((record.run_id,) if registered else ()))
+        cur.execute(liveness.claim_sql(), (record.run_id, record.tenant_id))
+        if registered:
+            cur.execute("UPDATE ye_run_runs SET seen_at = now() WHERE run_id = %s AND cleaned_at IS NULL "
+                        "RETURNING 1", (record.run_id,))
+            ours = cur.fetchone() is not None
+        else:
+            ours = True
     conn.commit()
+    return ours
 
 
 def heartbeat(conn: psycopg2.extensions.connection, run_id: str) -> None:

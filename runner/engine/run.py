@@ -358,10 +358,14 @@ class ScenarioRun:
                                      **({"connect_timeout": connect_timeout} if connect_timeout else {}))
         assert self.result.record is not None
         try:
-            registry.claim(conn, self.result.record, registered=self.has_registry)
+            ours = registry.claim(conn, self.result.record, registered=self.has_registry)
         except psycopg2.Error as exc:
             conn.close()
             raise failures.describe(exc, "taking the run's lock again") from None
+        if not ours:  # not a lost connection: the run cannot go on, and says why
+            conn.close()
+            raise InfrastructureError("while this run was reconnecting, a cleaner removed it (its registry entry "
+                                      "is gone or marked cleaned): its rows cannot be trusted; the run ends here")
         return conn
 
     def _usable_conn(self, connect_timeout: int | None) -> psycopg2.extensions.connection:
@@ -431,6 +435,9 @@ class ScenarioRun:
         grace = self.scenario.timeouts.grace
         due = [job_id for job_id, at in self.tracker.decisions().items() if now >= at + grace]
         candidates = self._touched | set(self._settle) | set(due)
+        if not observer.caught_up:  # a trace may be missing writes made while the connection was gone: wait
+            self._touched = candidates
+            return
         self._touched = set()
         for job_id in candidates:
             job = self.tracker.unjudged_job(job_id)
@@ -440,7 +447,11 @@ class ScenarioRun:
                     self._judge_early(job, observer)
                 continue
             if job.job_id not in self._settle:
-                self._apply(observer.refresh(job.job_id))
+                fresh = observer.refresh(job.job_id)
+                if fresh is None:
+                    self._touched.add(job_id)
+                    continue
+                self._apply(fresh)
                 if not self.tracker.finished(job.job_id):
                     continue
                 self._settle[job.job_id] = min(now + self.settings.job_settle,
@@ -454,7 +465,10 @@ class ScenarioRun:
     def _judge_early(self, job: JobResult, observer: Observer) -> None:
         """The job has failed for certain and its grace is over: judge it now, on what its rows show, rather
         than wait for the rest of its run (or its timeouts). Its final state and checks are not judged."""
-        self._apply(observer.refresh(job.job_id))
+        fresh = observer.refresh(job.job_id)
+        if fresh is None:  # the connection is gone: judged once it is back and the trace is whole
+            return
+        self._apply(fresh)
         self._sequence_failures(job)
         self.emit(Note(self.ref, f"job {job.ordinal} judged {format_seconds(self.scenario.timeouts.grace)} after "
                                  f"its first failure (timeouts.grace); what it did later was not waited for"))

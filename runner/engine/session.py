@@ -96,6 +96,8 @@ class Session:
         """Set by --fail-fast after a failed scenario: scenarios not started yet are not run."""
         self._gate: budget_module.Gate | None = None
         self._pending: list[str] = []
+        self._close_later: list = []  # type: ignore[type-arg]
+        """The connection the gate looks at the server through, closed when the suite is done."""
         self._skip: dict[int, str] = {}
         """By position: why a scenario is not run against this target."""
         self._hub: ListenHub | None = None
@@ -157,11 +159,11 @@ class Session:
             unavailable = preflight(runnable, database, settings)
             by_position = [i for i in range(len(self.scenarios)) if i not in self._skip]
             self._skip.update({by_position[i]: why for i, why in unavailable.items()})
-            notes = [n for n in (self._plan_connections(database, settings),) if n]
-            self._dispatch(SessionStarted(len(self.scenarios), options.parallel, database.display,
-                                          database.embedded, tuple(notes + self._pending)))
             workers = min(options.parallel, max(1, len(self.scenarios)))
             try:
+                notes = [n for n in (self._plan_connections(database, settings),) if n]
+                self._dispatch(SessionStarted(len(self.scenarios), options.parallel, database.display,
+                                              database.embedded, tuple(notes + self._pending)))
                 if any(s.observe for s in self.scenarios):
                     self._hub = ListenHub(database, (settings.variant_channel, settings.job_channel),
                                           settings.heartbeat)
@@ -174,22 +176,28 @@ class Session:
             finally:
                 if self._hub is not None:
                     self._hub.close()
+                for close in self._close_later:
+                    with contextlib.suppress(psycopg2.Error):
+                        close()
 
     def _plan_connections(self, database, settings: RunSettings) -> str:  # type: ignore[no-untyped-def]
-        """Read the server's slots once, and hand scenarios connections under the budget; refuse a scenario that
-        could never fit. Returns the line the console shows when the budget holds -j back."""
-        with contextlib.closing(database.connect("ye-run budget")) as conn:
-            self.budget = budget_module.Budget.of(budget_module.read(conn), ours=1, cap=self.options.max_connections)
-            self._pending = pending_note(conn)
-        shared = footprint.SHARED_LISTEN if any(s.observe for s in self.scenarios) else 0
-        self._gate = budget_module.Gate(self.budget.limit - shared)
+        """Read the server's slots, and hand scenarios connections under the budget (the gate looks at the server
+        again while they wait); refuse a scenario that could never fit, even on a server of its own. Returns the
+        line the console shows when the budget holds -j back."""
+        conn = database.connect("ye-run budget", autocommit=True)
+        self._close_later.append(conn.close)
+        self.budget = budget_module.Budget.of(budget_module.read(conn), ours=1, cap=self.options.max_connections)
+        self._pending = pending_note(conn)
+        shared = footprint.SHARED_LISTEN + footprint.BUDGET_PROBE if any(s.observe for s in self.scenarios) \
+            else footprint.BUDGET_PROBE
         running = [s for i, s in enumerate(self.scenarios) if i not in self._skip]
         costs = [footprint.connections(s, settings.reference_pipeline) for s in running]
         worst = max(costs, default=0)
-        if worst > self._gate.limit:
+        if worst > self.budget.ceiling - shared:  # it could never fit, even with nobody else on the server
             name = running[costs.index(worst)].name
             raise self.budget.refuse(worst + shared, f"scenario {name!r}")
-        at_once = self._gate.limit // max(1, worst)
+        self._gate = budget_module.Gate(self.budget.ceiling - shared, self.budget, lambda: _in_use(conn))
+        at_once = max(1, (self.budget.limit - shared) // max(1, worst))
         if self.options.parallel > at_once and len(self.scenarios) > at_once:
             return (f"{self.budget.describe()}: -j {self.options.parallel} runs at most {at_once} scenario(s) at "
                     f"once ({worst} connection(s) each); the others wait their turn")
@@ -209,7 +217,7 @@ class Session:
             return result
         cost = footprint.connections(scenario, settings.reference_pipeline)
         assert self._gate is not None
-        if not self._gate.acquire(cost, self.stop):
+        if not self._gate.acquire(cost, self.stop, self._no_more):
             return self._one(scenario, database, settings)  # stopped while it waited: not run, said once
         try:
             worker = threading.current_thread().name
@@ -273,6 +281,14 @@ def exit_code(result: ScenarioResult, error: YeRunError | None) -> int:
     return {Outcome.PASSED: ExitCode.PASSED, Outcome.SEEDED: ExitCode.PASSED, Outcome.FAILED: ExitCode.FAILED,
             Outcome.INTERRUPTED: ExitCode.INTERRUPTED, Outcome.NOT_RUN: ExitCode.PASSED}.get(
         Outcome(result.outcome), ExitCode.BUG)
+
+
+def _in_use(conn) -> int | None:  # type: ignore[no-untyped-def]
+    """Every client connection on the server now; None when it cannot be read (the gate then goes by its count)."""
+    try:
+        return budget_module.read(conn).in_use
+    except psycopg2.Error:
+        return None
 
 
 def pending_note(conn) -> list[str]:  # type: ignore[no-untyped-def]

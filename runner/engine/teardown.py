@@ -2,9 +2,8 @@
 
 The run's verdict is reported first; cleanup follows, on the run's own connection (its lock keeps
 other cleaners off). It waits only while the pipeline can still be working on the run's rows: a
-row at rest (failed, or done at the end of its steps) is not, and neither is one that has been
-silent for longer than the step that would come next may take (the step's limit, which the
-pipeline definition gives). Past `cleanup_wait`, rows that may still be in the pipeline's hands
+row done at the end of its steps is not, and neither is one that has been silent for longer than
+the step under way (or next) may take: the pipeline definition's bound for it. Past `cleanup_wait`, rows that may still be in the pipeline's hands
 are kept and recorded as pending; `ye-run cleanup --pending` removes them once that time is over.
 """
 
@@ -166,19 +165,26 @@ def still_working(conn: psycopg2.extensions.connection, snapshot: catalog_module
 
 
 def may_take(scenario: Scenario, kind: str, step: str, status: str) -> float | None:
-    """How long the pipeline may still be working on a row in this state; None: it is at rest."""
+    """How long the pipeline may still be working on a row in this state; None: it is at rest. A failed row may
+    still be retried (the deployment retries failed variants), so it is at rest only past its step's bound."""
     definition = scenario.definition
-    if status == "failed" or not definition.has(step):
+    if not definition.has(step):
         return None
     if status != "done":
-        return scenario.timeouts.for_step(step)
+        return bound(scenario, step)
     last = definition.names[-1] if kind == "j" else definition.last_variant_step
     if step == last:
         return None
     following = definition.next_step(step)
     if following is None or (kind == "v" and definition.level(following) == "job"):
         return None
-    return scenario.timeouts.for_step(following)
+    return bound(scenario, following)
+
+
+def bound(scenario: Scenario, step: str) -> float:
+    """The longest the pipeline may take over one step: the definition's bound, or the scenario's limit if it is
+    longer (a scenario's tighter limit judges the pipeline; it does not make the pipeline stop working)."""
+    return max(scenario.definition.step(step).timeout, scenario.timeouts.for_step(step))
 
 
 def retry_timeout(remaining: float, longest: int = 3) -> int:

@@ -72,8 +72,13 @@ class ListenHub:
         with self._lock:
             _close(self._conn)
             self._conn = None
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        if self._thread is None or not self._thread.is_alive():  # a thread still connecting keeps its pipe
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
 
     @property
     def backend_pid(self) -> int | None:
@@ -133,29 +138,43 @@ class ListenHub:
     def _serve(self) -> None:
         backoff = 0.05
         while not self._stopping.is_set():
-            conn = self._conn
-            if conn is None:
-                backoff = self._reconnect(backoff)
-                continue
             try:
-                ready = select.select([conn, self._wake_r], [], [], min(self.heartbeat, 1.0))[0]
-            except (OSError, ValueError):  # closed under us: the next turn sees it
-                continue
-            if self._wake_r in ready:
-                os.read(self._wake_r, 64)
+                backoff = self._turn(backoff)
+            except Exception as exc:  # the hub outlives anything one turn meets: every observer depends on it
+                log.warning("observer: the LISTEN hub met %s; going on", exc)
+                with self._lock:
+                    if self._conn is not None:
+                        self._lost(exc)
+                self._stopping.wait(0.05)
+
+    def _turn(self, backoff: float) -> float:
+        """One wait on the socket (or one reconnect attempt); the next backoff."""
+        conn = self._conn
+        if conn is None:
+            return self._reconnect(backoff)
+        try:
+            ready = select.select([conn, self._wake_r], [], [], min(self.heartbeat, 1.0))[0]
+        except (OSError, ValueError, psycopg2.Error) as exc:  # closed under us: lost, unless a read already said so
             with self._lock:
-                if self._conn is not conn:
-                    continue
-                try:
-                    if conn in ready:
-                        conn.poll()
-                    self._deliver(conn)
-                    if time.monotonic() - self._last_traffic >= self.heartbeat:
-                        with conn.cursor() as cur:
-                            cur.execute("SELECT 1")
-                        self._last_traffic = time.monotonic()
-                except _LOST as exc:
+                if self._conn is conn:
                     self._lost(exc)
+            return backoff
+        if self._wake_r in ready:
+            os.read(self._wake_r, 64)
+        with self._lock:
+            if self._conn is not conn:
+                return backoff
+            try:
+                if conn in ready:
+                    conn.poll()
+                self._deliver(conn)
+                if time.monotonic() - self._last_traffic >= self.heartbeat:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT 1")
+                    self._last_traffic = time.monotonic()
+            except _LOST as exc:
+                self._lost(exc)
+        return backoff
 
     def _deliver(self, conn: psycopg2.extensions.connection) -> None:
         notes, conn.notifies[:] = list(conn.notifies), []
@@ -182,6 +201,9 @@ class ListenHub:
             log.warning("observer: reconnect failed (%s); next try in %.1fs", exc, backoff)
             self._stopping.wait(backoff)
             return min(backoff * 2, self.max_backoff)
+        if self._stopping.is_set():  # closed while connecting: nobody will use it
+            _close(conn)
+            return backoff
         with self._lock:
             self._conn = conn
             self.reconnects += 1

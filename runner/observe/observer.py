@@ -29,6 +29,8 @@ from runner.observe.payload import Notified
 from runner.trace import Transition
 
 Method = Literal["history", "listen"]
+MAX_NOTES = 10
+"""Reconnect notes a report keeps; past them, one line counts the rest."""
 
 _HISTORY = """
 SELECT h.id, h.kind, h.row_id::text, h.job_id::text, h.current_step, h.status, h.retry_count, h.changed_at
@@ -62,6 +64,8 @@ class _Row:
     kind: str
     cursor: int = 0
     state: tuple[str, str] | None = None
+    at: datetime | None = None
+    """Listen mode: the database time of the state held (a notification older than it is stale)."""
 
 
 @dataclass
@@ -103,6 +107,7 @@ class Observer:
         self._inbox_lock = threading.Lock()
         self._wake = threading.Event()
         self._catch_up = False
+        self._dropped = 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -134,13 +139,23 @@ class Observer:
         self._wake.set()
 
     def lost(self, reason: str) -> None:
-        self.report.notes.append(f"lost the LISTEN connection ({reason})")
+        self._note(f"lost the LISTEN connection ({reason})")
 
     def reconnected(self) -> None:
         self.report.reconnects += 1
-        self.report.notes.append("reconnected and caught up" + (" from the history table"
-                                                                 if self.settings.method == "history" else
-                                                                 " by reading every tracked row"))
+        self._note("reconnected and caught up" + (" from the history table" if self.settings.method == "history"
+                                                   else " by reading every tracked row"))
+
+    def _note(self, text: str) -> None:
+        """The first notes as they were; past MAX_NOTES, one line counting the rest (a flapping link would
+        otherwise add two lines per reconnect to the report)."""
+        notes = self.report.notes
+        if len(notes) < MAX_NOTES:
+            notes.append(text)
+            return
+        self._dropped += 1
+        notes[-1] = (f"... and {self._dropped + 1} more note(s) like these "
+                     f"({self.report.reconnects} reconnect(s) in all)")
         self._catch_up = True
         self._wake.set()
 
@@ -175,9 +190,15 @@ class Observer:
             self._rows.pop(row_id, None)
             self._dirty.discard(row_id)
 
-    def refresh(self, job_id: str) -> list[Transition]:
-        """Read a job's rows once more (before judging it), whatever the notifications said."""
-        return self._reader(list(self._by_job.get(job_id, [])))
+    def refresh(self, job_id: str) -> list[Transition] | None:
+        """Read a job's rows once more (before judging it), whatever the notifications said; None when the
+        connection is gone (the job must wait: its trace may be missing what happened meanwhile)."""
+        return self._read(self._reader_for(), list(self._by_job.get(job_id, [])))
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the traces are whole: connected, and nothing is waiting to be read again after a loss."""
+        return self._hub is not None and self._hub.connected and not self._catch_up
 
     # --- the poll -----------------------------------------------------------------------
 
@@ -214,8 +235,10 @@ class Observer:
                 continue
             if self.settings.method == "history":
                 self._dirty.add(note.row_id)
+            elif _older(note.db_time, row.at):
+                continue  # sent before the state a reconciling read already gave: applying it would go back
             elif row.state != (note.step, note.status):
-                row.state = (note.step, note.status)
+                row.state, row.at = (note.step, note.status), note.db_time or row.at
                 out.append(_transition(row, note.step, note.status, note.db_time, None, "notify"))
         return out
 
@@ -280,9 +303,16 @@ class Observer:
         for row_id, step, status, updated_at in found:
             row = self._rows[row_id]
             if row.state != (step, status):
-                row.state = (step, status)
+                row.state, row.at = (step, status), updated_at or row.at
                 out.append(_transition(row, step, status, updated_at, None, "reconcile"))
         return out
+
+
+def _older(stamp: datetime | None, than: datetime | None) -> bool:
+    """Whether a notification's time is before the held state's (comparable only when both carry a zone)."""
+    if stamp is None or than is None or stamp.tzinfo is None or than.tzinfo is None:
+        return False
+    return stamp < than
 
 
 def _transition(row: _Row, step: str, status: str, db_time: datetime | None, retry_count: int | None,

@@ -58,6 +58,35 @@ def test_the_gate_serves_in_order_and_gives_up_on_stop():
     assert not gate.acquire(1, stop)
 
 
+def test_the_gate_waits_while_others_hold_the_room_it_counted_on():
+    """Another ye-run, or the application, takes connections after the suite read the server: the gate looks again
+    and waits (it used to go by what it read once, and the server ran out of connections)."""
+    budget_read = budget.Budget.of(SLOTS, ours=1)  # 9 others then; 77 may be held with 20% kept free
+    crowd = [70]
+    gate = budget.Gate(budget_read.ceiling, budget_read, probe=lambda: crowd[0])
+    stop, admitted = threading.Event(), threading.Event()
+
+    def take() -> None:
+        if gate.acquire(10, stop):
+            admitted.set()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    assert not admitted.wait(1.0)  # 70 in use: 7 free within the share, 10 asked
+    crowd[0] = 12  # the others left
+    assert admitted.wait(10)
+    thread.join()
+    assert gate.held == 10
+
+
+def test_fail_fast_stops_scenarios_waiting_at_the_gate():
+    gate = budget.Gate(10)
+    stop, no_more = threading.Event(), threading.Event()
+    assert gate.acquire(10, stop, no_more)
+    no_more.set()
+    assert not gate.acquire(1, stop, no_more)
+
+
 def test_the_servers_slots_are_read(db: Database):
     with contextlib.closing(db.connect()) as conn:
         found = budget.read(conn)
@@ -132,4 +161,5 @@ def test_a_scenario_that_could_never_fit_is_refused_before_anything_is_seeded(da
     refused = invoke("run", str(_suite(tmp_path, 1)), "--max-connections", "5", "--database-url", url(db),
                      "--reference-pipeline")
     assert refused.exit_code == 3
-    assert "scenario 's0' needs 11 connections at once" in refused.stderr and "--max-connections 5" in refused.stderr
+    # its 10, the suite's shared LISTEN connection, and the one the gate looks at the server through
+    assert "scenario 's0' needs 12 connections at once" in refused.stderr and "--max-connections 5" in refused.stderr

@@ -220,3 +220,20 @@ def test_the_last_run_on_a_tenant_it_created_removes_it(db: Database, tmp_path: 
     creator.seeder.seed_job(1)
     result = cleanup.cleanup_run(creator.conn, catalog.read(creator.conn), creator.record)
     assert result.counts.get("tenants") == 1 and result.notes == []
+
+
+def test_the_last_run_on_a_tenant_another_run_created_removes_it(db: Database, tmp_path: Path, stack):
+    """The creator finished first and had to leave the tenant (in use); the last run on it removes it (it used to
+    stay for ever: that run had not created it)."""
+    tenant = new_tenant()
+    creator = seeding(db, load(tmp_path, "name: quick\nvariants: 1\n"), tmp_path, tenant=tenant, stack=stack)
+    creator.seeder.seed_job(1)
+    later = seeding(db, load(tmp_path, "name: later\nvariants: 1\n"), tmp_path, tenant=tenant, stack=stack)
+    later.seeder.seed_job(1)
+    assert creator.record.tenant_created and not later.record.tenant_created
+    first = cleanup.cleanup_run(creator.conn, catalog.read(creator.conn), creator.record)
+    assert "tenants" not in first.counts
+    finish(creator)
+    last = cleanup.cleanup_run(later.conn, catalog.read(later.conn), later.record)
+    assert last.counts.get("tenants") == 1
+    assert count(later.conn, "select count(*) from tenants where tenant_id = %s", (tenant,)) == 0

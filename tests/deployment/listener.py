@@ -57,6 +57,8 @@ class Options:
     """Start ad_copy_gen_kor from both paths, as the deployment does."""
     latency: float = 0.005
     """Seconds each stage spends on its "work"."""
+    job_latency: float | None = None
+    """Seconds the job-level stages (GPT calls in the deployment, slower than the others) spend; None: `latency`."""
     workers: int = 4
     """Stage calls in flight at once (the deployment's are unbounded)."""
     recovery_period: float | None = None
@@ -290,7 +292,8 @@ class DeploymentListener:
         def task(conn: Conn) -> None:
             log.info("[TRIGGER] %s job=%s variant=%s", call.stage, call.job_id, call.variant_id)
             try:
-                stages.run(conn, call, self.options.latency)
+                slow = call.variant_id is None and self.options.job_latency is not None
+                stages.run(conn, call, self.options.job_latency if slow else self.options.latency)
             except Refused as refused:
                 log.warning("%s refused (job=%s): %s", call.stage, call.job_id, refused)
                 with self._cond:

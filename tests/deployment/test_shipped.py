@@ -46,12 +46,12 @@ def test_every_shipped_scenario_passes_or_is_not_run_against_the_fixed_deploymen
 
 
 @pytest.mark.parametrize("listener_options", [Options(workers=2, recover_lagging=False, duplicate_trigger=True,
-                                                      latency=0.2)])
+                                                      job_latency=1.0)])
 def test_smoke_fails_only_for_the_deployments_duplicate_trigger(deployment_db: Database,
                                                                 deployment_listener: DeploymentListener,
                                                                 tmp_path: Path):
-    # As in production, a stage takes a while (0.2 s here): both ad_copy_gen_kor calls, started together, are done
-    # before instagram_feed_gen, which waits for the first, so the second is seen before the job is judged.
+    # As in production, a GPT stage takes a while (1 s here): both ad_copy_gen_kor calls, started together, are
+    # done before instagram_feed_gen, which waits for the first, so the second is seen before the job is judged.
     done, doc = _run(deployment_db, tmp_path, str(ROOT / "scenarios" / "smoke.yaml"))
     assert done.returncode == 1, done.stdout + done.stderr
     (smoke,) = doc["scenarios"]

@@ -32,8 +32,10 @@ def run(db: Database, tmp_path: Path, text: str, stop: threading.Event | None = 
     (tmp_path / "_defaults.yaml").write_text("tenant: {isolate: true}\ncleanup: never\n")
     definition = settings.pop("definition", None)
     scenario = load(tmp_path, "extends: _defaults.yaml\n" + text)
-    if definition is not None:
-        scenario = dataclasses.replace(scenario, definition=definition)
+    if definition is not None:  # as a definition file would have given it: its steps' bounds too
+        bounds = tuple((s.name, s.timeout) for s in definition.steps) if scenario.timeouts.bounds else ()
+        scenario = dataclasses.replace(scenario, definition=definition,
+                                       timeouts=dataclasses.replace(scenario.timeouts, bounds=bounds))
     events: list[Event] = []
     config = RunSettings(**{"reference_pipeline": True, "asset_dir": tmp_path / "assets", **settings})
     runner = ScenarioRun(scenario, db, config, Emitter([events.append, *handlers]), stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,34 @@ def test_transitions_carry_both_clocks(db: Database, tmp_path: Path):
             assert t.db_time <= t.seen_time or (t.db_time - t.seen_time).total_seconds() < 5
         times = [t.db_time for t in trace.transitions]
         assert times == sorted(times)
+
+
+def test_no_job_is_judged_on_a_trace_missing_what_happened_while_the_connection_was_gone(db: Database,
+                                                                                        tmp_path: Path):
+    """The shared LISTEN connection is killed every 100 ms while 6 jobs run: each is judged only once its trace is
+    whole again (was: a job whose refresh met a lost connection was judged on what it had, and passed with its
+    job-level steps never observed)."""
+    stop = threading.Event()
+
+    def killer() -> None:
+        with contextlib.closing(db.connect(autocommit=True)) as conn, conn.cursor() as cur:
+            while not stop.wait(0.1):
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = 'ye-run listen' AND datname = current_database()")
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        outcome = run(db, tmp_path, "name: kills\nsimulate_img_gen: true\nmode: {type: interval, jobs: 6, "
+                                    "interval: 100ms}\nreference_pipeline: {latency: {default: 10ms}}\n"
+                                    "timeouts: {step: 60s, stall: 60s, job: 120s}\n", observe="history")
+    finally:
+        stop.set()
+        thread.join()
+    result = outcome.result
+    assert result.outcome == "passed", [f.text() for f in result.all_failures]
+    for job in result.jobs:
+        for trace in job.variants.values():
+            assert trace.states == full_trace()
+        steps = [t.step for t in job.job_trace if t.status == "done"]
+        assert steps[-2:] == ["ad_copy_gen_kor", "instagram_feed_gen"], steps

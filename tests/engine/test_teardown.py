@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 from runner.cli.main import cli
 from runner.db.connect import Database
+from runner.definition import DEFAULT
 from runner.engine.events import CleanupFinished, ScenarioFinished
 from runner.pipeline.config import Latency, PipelineConfig
 from runner.pipeline.host import PipelineHost
@@ -64,11 +66,26 @@ def test_a_row_silent_past_its_next_steps_limit_is_at_rest(db: Database, tmp_pat
     ad_copy_gen_kor may take (3 s), nothing can still be working on it, and cleanup goes ahead (it used to wait
     30 s, then keep the rows)."""
     tenant = new_tenant()
+    quick = dataclasses.replace(DEFAULT, job_steps=tuple(dataclasses.replace(s, timeout=3.0) if s.name ==
+                                                         "ad_copy_gen_kor" else s for s in DEFAULT.job_steps))
     with pipeline(db, tenant, stop_after="iou_eval"):
-        outcome = run(db, tmp_path, f"name: no-job-steps\ntenant: {{id: {tenant}, isolate: false}}\n{ORIGINAL_SCOPE}"
-                      "timeouts: {step: 3s}\n", reference_pipeline=False, cleanup_wait=60.0)
+        outcome = run(db, tmp_path, f"name: no-job-steps\ntenant: {{id: {tenant}, isolate: false}}\n{ORIGINAL_SCOPE}",
+                      reference_pipeline=False, cleanup_wait=60.0, definition=quick)
     assert outcome.result.cleanup is not None and outcome.result.cleanup_pending is None
     assert _jobs(db, tenant) == 0
+
+
+def test_a_scenarios_tight_limit_does_not_cut_the_pipelines_work_short(db: Database, tmp_path: Path):
+    """planner takes 4 s; the scenario allows 1 s (a failure it reports), but the pipeline is still working on the
+    rows: cleanup does not delete them under it (the definition's bound, 5 min, decides), it keeps them pending."""
+    tenant = new_tenant()
+    with pipeline(db, tenant, latency=(("planner", Latency("fixed", 4.0)),)):
+        outcome = run(db, tmp_path, f"name: tight\ntenant: {{id: {tenant}, isolate: false}}\n{ORIGINAL_SCOPE}"
+                      "timeouts: {step: 1s, grace: 100ms}\n", reference_pipeline=False, cleanup_wait=0.5)
+        result = outcome.result
+        assert "step_timeout" in {f.kind for f in result.all_failures}
+        assert result.cleanup is None and result.cleanup_error is None and result.cleanup_pending is not None
+        assert _jobs(db, tenant) == 1  # still there while planner works
 
 
 @pytest.fixture
