@@ -5,7 +5,10 @@ from __future__ import annotations
 import psycopg2
 import psycopg2.errors
 
+from runner.db.reconnect import lost
 from runner.errors import InfrastructureError
+
+__all__ = ["ConnectionLost", "describe", "lost"]
 
 _CAUSES: tuple[tuple[type[psycopg2.Error], str], ...] = (
     (psycopg2.errors.InsufficientPrivilege, "the database refuses this role ({message}); grant it what ye-run "
@@ -21,12 +24,6 @@ _CAUSES: tuple[tuple[type[psycopg2.Error], str], ...] = (
 
 class ConnectionLost(InfrastructureError):
     """The server closed the connection or could not be reached: worth waiting for, within a bound."""
-
-
-def lost(exc: BaseException) -> bool:
-    """Whether a driver error means the connection (or the server) is gone, not that a statement failed."""
-    return isinstance(exc, psycopg2.errors.AdminShutdown) or (
-        isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and getattr(exc, "pgcode", None) is None)
 
 
 def describe(exc: psycopg2.Error, doing: str = "") -> InfrastructureError:

@@ -24,13 +24,12 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from runner.db.connect import Database
-from runner.observe.payload import parse
+from runner.db.reconnect import BROKEN, Backoff, parse
 
 if TYPE_CHECKING:
     from runner.observe.observer import Observer
 
 log = logging.getLogger("ye_run.observe")
-_LOST = (psycopg2.OperationalError, psycopg2.InterfaceError)
 T = TypeVar("T")
 
 
@@ -45,7 +44,7 @@ class ListenHub:
         self.channels = channels
         self.heartbeat = heartbeat
         self.name = name
-        self.max_backoff = max_backoff
+        self._backoff = Backoff(0.05, max_backoff)
         self._conn: psycopg2.extensions.connection | None = None
         self._lock = threading.RLock()
         self._routes: dict[str, Observer] = {}
@@ -129,17 +128,16 @@ class ListenHub:
                 self._last_traffic = time.monotonic()
                 self._deliver(conn)
                 return result
-            except _LOST as exc:
+            except BROKEN as exc:
                 self._lost(exc)
                 raise Lost() from None
 
     # --- the thread ---------------------------------------------------------------------
 
     def _serve(self) -> None:
-        backoff = 0.05
         while not self._stopping.is_set():
             try:
-                backoff = self._turn(backoff)
+                self._turn()
             except Exception as exc:  # the hub outlives anything one turn meets: every observer depends on it
                 log.warning("observer: the LISTEN hub met %s; going on", exc)
                 with self._lock:
@@ -147,23 +145,24 @@ class ListenHub:
                         self._lost(exc)
                 self._stopping.wait(0.05)
 
-    def _turn(self, backoff: float) -> float:
-        """One wait on the socket (or one reconnect attempt); the next backoff."""
+    def _turn(self) -> None:
+        """One wait on the socket, or one reconnect attempt."""
         conn = self._conn
         if conn is None:
-            return self._reconnect(backoff)
+            self._reconnect()
+            return
         try:
             ready = select.select([conn, self._wake_r], [], [], min(self.heartbeat, 1.0))[0]
         except (OSError, ValueError, psycopg2.Error) as exc:  # closed under us: lost, unless a read already said so
             with self._lock:
                 if self._conn is conn:
                     self._lost(exc)
-            return backoff
+            return
         if self._wake_r in ready:
             os.read(self._wake_r, 64)
         with self._lock:
             if self._conn is not conn:
-                return backoff
+                return
             try:
                 if conn in ready:
                     conn.poll()
@@ -172,9 +171,8 @@ class ListenHub:
                     with conn.cursor() as cur:
                         cur.execute("SELECT 1")
                     self._last_traffic = time.monotonic()
-            except _LOST as exc:
+            except BROKEN as exc:
                 self._lost(exc)
-        return backoff
 
     def _deliver(self, conn: psycopg2.extensions.connection) -> None:
         notes, conn.notifies[:] = list(conn.notifies), []
@@ -194,23 +192,24 @@ class ListenHub:
         for observer in list(self._observers):
             observer.lost(reason)
 
-    def _reconnect(self, backoff: float) -> float:
+    def _reconnect(self) -> None:
         try:
             conn = self._connect()
         except Exception as exc:  # InfrastructureError or a driver error: keep trying, later
-            log.warning("observer: reconnect failed (%s); next try in %.1fs", exc, backoff)
-            self._stopping.wait(backoff)
-            return min(backoff * 2, self.max_backoff)
+            wait = self._backoff.next()
+            log.warning("observer: reconnect failed (%s); next try in %.1fs", exc, wait)
+            self._stopping.wait(wait)
+            return
         if self._stopping.is_set():  # closed while connecting: nobody will use it
             _close(conn)
-            return backoff
+            return
         with self._lock:
             self._conn = conn
             self.reconnects += 1
             for observer in list(self._observers):
                 observer.reconnected()
+        self._backoff.reset()
         log.warning("observer: reconnected; catching up")
-        return 0.05
 
 
 def _close(conn: psycopg2.extensions.connection | None) -> None:

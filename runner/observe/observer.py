@@ -25,7 +25,7 @@ import psycopg2.extensions
 from runner.db.connect import Database
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.observe.hub import ListenHub, Lost
-from runner.observe.payload import Notified
+from runner.db.reconnect import Notified
 from runner.trace import Transition
 
 Method = Literal["history", "listen"]
@@ -145,6 +145,8 @@ class Observer:
         self.report.reconnects += 1
         self._note("reconnected and caught up" + (" from the history table" if self.settings.method == "history"
                                                    else " by reading every tracked row"))
+        self._catch_up = True
+        self._wake.set()
 
     def _note(self, text: str) -> None:
         """The first notes as they were; past MAX_NOTES, one line counting the rest (a flapping link would
@@ -156,8 +158,6 @@ class Observer:
         self._dropped += 1
         notes[-1] = (f"... and {self._dropped + 1} more note(s) like these "
                      f"({self.report.reconnects} reconnect(s) in all)")
-        self._catch_up = True
-        self._wake.set()
 
     # --- tracking -----------------------------------------------------------------------
 
@@ -205,16 +205,15 @@ class Observer:
     def poll(self, timeout: float) -> list[Transition]:
         """Wait up to `timeout` for activity; return the new transitions of tracked rows."""
         out, self._pending = self._pending, []
-        if self._catch_up:
-            self._catch_up = False
-            caught = self._read(self._reader_for(), list(self._rows))
-            if caught is None:
-                self._catch_up = True
-            out += caught or []
-        if not out and not (self._dirty and self.settings.method == "history"):
+        if not out and not self._catch_up and not (self._dirty and self.settings.method == "history"):
             self._wake.wait(max(0.0, timeout))
         self._wake.clear()
-        out += self._take_notifications()
+        with self._inbox_lock:
+            notes, self._inbox = self._inbox, []
+        # A reconnect sets the catch-up before the new connection delivers anything: the rows are read again
+        # before the notifications taken with it are applied (older ones than what was read are then dropped).
+        out += self._catch_up_read()
+        out += self._apply_notifications(notes)
         if self._dirty and self.settings.method == "history":
             dirty, self._dirty = list(self._dirty), set()
             out += self._read_history(dirty)
@@ -224,9 +223,17 @@ class Observer:
             out += self._reader(list(self._rows))
         return out
 
-    def _take_notifications(self) -> list[Transition]:
-        with self._inbox_lock:
-            notes, self._inbox = self._inbox, []
+    def _catch_up_read(self) -> list[Transition]:
+        """After a reconnect: every tracked row read again (it stays pending while the connection is gone)."""
+        if not self._catch_up:
+            return []
+        self._catch_up = False
+        caught = self._read(self._reader_for(), list(self._rows))
+        if caught is None:
+            self._catch_up = True
+        return caught or []
+
+    def _apply_notifications(self, notes: list[Notified]) -> list[Transition]:
         out: list[Transition] = []
         for note in notes:
             self.report.notifications += 1

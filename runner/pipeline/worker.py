@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import queue
 import select
@@ -32,6 +31,7 @@ from psycopg2 import sql
 
 from runner.db import catalog as catalog_module
 from runner.db.connect import Database
+from runner.db.reconnect import BROKEN, Backoff, parse
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.definition import DEFAULT, Definition
 from runner.errors import InfrastructureError
@@ -42,8 +42,8 @@ from runner.pipeline.stats import WorkerStats
 
 log = logging.getLogger("ye_run.pipeline")
 EVAL_STEPS = frozenset({"vlm_judge", "ocr_eval", "readability_eval", "iou_eval"})
-_LOST = (psycopg2.OperationalError, psycopg2.InterfaceError, InfrastructureError)
-"""A lost connection, or a server that refuses new ones (restarting): wait, reconnect, go on."""
+_LOST = (*BROKEN, InfrastructureError)
+"""A broken connection (reconnect.BROKEN), or a server that refuses new ones (restarting): wait, reconnect, go on."""
 ROWS = {"v": ("jobs_variants", "job_variants_id"), "j": ("jobs", "job_id")}
 """The table and key column of each level's rows."""
 
@@ -157,7 +157,7 @@ class Worker:
 
     def _dispatch(self) -> None:
         conn: psycopg2.extensions.connection | None = None
-        backoff = 0.05
+        backoff = Backoff(0.05, 2.0)
         next_sweep = next_poll = 0.0
         while not self.stopping.is_set():
             try:
@@ -165,7 +165,7 @@ class Worker:
                     conn = self._listen()
                     self._resume(conn)
                     next_sweep = 0.0
-                    backoff = 0.05
+                    backoff.reset()
                 now = time.monotonic()
                 if self.config.with_ye and now >= next_poll:
                     self._poll_ye(conn)
@@ -180,8 +180,7 @@ class Worker:
                 self.reconnects += 1
                 _close(conn)
                 conn = None
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
+                self.stopping.wait(backoff.next())
         _close(conn)
 
     def _listen(self) -> psycopg2.extensions.connection:
@@ -199,16 +198,10 @@ class Worker:
             self._on_notify(conn, note.payload, note.channel == self.job_channel)
 
     def _on_notify(self, conn: psycopg2.extensions.connection, payload: str, job_row: bool) -> None:
-        try:
-            data = json.loads(payload)
-            job_id = str(data["job_id"])
-            row_id = job_id if job_row else str(data["job_variants_id"])
-            step, status = data["current_step"], data["status"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("pipeline: ignoring a malformed notification: %.200s", payload)
+        note = parse(payload, job_row)
+        if note is None or note.status != "done" or not self.scope.admits(note.job_id, note.tenant_id):
             return
-        if status != "done" or not self.scope.admits(job_id, data.get("tenant_id")):
-            return
+        row_id, job_id, step = note.row_id, note.job_id, note.step
         with self._lock:
             if (row_id, step) in self._ignore:
                 self._ignore.discard((row_id, step))

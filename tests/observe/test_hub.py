@@ -12,7 +12,7 @@ from runner.db.connect import Database
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.observe.hub import ListenHub
 from runner.observe.observer import ObserveSettings, Observer
-from runner.observe.payload import Notified
+from runner.db.reconnect import Notified
 
 
 class Recorder:
@@ -132,6 +132,8 @@ def test_a_read_without_a_connection_says_so_and_the_observer_is_not_caught_up(d
         recorder = Recorder()
         hub.attach(recorder)
         assert recorder.wait_for(lambda: recorder.reconnects >= 1)
+        with hub._lock:  # every observer has heard of the reconnect (they are told under this lock)
+            assert not observer.caught_up  # connected again, but the rows are still to be read again
         observer.poll(0.0)  # the catch-up read
         assert observer.caught_up and observer.refresh(job) == []
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runner.db.connect import Database
 from runner.observe.observer import ObserveSettings, Observer
-from runner.observe.payload import Notified
+from runner.db.reconnect import Notified
 from tests.db.helpers import load, seeding
 
 
