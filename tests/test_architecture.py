@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     ("model", ["runner.errors", "runner.definition", "runner.durations", "runner.sqlsafety", "runner.trace",
-               "runner.scenario.model", "runner.pipeline.config", "runner"]),
+               "runner.outcomes", "runner.stats", "runner.scenario.model", "runner.pipeline.config", "runner"]),
     ("resources", ["runner.resources"]),
     ("loading", ["runner.scenario"]),
     ("database", ["runner.db"]),
@@ -56,3 +56,37 @@ def test_imports_point_down(name: str, path: Path):
             if target.startswith("runner"):
                 assert layer_of(target) <= own, f"{name} ({LAYERS[own][0]}) imports {target} " \
                                                 f"({LAYERS[layer_of(target)][0]})"
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The runner modules `name` imports, at any depth of its code (a lazy import is still an import)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("runner"):
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+                      for a in node.names}
+    return (found & known) - {name}
+
+
+def test_no_import_cycles():
+    """Two modules that import each other cannot be understood, or changed, one at a time."""
+    graph = {name: _imports(name, path, {m for m, _ in modules()}) for name, path in modules()}
+    cycles = []
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(graph.get(node, ()))
+        return False
+
+    for name, targets in graph.items():
+        cycles += [f"{name} <-> {target}" for target in targets if target.startswith(name + ".") is False
+                   and reaches(target, name) and not name.startswith(target + ".")]
+    assert cycles == []

@@ -24,6 +24,12 @@ def isolated_tenant(tenant_id: str, run_id: str) -> str:
     return f"{tenant_id}_{run_id.rsplit('-', 1)[-1]}"
 
 
+def new_record(scenario: str, tenant_id: str, isolate: bool) -> RunRecord:
+    """A new run's record: a fresh run id, and its tenant (one of its own, named after the run, with `isolate`)."""
+    run_id = new_run_id()
+    return RunRecord(run_id, scenario, isolated_tenant(tenant_id, run_id) if isolate else tenant_id)
+
+
 @dataclass(frozen=True, slots=True)
 class SeededVariant:
     id: str

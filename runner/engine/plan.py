@@ -12,9 +12,10 @@ from runner.scenario.model import Scenario
 
 def build(scenario: Scenario, database: str) -> dict[str, Any]:
     """The plan as data (it also goes into the JSON report)."""
-    mode = scenario.mode
-    image = images_module.first_existing(scenario.images, scenario.at("$.images"))
-    width, height, fmt = images_module.inspect(image)
+    return {**_what(scenario, database), **_expectations(scenario), **_limits(scenario)}
+
+
+def _rows_per_job(scenario: Scenario) -> dict[str, int]:
     per_job: dict[str, int] = {"tenants (upsert, first job)": 1, "jobs": 1,
                                "image_assets (first job; then shared)": 1, "job_inputs": 1,
                                "jobs_variants": scenario.variants}
@@ -22,7 +23,14 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
         per_job[row.table] = per_job.get(row.table, 0) + 1
     for fixture in scenario.fixtures:
         per_job[fixture.table] = per_job.get(fixture.table, 0) + len(fixture.rows)
-    expect = scenario.expect
+    return per_job
+
+
+def _what(scenario: Scenario, database: str) -> dict[str, Any]:
+    """Where, which jobs, what each one seeds."""
+    mode = scenario.mode
+    image = images_module.first_existing(scenario.images, scenario.at("$.images"))
+    width, height, fmt = images_module.inspect(image)
     definition = scenario.definition
     return {
         "scenario": scenario.name,
@@ -37,16 +45,25 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
         "max_in_flight": mode.max_in_flight if mode.type == "interval" else None,
         "variants": scenario.variants,
         "start": scenario.start,
-        "rows_per_job": per_job,
+        "rows_per_job": _rows_per_job(scenario),
         "seed_rows": _seed_rows(scenario),
         "image": {"path": str(image), "width": width, "height": height, "format": fmt},
         "simulated_step": _simulated(scenario),
         "simulation_delay": scenario.simulate_img_gen.delay,
         "simulated_failures": list(scenario.simulate_img_gen.fail_variants),
-        "expected_steps": list(expect.steps),
-        "expected_job_steps": list(expect.job_steps),
         "definition": {"name": definition.name, "source": definition.source, "sha256": definition.sha256,
                        "job_row": definition.job_row},
+        "observe": scenario.observe,
+        "cleanup": scenario.cleanup,
+    }
+
+
+def _expectations(scenario: Scenario) -> dict[str, Any]:
+    """What must happen: steps, final states, failures, retries, detections, SQL checks."""
+    expect = scenario.expect
+    return {
+        "expected_steps": list(expect.steps),
+        "expected_job_steps": list(expect.job_steps),
         "final_variant": [expect.final_variant.step, expect.final_variant.status],
         "final_job": [expect.final_job.step, expect.final_job.status] if expect.final_job else None,
         "expected_failures": [{"step": f.step, "variants": list(f.variants) if f.variants else "all",
@@ -56,6 +73,13 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
         "sql_checks": [c.name for c in expect.sql],
         "sql_queries": [{"name": c.name, "query": " ".join(c.query.split()),
                          "expect": f"= {c.equals!r}" if c.compare_value else f"{c.rows} row(s)"} for c in expect.sql],
+    }
+
+
+def _limits(scenario: Scenario) -> dict[str, Any]:
+    """How fast, how long, and what the reference pipeline is told to do."""
+    expect = scenario.expect
+    return {
         "latency_limits": {step: {k: getattr(limit, k) for k in ("p50", "p95", "max") if getattr(limit, k) is not None}
                            for step, limit in expect.latency},
         "reference_pipeline": {
@@ -67,8 +91,6 @@ def build(scenario: Scenario, database: str) -> dict[str, Any]:
                      "stall": scenario.timeouts.stall, "job": scenario.timeouts.job,
                      "definition": {s: t for s, t in scenario.timeouts.bounds
                                     if t != scenario.timeouts.step and s not in dict(scenario.timeouts.steps)}},
-        "observe": scenario.observe,
-        "cleanup": scenario.cleanup,
     }
 
 
@@ -106,16 +128,22 @@ def _fault(fault: Any) -> dict[str, Any]:
 
 def render(plan: dict[str, Any]) -> str:
     """The plan for people."""
+    return "\n".join(_head_lines(plan) + _expectation_lines(plan) + _limit_lines(plan))
+
+
+def _job_count(plan: dict[str, Any]) -> str:
     jobs = plan["jobs"]
     count = f"{jobs} job(s)" if jobs is not None else "jobs"
     if plan["duration"] is not None:
         count += f" for up to {format_seconds(plan['duration'])}"
     if plan["mode"] == "interval":
         count += f", one every {format_seconds(plan['interval'])}, at most {plan['max_in_flight']} in flight"
-    timeouts = plan["timeouts"]
-    overrides = ", ".join(f"{s} {format_seconds(v)}" for s, v in {**timeouts["definition"],
-                                                                  **timeouts["steps"]}.items())
-    lines = [
+    return count
+
+
+def _head_lines(plan: dict[str, Any]) -> list[str]:
+    count = _job_count(plan)
+    return [
         f"scenario {plan['scenario']} ({plan['file']})",
         f"  database:   {plan['database']}",
         f"  tenant:     {plan['tenant']['id']}" + (" + run id (isolated)" if plan["tenant"]["isolated"] else ""),
@@ -133,6 +161,10 @@ def render(plan: dict[str, Any]) -> str:
         + (f"; job ({', '.join(plan['final_job'])})" if plan["final_job"] else
            "; job row as the pipeline definition's job-row rule predicts"),
     ]
+
+
+def _expectation_lines(plan: dict[str, Any]) -> list[str]:
+    lines = []
     for failure in plan["expected_failures"]:
         lines.append(f"  failure:    {failure['step']} for variant(s) {failure['variants']}"
                      + ("" if failure["required"] else " (allowed, not required)"))
@@ -145,6 +177,14 @@ def render(plan: dict[str, Any]) -> str:
         lines.append(f"  latency:    {step}: " + ", ".join(f"{k} <= {format_seconds(v)}" for k, v in limits.items()))
     for check in plan["sql_queries"]:
         lines.append(f"  sql check:  {check['name']}: {check['query']} -> {check['expect']}")
+    return lines
+
+
+def _limit_lines(plan: dict[str, Any]) -> list[str]:
+    lines = []
+    timeouts = plan["timeouts"]
+    overrides = ", ".join(f"{s} {format_seconds(v)}" for s, v in {**timeouts["definition"],
+                                                                  **timeouts["steps"]}.items())
     reference = plan["reference_pipeline"]
     for fault in reference["faults"]:
         targets = ", ".join(f"{k} {v}" for k, v in fault.items() if k not in ("kind", "step"))
@@ -155,4 +195,4 @@ def render(plan: dict[str, Any]) -> str:
         + f", stall {format_seconds(timeouts['stall'])}, job {format_seconds(timeouts['job'])}",
         f"  observe:    {'yes' if plan['observe'] else 'no (seed only)'}; cleanup: {plan['cleanup']}",
     ]
-    return "\n".join(lines)
+    return lines

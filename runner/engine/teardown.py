@@ -19,9 +19,10 @@ from datetime import datetime, timedelta, timezone
 import psycopg2
 import psycopg2.extensions
 
-from runner.db import catalog as catalog_module, cleanup, failures, registry
+from runner.db import catalog as catalog_module, cleanup, failures, reconnect, registry
 from runner.db.failures import ConnectionLost
 from runner.durations import format_seconds
+from runner.engine.connection import RunRemoved
 from runner.engine.events import Emitter, Note, ScenarioRef
 from runner.engine.results import Outcome, ScenarioResult
 from runner.errors import InfrastructureError, Interrupted, YeRunError
@@ -52,6 +53,7 @@ class Housekeeping:
     error: YeRunError | None = None
     """Why the policy could not be applied (the scenario's verdict stands; the exit code says it)."""
     _conn: psycopg2.extensions.connection | None = field(default=None, repr=False)
+    _next_note: float = field(default=0.0, repr=False)
 
     def apply(self) -> None:
         """The policy, tried again while the database is unreachable (within the reconnect window)."""
@@ -60,34 +62,37 @@ class Housekeeping:
             return
         if policy == "never" or (policy == "on_success" and outcome != Outcome.PASSED):
             return
-        started = time.monotonic()
-        backoff, next_note, timeout = 0.1, started, None
-        while not self.hurry.is_set():
-            try:
-                self._once(record, timeout)
-                return
-            except YeRunError as exc:
-                failure = exc
-            except psycopg2.Error as exc:
-                failure = failures.describe(exc, "cleaning up")
-            finally:
-                self._conn = None
-            if isinstance(failure, ConnectionLost):
-                self.drop()
-            now = time.monotonic()
+        if self.hurry.is_set():
+            self._skipped()
+            return
+        window = reconnect.Window(self.reconnect_window, (self.hurry,))
+        try:
+            reconnect.retry(lambda timeout: self._attempt(record, timeout), window,
+                            lambda exc: isinstance(exc, ConnectionLost), self._waiting)
+        except YeRunError as exc:
             if self.hurry.is_set():
-                break
-            if not isinstance(failure, ConnectionLost) or now - started >= self.reconnect_window:
-                self._failed(failure)
-                return
-            if now >= next_note:  # the transaction rolled back with the connection: nothing is half deleted
-                self.emit(Note(self.ref, f"cleanup: database unreachable, retrying ({format_seconds(now - started)} "
-                                         f"of {format_seconds(self.reconnect_window)}): {failure}"))
-                next_note = now + 5.0
-            self.hurry.wait(min(backoff, max(0.05, started + self.reconnect_window - now)))
-            backoff = min(backoff * 2, 2.0)
-            timeout = retry_timeout(started + self.reconnect_window - time.monotonic())
-        self._skipped()
+                self._skipped()
+            else:
+                self._failed(exc)
+
+    def _attempt(self, record: registry.RunRecord, connect_timeout: int | None) -> None:
+        """One try, rolled back whole if it fails (a lost connection is made again by the next)."""
+        try:
+            self._once(record, connect_timeout)
+        except psycopg2.Error as exc:
+            raise failures.describe(exc, "cleaning up") from None
+        except ConnectionLost:
+            self.drop()
+            raise
+        finally:
+            self._conn = None
+
+    def _waiting(self, window: reconnect.Window, exc: Exception) -> None:
+        """Said every 5 s while the database is away; the transaction rolled back with the connection."""
+        if window.elapsed >= self._next_note:
+            self.emit(Note(self.ref, f"cleanup: database unreachable, retrying ({format_seconds(window.elapsed)} "
+                                     f"of {format_seconds(self.reconnect_window)}): {exc}"))
+            self._next_note = window.elapsed + 5.0
 
     def cut_short(self) -> None:
         """From another thread (a second signal): cancel the cleanup statement under way; it rolls back whole."""
@@ -99,6 +104,8 @@ class Housekeeping:
     def _once(self, record: registry.RunRecord, connect_timeout: int | None) -> None:
         try:
             conn = self.connection(connect_timeout)
+        except RunRemoved:
+            raise
         except InfrastructureError as exc:  # this run reached the server before: it is restarting, or gone
             raise ConnectionLost(str(exc)) from None
         self._conn = conn
@@ -185,9 +192,3 @@ def bound(scenario: Scenario, step: str) -> float:
     """The longest the pipeline may take over one step: the definition's bound, or the scenario's limit if it is
     longer (a scenario's tighter limit judges the pipeline; it does not make the pipeline stop working)."""
     return max(scenario.definition.step(step).timeout, scenario.timeouts.for_step(step))
-
-
-def retry_timeout(remaining: float, longest: int = 3) -> int:
-    """A connection attempt while waiting for a lost server: short (a hung server must not hold the run past its
-    window, nor past a second signal), and never past the window (libpq's minimum is 2)."""
-    return max(2, min(longest, int(remaining + 0.999)))

@@ -17,17 +17,25 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
 from runner.db.connect import Database
-from runner.db.reconnect import BROKEN, Backoff, parse
+from runner.db.reconnect import BROKEN, Backoff, Notified, parse
 
-if TYPE_CHECKING:
-    from runner.observe.observer import Observer
+
+
+class Listener(Protocol):
+    """What the hub tells the observer of a row (observer.Observer is one)."""
+
+    def notified(self, note: Notified) -> None: ...
+
+    def lost(self, reason: str) -> None: ...
+
+    def reconnected(self) -> None: ...
 
 log = logging.getLogger("ye_run.observe")
 T = TypeVar("T")
@@ -47,8 +55,8 @@ class ListenHub:
         self._backoff = Backoff(0.05, max_backoff)
         self._conn: psycopg2.extensions.connection | None = None
         self._lock = threading.RLock()
-        self._routes: dict[str, Observer] = {}
-        self._observers: set[Observer] = set()
+        self._routes: dict[str, Listener] = {}
+        self._observers: set[Listener] = set()
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
@@ -95,17 +103,17 @@ class ListenHub:
 
     # --- who gets what ------------------------------------------------------------------
 
-    def attach(self, observer: Observer) -> None:
+    def attach(self, observer: Listener) -> None:
         with self._lock:
             self._observers.add(observer)
 
-    def detach(self, observer: Observer) -> None:
+    def detach(self, observer: Listener) -> None:
         with self._lock:
             self._observers.discard(observer)
             for row_id in [r for r, o in self._routes.items() if o is observer]:
                 del self._routes[row_id]
 
-    def route(self, row_ids: list[str], observer: Observer) -> None:
+    def route(self, row_ids: list[str], observer: Listener) -> None:
         with self._lock:
             for row_id in row_ids:
                 self._routes[row_id] = observer

@@ -23,7 +23,6 @@ import queue
 import select
 import threading
 import time
-from dataclasses import dataclass, field
 
 import psycopg2
 import psycopg2.extensions
@@ -35,50 +34,17 @@ from runner.db.reconnect import BROKEN, Backoff, parse
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.definition import DEFAULT, Definition
 from runner.errors import InfrastructureError
-from runner.pipeline import faults, jobwork
+from runner.pipeline import faults, route
 from runner.pipeline.config import PipelineConfig
-from runner.pipeline.scope import JobBook, Scope, VariantInfo
+from runner.pipeline.scope import Scope, VariantInfo
+from runner.pipeline.tasks import SharedState, Task, WorkerCrashed, who
+from runner.pipeline.writes import RowWriter, Write
 from runner.pipeline.stats import WorkerStats
 
 log = logging.getLogger("ye_run.pipeline")
 EVAL_STEPS = frozenset({"vlm_judge", "ocr_eval", "readability_eval", "iou_eval"})
 _LOST = (*BROKEN, InfrastructureError)
 """A broken connection (reconnect.BROKEN), or a server that refuses new ones (restarting): wait, reconnect, go on."""
-ROWS = {"v": ("jobs_variants", "job_variants_id"), "j": ("jobs", "job_id")}
-"""The table and key column of each level's rows."""
-
-
-class WorkerCrashed(Exception):
-    """The injected `crash` fault: the worker stops in the middle of a step."""
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    info: VariantInfo
-    """The variant; for a job-level step, the job (creation_order 0, variant_id = job_id)."""
-    step: str
-    expect: tuple[str, str]
-    """The state the row must be in for this task to claim it."""
-    resumed: bool = False
-    """A step picked up again (after a crash or a retry): entry faults (skip, crash) do not reapply."""
-    level: str = "v"
-    """'v': a variant row; 'j': the job row."""
-    recheck: bool = False
-    """Requeued after a lost connection: whether its writes committed is read back before it goes on."""
-
-    @property
-    def row_id(self) -> str:
-        return self.info.variant_id
-
-
-@dataclass
-class SharedState:
-    """What survives a worker restart inside one process (the in-process host keeps it)."""
-
-    book: JobBook = field(default_factory=JobBook)
-    attempts: dict[tuple[str, str], int] = field(default_factory=dict)
-    went_back: set[tuple[str, str]] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Worker:
@@ -105,14 +71,14 @@ class Worker:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._connections: list[psycopg2.extensions.connection] = []
-        self._sql: dict[tuple[str, str], str] = {}
-        self._work: jobwork.JobWork | None = None
+        self._rows: RowWriter | None = None
+        self._route = route.Route(definition, config)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
         with contextlib.closing(self.database.connect(self.name)) as conn:
-            self._prepare_sql(catalog_module.read(conn), conn)
+            self._rows = RowWriter(catalog_module.read(conn), conn, self.config)
         self._threads = [threading.Thread(target=self._dispatch, name="pipeline-dispatch", daemon=True)]
         self._threads += [threading.Thread(target=self._slot, name=f"pipeline-slot-{i}", daemon=True)
                           for i in range(self.config.slots)]
@@ -128,30 +94,6 @@ class Worker:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker stops (Ctrl+C or crash); True if it stopped."""
         return self.stopping.wait(timeout)
-
-    # --- SQL, built once from the catalog -------------------------------------------------
-
-    def _prepare_sql(self, catalog: catalog_module.Catalog, conn: psycopg2.extensions.connection) -> None:
-        for level, (name, key) in ROWS.items():
-            table = catalog.table(name)
-            if table is None or not table.has(key):
-                from runner.errors import SchemaMissingError
-
-                raise SchemaMissingError(f"the database has no {name} table for the pipeline to drive")
-            sets = [sql.SQL("current_step = %s"), sql.SQL("status = %s")]
-            if table.has("updated_at"):
-                sets.append(sql.SQL("updated_at = clock_timestamp()"))
-            retry = sets + ([sql.SQL("retry_count = retry_count + 1")] if table.has("retry_count") else [])
-            base = sql.SQL("UPDATE {} SET {} WHERE {} = %s").format
-            self._sql[(level, "write")] = base(sql.Identifier(name), sql.SQL(", ").join(sets),
-                                               sql.Identifier(key)).as_string(conn)
-            self._sql[(level, "retry")] = base(sql.Identifier(name), sql.SQL(", ").join(retry),
-                                               sql.Identifier(key)).as_string(conn)
-            self._sql[(level, "claim")] = self._sql[(level, "write")] + " AND current_step = %s AND status = %s"
-        self._work = jobwork.JobWork(catalog)
-        self._sql[("v", "evaluate")] = (
-            "INSERT INTO variant_evaluations (job_variants_id, step, score) VALUES (%s, %s, %s)"
-            if catalog.has("variant_evaluations", "score") else "")
 
     # --- the dispatcher -----------------------------------------------------------------
 
@@ -212,30 +154,8 @@ class Worker:
         else:
             self._schedule_after(conn, row_id, job_id, step)
 
-    def _next(self, step: str, level: str = "v") -> str | None:
-        """The step this worker runs after `step` on a row of `level`, or None (end, stop_after, not its part)."""
-        definition = self.definition
-        if not definition.has(step):
-            return None
-        if self.config.stop_after and definition.index(step) >= definition.index(self.config.stop_after):
-            return None
-        if level == "v":
-            following = definition.next_step(step) if definition.level(step) == "variant" else None
-            return following if following is not None and definition.level(following) == "variant" \
-                and self._runs(following) else None
-        if step != definition.last_variant_step and definition.level(step) != "job":
-            return None
-        return definition.next_step(step)
-
-    def _runs(self, step: str) -> bool:
-        """Whether this worker runs `step`: the simulated step belongs to the YE part (or the runner)."""
-        definition = self.definition
-        if not definition.has(step) or step == definition.seed:
-            return False
-        return not definition.step(step).simulated or self.config.with_ye
-
     def _schedule_after(self, conn: psycopg2.extensions.connection, variant_id: str, job_id: str, step: str) -> None:
-        following = self._next(step)
+        following = self._route.next(step)
         if following is None:
             return
         info = self._info(conn, variant_id, job_id)
@@ -243,7 +163,7 @@ class Worker:
             self._enqueue(Task(info, following, (step, "done")))
 
     def _schedule_job_after(self, conn: psycopg2.extensions.connection, job_id: str, step: str) -> None:
-        following = self._next(step, "j")
+        following = self._route.next(step, "j")
         if following is not None:
             self._enqueue(Task(self._job_info(conn, job_id), following, (step, "done"), level="j"))
 
@@ -275,49 +195,33 @@ class Worker:
             self._in_flight.add(key)
         self._queue.put(task)
 
-    def _scan(self, conn: psycopg2.extensions.connection, condition: str, params: list) -> list[tuple]:
-        where, scope_params = self.scope.where("v")
-        query = sql.SQL("SELECT v.job_variants_id::text, v.job_id::text, v.current_step, v.status FROM jobs_variants v "
-                        "WHERE {} AND {} ORDER BY v.job_id, v.creation_order").format(sql.SQL(condition), where)
-        with conn.cursor() as cur:
-            cur.execute(query, params + scope_params)
-            return cur.fetchall()
-
-    def _scan_jobs(self, conn: psycopg2.extensions.connection, condition: str, params: list) -> list[tuple]:
-        where, scope_params = self.scope.where_job("j")
-        query = sql.SQL("SELECT j.job_id::text, j.current_step, j.status FROM jobs j WHERE {} AND {} "
-                        "ORDER BY j.job_id").format(sql.SQL(condition), where)
-        with conn.cursor() as cur:
-            cur.execute(query, params + scope_params)
-            return cur.fetchall()
-
     def _sweep(self, conn: psycopg2.extensions.connection) -> None:
         names = self.definition.variant_names
-        driving = [s for s in names if self._next(s) is not None and s != self.definition.seed]
-        for variant_id, job_id, step, _ in self._scan(conn, "v.status = 'done' AND v.current_step = ANY(%s)",
+        driving = [s for s in names if self._route.next(s) is not None and s != self.definition.seed]
+        for variant_id, job_id, step, _ in route.scan(conn, self.scope, "v.status = 'done' AND v.current_step = ANY(%s)",
                                                       [driving]):
             self._schedule_after(conn, variant_id, job_id, step)
-        job_driving = [s for s in self.definition.names if self._next(s, "j") is not None]
+        job_driving = [s for s in self.definition.names if self._route.next(s, "j") is not None]
         if job_driving:
-            for job_id, step, _ in self._scan_jobs(conn, "j.status = 'done' AND j.current_step = ANY(%s)",
+            for job_id, step, _ in route.scan_jobs(conn, self.scope, "j.status = 'done' AND j.current_step = ANY(%s)",
                                                    [job_driving]):
                 self._schedule_job_after(conn, job_id, step)
 
     def _poll_ye(self, conn: psycopg2.extensions.connection) -> None:
-        for variant_id, job_id, step, _ in self._scan(
-                conn, "v.status = 'done' AND v.current_step = %s", [self.definition.seed]):
+        for variant_id, job_id, step, _ in route.scan(
+                conn, self.scope, "v.status = 'done' AND v.current_step = %s", [self.definition.seed]):
             self._schedule_after(conn, variant_id, job_id, step)
 
     def _resume(self, conn: psycopg2.extensions.connection) -> None:
         """Pick up rows a previous worker left `running` or `queued` in a step this worker runs."""
-        for variant_id, job_id, step, status in self._scan(conn, "v.status IN ('running', 'queued')", []):
-            if self._runs(step) and self.definition.level(step) == "variant":
+        for variant_id, job_id, step, status in route.scan(conn, self.scope, "v.status IN ('running', 'queued')", []):
+            if self._route.runs(step) and self.definition.level(step) == "variant":
                 info = self._info(conn, variant_id, job_id)
                 if info is not None:
                     log.info("pipeline: resuming %s of variant #%d (left %s)", step, info.creation_order, status)
                     self._enqueue(Task(info, step, (step, status), resumed=True))
         if self.definition.job_steps:
-            for job_id, step, status in self._scan_jobs(conn, "j.status IN ('running', 'queued') AND "
+            for job_id, step, status in route.scan_jobs(conn, self.scope, "j.status IN ('running', 'queued') AND "
                                                               "j.current_step = ANY(%s)", [list(self.definition.job_names)]):
                 log.info("pipeline: resuming %s of job %s (left %s)", step, job_id[:8], status)
                 self._enqueue(Task(self._job_info(conn, job_id), step, (step, status), resumed=True, level="j"))
@@ -352,35 +256,16 @@ class Worker:
                     self._in_flight.discard((task.row_id, task.step))
         _close(conn)
 
-    def _reread(self, conn: psycopg2.extensions.connection, task: Task) -> Task | None:
-        """After a lost connection: where the row really is decides (the claim may have committed, or not)."""
-        table, key = ROWS[task.level]
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("SELECT current_step, status FROM {} WHERE {} = %s").format(
-                sql.Identifier(table), sql.Identifier(key)), (task.row_id,))
-            row = cur.fetchone()
-        conn.rollback()
-        state = tuple(row) if row else None
-        if state == task.expect:
-            return dataclasses.replace(task, recheck=False)
-        if state is not None and state[0] == task.step and state[1] in ("running", "queued"):
-            return dataclasses.replace(task, expect=state, resumed=True, recheck=False)
-        return None  # moved on (or gone): another task or worker has it
-
     def _execute(self, conn: psycopg2.extensions.connection, task: Task) -> None:
         if task.recheck:
-            found = self._reread(conn, task)
+            found = RowWriter.reread(conn, task)
             if found is None:
                 return
             task = found
-        info, step, config = task.info, task.step, self.config
-        expect = task.expect
-        while not task.resumed and faults.find(config, "skip", info, step):
-            log.info("pipeline: skipping %s for %s (fault)", step, _who(task))
-            following = self._next(step, task.level)
-            if following is None:
-                return
-            step = following
+        info, config, expect = task.info, self.config, task.expect
+        step = self._past_skips(task)
+        if step is None:
+            return
         with self.shared.lock:
             attempt = self.shared.attempts.get((task.row_id, step), 0)
         writes = list(self.definition.writes(step))
@@ -389,9 +274,9 @@ class Worker:
                 return
             expect, writes = (step, writes[0]), writes[1:]
         if attempt == 0 and not task.resumed and faults.find(config, "crash", info, step):
-            raise WorkerCrashed(f"in {step} of {_who(task)} (job {info.job_id[:8]})")
+            raise WorkerCrashed(f"in {step} of {who(task)} (job {info.job_id[:8]})")
         if faults.find(config, "hang", info, step):
-            log.info("pipeline: %s of %s hangs (fault)", step, _who(task))
+            log.info("pipeline: %s of %s hangs (fault)", step, who(task))
             return
         started = time.monotonic()
         if self.stopping.wait(faults.latency(config, info, step, attempt)):
@@ -410,15 +295,6 @@ class Worker:
             self._finish(conn, task, step, writes, expect)
         self.stats.step_took(step, time.monotonic() - started)
 
-    def _claim(self, conn: psycopg2.extensions.connection, task: Task, step: str, status: str) -> bool:
-        with conn.cursor() as cur:
-            cur.execute(self._sql[(task.level, "claim")], (step, status, task.row_id, *task.expect))
-            claimed = cur.rowcount == 1
-        conn.commit()
-        if claimed:
-            self._logged(task, step, status)
-        return claimed
-
     def _fail_and_retry(self, conn: psycopg2.extensions.connection, task: Task, step: str, attempt: int,
                         expect: tuple[str, str]) -> None:
         with self.shared.lock:
@@ -432,7 +308,7 @@ class Worker:
         with self._lock:  # the retry's own notification may arrive before this task returns
             self._in_flight.discard((task.row_id, step))
         self._commit(conn, task, [(*target, True)])
-        if target[1] == "queued" and (target[0] == step or self._runs(target[0])):
+        if target[1] == "queued" and (target[0] == step or self._route.runs(target[0])):
             self._enqueue(Task(task.info, target[0], target, resumed=True, level=task.level))
 
     def _finish(self, conn: psycopg2.extensions.connection, task: Task, step: str, writes: list[str],
@@ -456,14 +332,14 @@ class Worker:
         if not self._commit(conn, task, planned, expect, evaluate=task.level == "v" and step in EVAL_STEPS,
                             work=True):
             return
-        if not went_back and self._next(step, task.level) is None:
+        if not went_back and self._route.next(step, task.level) is None:
             self._outcome(task, failed=False)
 
     def _twice(self, conn: psycopg2.extensions.connection, task: Task, step: str, writes: list[str],
                expect: tuple[str, str]) -> None:
         """The deployment's double start: the job row's change and the last variant's completion both start the
         step, each having seen the row before either wrote, so the second run writes over the first's `done`."""
-        following = self._next(step, "j")
+        following = self._route.next(step, "j")
         held = {(task.row_id, following)} if following is not None else set()
         with self._lock:  # the next step starts after the second run, as the slower real stage does
             self._in_flight |= held
@@ -478,49 +354,41 @@ class Worker:
         if first and following is not None:
             self._enqueue(Task(task.info, following, (step, "done"), level="j"))
 
+    def _past_skips(self, task: Task) -> str | None:
+        """The step to run: the task's, or past those the `skip` fault skips (None: nothing left to run)."""
+        step: str | None = task.step
+        while step is not None and not task.resumed and faults.find(self.config, "skip", task.info, step):
+            log.info("pipeline: skipping %s for %s (fault)", step, who(task))
+            step = self._route.next(step, task.level)
+        return step
+
+    def _claim(self, conn: psycopg2.extensions.connection, task: Task, step: str, status: str) -> bool:
+        assert self._rows is not None
+        claimed = self._rows.claim(conn, task, step, status)
+        if claimed:
+            self._logged(task, step, status)
+        return claimed
+
+    def _commit(self, conn: psycopg2.extensions.connection, task: Task, writes: list[Write],
+                expect: tuple[str, str] | None = None, evaluate: bool = False, work: bool = False) -> bool:
+        """RowWriter.commit, and each write logged once it is in."""
+        assert self._rows is not None
+        if not self._rows.commit(conn, task, writes, expect, evaluate, work):
+            return False
+        for step, status, _ in writes:
+            self._logged(task, step, status)
+        return True
+
     def _outcome(self, task: Task, failed: bool) -> None:
         """The summary counts variants; a job row's steps show in its transitions."""
         if task.level == "v":
             self.stats.outcome(task.row_id, failed=failed)
-
-    def _commit(self, conn: psycopg2.extensions.connection, task: Task, writes: list[tuple[str, str, bool]],
-                expect: tuple[str, str] | None = None, evaluate: bool = False, work: bool = False) -> bool:
-        """Several writes of one row in one transaction (a fault's extra writes land atomically).
-
-        With `expect`, the first write is a compare-and-set on it (a step that writes only `done`
-        claims the row that way); False, and nothing written, when another task moved it first.
-        With `work`, a job-level step's reads and writes go in the same transaction; False, and nothing
-        written, when it cannot run (the job has no ad copy).
-        """
-        with conn.cursor() as cur:
-            for index, (step, status, bump) in enumerate(writes):
-                if index == 0 and expect is not None:
-                    cur.execute(self._sql[(task.level, "claim")], (step, status, task.row_id, *expect))
-                    if cur.rowcount != 1:
-                        conn.rollback()
-                        return False
-                    continue
-                cur.execute(self._sql[(task.level, "retry" if bump else "write")], (step, status, task.row_id))
-            if evaluate and self._sql[("v", "evaluate")]:
-                score = faults.rng(self.config, task.info, writes[0][0], 0, "score").random()
-                cur.execute(self._sql[("v", "evaluate")], (task.row_id, writes[0][0], round(score, 4)))
-            if work and task.level == "j" and self._work and not self._work.run(cur, writes[0][0], task.row_id):
-                conn.rollback()
-                return False
-        conn.commit()
-        for step, status, _ in writes:
-            self._logged(task, step, status)
-        return True
 
     def _logged(self, task: Task, step: str, status: str) -> None:
         self.stats.transition(task.row_id if task.level == "v" else None)
         info = task.info
         who = f"variant=#{info.creation_order}" if task.level == "v" else "row=job"
         log.info("job=%s %s step=%s status=%s", info.job_id[:8], who, step, status)
-
-
-def _who(task: Task) -> str:
-    return f"variant #{task.info.creation_order}" if task.level == "v" else "the job row"
 
 
 def _close(conn: psycopg2.extensions.connection | None) -> None:

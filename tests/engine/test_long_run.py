@@ -28,7 +28,7 @@ def test_a_run_that_spills_its_judged_jobs_reports_every_job_whole(db: Database,
     assert result.outcome == "passed", [f.text() for f in result.all_failures][:3]
     assert result.jobs.spilled == 8 and len(result.jobs.in_memory()) == 2
     # the run holds nothing more per judged job: no tracker state, no event refs, no observed rows
-    assert not outcome.run.tracker.jobs and not outcome.run._job_refs and not outcome.run.observer._rows
+    assert not outcome.run.tracker.jobs and not outcome.run.judge.job_refs and not outcome.run.observer._rows
     assert outcome.run._host.scope.job_ids() == []  # the in-process pipeline no longer looks for passed jobs
     assert [job.ordinal for job in result.jobs] == list(range(1, 11))
     assert all(job.outcome == "passed" and len(trace.transitions) == 19
