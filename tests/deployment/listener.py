@@ -27,6 +27,7 @@ import select
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ class DeploymentListener:
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._cond = threading.Condition()
+        self._copies: Counter[str] = Counter()
+        self._copies_done: Counter[str] = Counter()
+        """Per job, the ad_copy_gen_kor calls started and ended (the feed stage waits for them)."""
         self._in_flight = self._activity = self._token = self._seen = 0
         self._local = threading.local()
         self._conns: list[Conn] = []
@@ -291,6 +295,11 @@ class DeploymentListener:
     def _stage(self, call: Call) -> Task:
         def task(conn: Conn) -> None:
             log.info("[TRIGGER] %s job=%s variant=%s", call.stage, call.job_id, call.variant_id)
+            copy = call.stage == "ad_copy_gen_kor"
+            if call.stage == "instagram_feed_gen":
+                self._after_the_copies(call.job_id)
+            with self._cond:
+                self._copies[call.job_id] += copy
             try:
                 slow = call.variant_id is None and self.options.job_latency is not None
                 stages.run(conn, call, self.options.job_latency if slow else self.options.latency)
@@ -298,8 +307,19 @@ class DeploymentListener:
                 log.warning("%s refused (job=%s): %s", call.stage, call.job_id, refused)
                 with self._cond:
                     self.refusals.append(Refusal(call.stage, call.job_id, call.variant_id, refused.reason))
+            finally:
+                with self._cond:
+                    self._copies_done[call.job_id] += copy
+                    self._cond.notify_all()
         task.__name__ = call.stage
         return task
+
+    def _after_the_copies(self, job_id: str) -> None:
+        """The feed stage (a long GPT call in the deployment) ends after every Korean-copy call of its job: with the
+        duplicate trigger, after both (a test can then count on seeing the second before the job is done)."""
+        wanted = 2 if self.options.duplicate_trigger else 1
+        with self._cond:
+            self._cond.wait_for(lambda: self._copies_done[job_id] >= wanted or self._stop.is_set(), 10.0)
 
     # --- recoveries --------------------------------------------------------------------------
 
