@@ -47,3 +47,15 @@ def format_seconds(seconds: float) -> str:
         return f"{minutes}m{secs}s" if secs else f"{minutes}m"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+
+
+def spell(seconds: float) -> str:
+    """A duration as a scenario writes it, in the largest unit that holds it whole: defaults declared once in
+    seconds are shown in the schema this way (`parse(spell(x)) == x`)."""
+    if seconds == 0:
+        return "0"
+    millis = round(seconds * 1000)
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis}ms"

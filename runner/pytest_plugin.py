@@ -1,14 +1,16 @@
 """The pytest plugin: scenarios as test items, and fixtures to run scenarios from Python tests.
 
 Thin, as pytest's own example of non-Python tests: `pytest_collect_file -> ScenarioFile ->
-ScenarioItem.runtest() -> preflight + ScenarioRun`, the same engine the CLI uses. Opt-in: a
-YAML file is collected only under a path listed in the `ye_run_paths` ini option, or with
-`--ye-run`, so a repository full of other YAML collects nothing. Scenario tags become markers
-(registered, so `--strict-markers` is content); two scenarios of one name are a collection error
-of the second file, as in the CLI. One database per pytest process: the one given
-(`--ye-run-database-url` / `YE_DATABASE_URL`), else the embedded server; under pytest-xdist each
-worker starts an embedded server of its own (in a temporary directory), so workers never stop
-a server another is using.
+ScenarioItem.setup() -> a Session of one scenario`, the CLI's session: its reference-pipeline
+default, preflight, connection budget, not-run rules and verdict. Files are read as the CLI reads
+them (`scenario.suite`). Opt-in: a YAML file is collected only under a path listed in the
+`ye_run_paths` ini option, or with `--ye-run`, so a repository full of other YAML collects
+nothing. Scenario tags become markers (registered, so `--strict-markers` is content); two
+scenarios of one name are a collection error of the second file, as in the CLI. One database per
+pytest process: the one given (`--ye-run-database-url` / `YE_DATABASE_URL`), else the embedded
+server; under pytest-xdist each worker starts an embedded server of its own (in a temporary
+directory), so workers never stop a server another is using. Workers that share a given database
+run scenarios side by side, so their selection is checked as `ye-run run -j N` checks its own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import pytest
 
 from runner.errors import ScenarioError, YeRunError
+from runner.outcomes import Outcome
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -61,6 +64,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         runtime.close()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """xdist workers on one given database run scenarios side by side: refuse, before a database opens, one that
+    would seed a literal row another seeds (every worker selects the whole run's items, so each finds the clash)."""
+    if not (hasattr(config, "workerinput") and config.getoption("ye_run_database_url")):
+        return
+    from runner.scenario.suite import isolation_clashes
+
+    chosen = {id(item.scenario): item for item in items if isinstance(item, ScenarioItem)}
+    for scenario, line in isolation_clashes([item.scenario for item in chosen.values()]):
+        chosen[id(scenario)].refused.append(line)
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix not in SUFFIXES or file_path.name.startswith("_"):
         return None
@@ -79,27 +95,17 @@ class Runtime:
         self._lock = threading.Lock()
         self._stack = contextlib.ExitStack()
         self._database: Any = None
-        self._names: Any = None
+        self._loader: Any = None
 
-    @property
-    def names(self):  # type: ignore[no-untyped-def]
-        """Every collected scenario's name (made at first use): a second scenario of one name is a collection error."""
-        if self._names is None:
-            from runner.scenario.names import UniqueNames
+    def loader(self):  # type: ignore[no-untyped-def]
+        """The CLI's reading of files, made at first use: the definition and `--ye-run-var`s, and the names met so far
+        (a second scenario of one name is a collection error)."""
+        if self._loader is None:
+            from runner.scenario.suite import Loader
 
-            self._names = UniqueNames()
-        return self._names
-
-    def definition(self):  # type: ignore[no-untyped-def]
-        from runner.cli.common import definition
-
-        file = self.config.getoption("ye_run_pipeline_file")
-        return definition(Path(file) if file else None)
-
-    def variables(self) -> dict[str, str]:
-        from runner.cli.common import parse_variables
-
-        return parse_variables(self.config.getoption("ye_run_var"))
+            file = self.config.getoption("ye_run_pipeline_file")
+            self._loader = Loader(Path(file) if file else None, self.config.getoption("ye_run_var"))
+        return self._loader
 
     def database(self):  # type: ignore[no-untyped-def]
         """The database, opened at first use: the URL given, else an embedded server (one per xdist worker)."""
@@ -112,47 +118,59 @@ class Runtime:
                     open_database(self.config.getoption("ye_run_database_url"), ephemeral=worker is not None))
             return self._database
 
-    def settings(self, tmp: Path | None = None):  # type: ignore[no-untyped-def]
+    def options(self):  # type: ignore[no-untyped-def]
+        """The session's options from pytest's (the reference-pipeline default is the session's to decide)."""
         from runner.engine.run import RunSettings
+        from runner.engine.session import SessionOptions
 
-        database = self.database()
-        wanted = self.config.getoption("ye_run_reference_pipeline")
         settings = RunSettings(observe=self.config.getoption("ye_run_observe"),
                                tenant_pattern=self.config.getoption("ye_run_tenant_pattern"),
-                               force=self.config.getoption("ye_run_force"),
-                               reference_pipeline=database.embedded if wanted is None else wanted)
-        return settings
+                               force=self.config.getoption("ye_run_force"))
+        return SessionOptions(self.config.getoption("ye_run_database_url"), settings=settings,
+                              reference_pipeline=self.config.getoption("ye_run_reference_pipeline"))
 
     def run(self, scenario):  # type: ignore[no-untyped-def]
-        """Check the scenario against the database, then run it: the CLI's engine, the CLI's verdict."""
-        from runner.engine.applicable import not_run_here
-        from runner.engine.events import Emitter, Note
-        from runner.engine.run import ScenarioRun, preflight
+        """Run the scenario in a session of its own on this process's database: the CLI's checks, budget and verdict.
+        Returns its result, the error that ended it (or None) and its notes; skips it when it is not run here."""
+        from runner.engine.session import Session
 
-        database, settings = self.database(), self.settings()
-        why = not_run_here(scenario, settings.reference_pipeline) or preflight([scenario], database, settings).get(0)
-        if why:  # the target lacks what it needs: skipped with the reason, as the CLI reports it not run
-            pytest.skip(why)
-        notes: list[str] = []
-        run = ScenarioRun(scenario, database, settings,
-                          Emitter([lambda e: notes.append(e.text) if isinstance(e, Note) else None]))
-        result = run.execute()
-        return result, run.error, notes
+        notes = Notes()
+        outcome = Session([scenario], self.options(), [notes], database=self.database()).run()
+        if outcome.error is not None:
+            raise outcome.error
+        (result,) = outcome.results
+        if result.outcome == Outcome.NOT_RUN:  # the target lacks what it needs: skipped, as the CLI says not run
+            pytest.skip(result.note)
+        return result, outcome.ended.get(scenario.name), notes.texts
 
     def close(self) -> None:
         self._stack.close()
 
 
+class Notes:
+    """The reporter of an item's session: the notes its run gave (the failure text shows them, as the console does)."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def start(self) -> None:
+        """Nothing to open."""
+
+    def handle(self, event: object) -> None:
+        from runner.engine.events import Note
+
+        if isinstance(event, Note):
+            self.texts.append(event.text)
+
+    def finish(self, outcome: object) -> None:
+        """Nothing to write."""
+
+
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[ScenarioItem]:
-        from runner.scenario import loader
-
         runtime: Runtime = self.config._ye_run  # type: ignore[attr-defined]
         try:
-            scenarios = loader.load_instances(self.path, runtime.definition(), runtime.variables())
-            twins = runtime.names.problems(scenarios)
-            if twins:
-                raise ScenarioError(twins)
+            scenarios = runtime.loader().unique(self.path)
         except ScenarioError as exc:
             raise self.CollectError("\n".join(str(p) for p in exc.problems)) from None
         except YeRunError as exc:
@@ -182,11 +200,15 @@ class ScenarioItem(pytest.Item):
         super().__init__(**kwargs)
         self.scenario = scenario
         self._ran: tuple[Any, list[str]] | None = None
+        self.refused: list[str] = []
+        """Why the selection refuses it (side by side with a scenario seeding the same literal row)."""
 
     def setup(self) -> None:
         """Run the scenario. A refusal (tenant guard, catalog), a lost database or a failed cleanup ends it as
         `error`, as the CLI says; pytest reports an exception in setup as an error, not as a failure."""
         runtime: Runtime = self.config._ye_run  # type: ignore[attr-defined]
+        if self.refused:  # found at selection, before a database opens
+            pytest.fail("\n".join(self.refused), pytrace=False)
         try:
             result, _, notes = runtime.run(self.scenario)
         except YeRunError as exc:  # its lines are located where they can be
@@ -194,7 +216,7 @@ class ScenarioItem(pytest.Item):
         else:
             self.user_properties.append(("run_id", result.run_id))
             self._ran = (result, notes)
-            if result.outcome != "error":
+            if result.outcome != Outcome.ERROR:
                 return
             reason = f"{self._origin()}: {failure_text(result, notes)}"
         pytest.fail(reason, pytrace=False)
@@ -204,13 +226,13 @@ class ScenarioItem(pytest.Item):
         pytest reports a test that ran and then could not clean up; the verdict stands."""
         result = self._ran[0] if self._ran else None
         failed = getattr(result, "cleanup_error", None)  # set by the verdict-first cleanup (engine/teardown.py)
-        if failed and result.outcome != "error":  # an error's text already says it
+        if failed and result.outcome != Outcome.ERROR:  # an error's text already says it
             pytest.fail(f"{self._origin()}: {self.scenario.name}: {failed}", pytrace=False)
 
     def runtest(self) -> None:
         assert self._ran is not None
         result, notes = self._ran
-        if result.outcome in ("passed", "seeded"):
+        if result.outcome.passing:
             return
         raise ScenarioFailed(failure_text(result, notes), expectation_line(self.scenario, result))
 
@@ -238,26 +260,12 @@ def failure_text(result: Any, notes: list[str]) -> str:
     return "\n".join(parts + summary(result))
 
 
-_EXPECTATION = {
-    "latency_limit": "$.expect.latency", "sql_check": "$.expect.sql", "retry_limit": "$.expect.retries",
-    "retries_below_minimum": "$.expect.retries", "detection_missing": "$.expect.detect",
-    "job_final_state": "$.expect.final.job", "final_state": "$.expect.final.variant",
-    "expected_failure_missing": "$.expect.failures", "unexpected_failure": "$.expect.failures",
-    "step_timeout": "$.timeouts", "stall_timeout": "$.timeouts.stall", "job_timeout": "$.timeouts.job",
-    "variant_count": "$.variants",
-}
-
-
 def expectation_line(scenario: Any, result: Any) -> int | None:
-    """The line of the expectation the first failure broke (the steps, when it is about the sequence)."""
+    """The line of the expectation the first failure broke: the run placed it (`Failure.origin`)."""
     failures = result.all_failures
     if not failures:
         return None
-    path = _EXPECTATION.get(failures[0].kind, "$.expect.steps")
-    marks = scenario.source.marks
-    while path not in marks and "." in path:
-        path = path.rsplit(".", 1)[0]
-    origin = marks.get(path) or marks.get("$.name")
+    origin = failures[0].origin or scenario.source.marks.get("$.name")
     return origin.line if origin else None
 
 
@@ -271,8 +279,6 @@ def ye_run_database(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def
 def ye_run_scenario(pytestconfig: pytest.Config, tmp_path: Path):  # type: ignore[no-untyped-def]
     """Run a scenario from a path, YAML text or a dict, with top-level overrides; returns the ScenarioResult
     (its jobs, traces, latencies and seeded rows) for further assertions. Raises on invalid input."""
-    from runner.scenario import loader
-
     runtime: Runtime = pytestconfig._ye_run  # type: ignore[attr-defined]
 
     def run_scenario(source: str | Path | dict, **overrides: Any):  # type: ignore[no-untyped-def]
@@ -288,7 +294,7 @@ def ye_run_scenario(pytestconfig: pytest.Config, tmp_path: Path):  # type: ignor
         path = Path(source) if _is_path(source) else tmp_path / "scenario.yaml"
         if path.parent == tmp_path:
             path.write_text(str(source), encoding="utf-8")
-        (scenario,) = loader.load_instances(path, runtime.definition(), runtime.variables())
+        (scenario,) = runtime.loader().instances(path)
         result, error, _ = runtime.run(scenario)
         if error is not None:
             raise error

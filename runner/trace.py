@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from runner.outcomes import FailureKind
+from runner.scenario.model import Origin
+
 
 @dataclass(frozen=True, slots=True)
 class Transition:
@@ -38,9 +41,9 @@ class Transition:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """One failed assertion, with everything a reader needs to act on it."""
+    """One failed assertion, with everything a reader needs to act on it, and the place of what it broke."""
 
-    kind: str
+    kind: FailureKind
     message: str
     detail: str = ""
     job_ordinal: int | None = None
@@ -52,9 +55,27 @@ class Failure:
     limit: float | None = None
     seen_mono: float | None = None
     """When the write that broke the rule was seen (monotonic clock): a job's failures are listed in that order."""
+    origin: Origin | None = None
+    """Where the scenario wrote the expectation or limit it broke (its nearest written ancestor for a default)."""
+    expectation: str | None = None
+    """The JSON path of that expectation, e.g. `$.expect.latency.planner.p95`."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", FailureKind(self.kind))  # a kind given by name is parsed: a typo fails here
+
+    @property
+    def broke(self) -> str:
+        """`file:line:col: $.path` of what it broke; empty until the run has placed it."""
+        if self.origin is None:
+            return ""
+        return f"{self.origin.file}:{self.origin.line}:{self.origin.col}: {self.expectation or '$'}"
+
+    def headline(self) -> str:
+        """The message, then what it broke: the one line a console, JUnit or pytest shows first."""
+        return f"{self.message} (broke {self.broke})" if self.origin is not None else self.message
 
     def text(self) -> str:
-        return self.message + ("\n" + self.detail if self.detail else "")
+        return self.headline() + ("\n" + self.detail if self.detail else "")
 
 
 @dataclass

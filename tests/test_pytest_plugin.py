@@ -92,6 +92,16 @@ def test_a_failed_scenario_shows_the_clis_text_at_its_expectation(pytester: pyte
     assert cases["skips"].find("failure") is not None and cases["fine"].find("failure") is None
 
 
+def test_a_failure_is_reported_at_the_line_of_the_expectation_it_broke(pytester: pytest.Pytester, db: Database):
+    steps = ("expect:\n  steps: [img_gen, vlm_analyze, yolo_detect, planner, overlay, vlm_judge, ocr_eval, "
+             "readability_eval, iou_eval]\n")
+    scenarios(pytester, placed=SKIPS.format(name="placed", tag="x") + steps)
+    result = pytester.runpytest("-q", "--ye-run-database-url", url(db), "--ye-run-reference-pipeline")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "scenarios/placed.yaml:8: FAIL placed" in out
+    assert "placed.yaml:8:10: $.expect.steps)" in out
+
 MISSPELT_TABLE = HEALTHY + ("expect: {{sql: [{{name: variants, query: 'select count(*) from jobs_variant where "
                             "job_id = :job_id', equals: 3}}]}}\n")
 REFUSE_DELETE = """
@@ -169,3 +179,88 @@ def test_a_reference_pipeline_scenario_is_skipped_with_the_reason_against_a_real
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*not run: it injects faults into the reference pipeline (skip); run it with "
                                  "--reference-pipeline*"])
+
+
+def test_a_scenario_the_connection_budget_cannot_hold_is_an_error_as_in_the_cli(pytester: pytest.Pytester,
+                                                                                  db: Database):
+    """Items run through the CLI's session: its connection budget refuses, before anything is seeded, a scenario
+    that could never fit on this server, with the CLI's words."""
+    scenarios(pytester, wide=HEALTHY.format(name="wide", tag="x") + "reference_pipeline: {slots: 256}\n",
+              fine=HEALTHY.format(name="fine", tag="x"))
+    result = pytester.runpytest("-q", "--ye-run-database-url", url(db), "--ye-run-reference-pipeline")
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert "ERROR at setup of ye-run scenario: wide" in out
+    assert "scenario 'wide' needs 260 connections at once" in out and "Traceback" not in out
+
+
+LITERAL_ROW = "fixtures: [{{table: tone_styles, rows: [{{tone_style_id: ye_plugin_tone, name: calm}}]}}]\n"
+
+
+def test_xdist_workers_sharing_a_database_refuse_scenarios_that_would_seed_one_literal_row(
+        pytester: pytest.Pytester):
+    """Every xdist worker selects the whole run's items, so each one finds the clash, before a database opens; one
+    process alone runs them one at a time and refuses nothing."""
+    scenarios(pytester, first=(HEALTHY + LITERAL_ROW).format(name="first", tag="x"),
+              second=(HEALTHY + LITERAL_ROW).format(name="second", tag="x"))
+    args = ["--ye-run-database-url", "postgresql://nobody@127.0.0.1:1/x", "-p", "no:cacheprovider"]
+    parallel = pytester.runpytest_subprocess("-n", "2", *args)
+    parallel.assert_outcomes(errors=2)
+    out = parallel.stdout.str()
+    clash = "a tone_styles row with no ${...} placeholder is also seeded by scenario 'first'"
+    assert clash in out and "ERROR at setup of ye-run scenario: second" in out
+    assert out.count("connection refused") >= 1 and "Traceback" not in out
+    serial = pytester.runpytest_subprocess(*args)
+    serial.assert_outcomes(errors=2)
+    assert clash not in serial.stdout.str()
+
+
+LONG = ("name: long\ntenant: {id: ye_plugin_sigint_test}\nsimulate_img_gen: true\ncleanup: always\n"
+        "mode: {type: interval, jobs: 5000, interval: 50ms, max_in_flight: 5}\n"
+        "reference_pipeline: {latency: {default: 30ms}}\n")
+
+
+def _await_notification(db: Database, tenant: str, timeout: float = 60) -> None:
+    """Returns once the pipeline moves a variant of `tenant` (a job was seeded and is being worked on)."""
+    import contextlib
+    import json
+    import select
+    import time
+
+    with contextlib.closing(db.connect("ye-run tests", autocommit=True)) as conn:
+        conn.cursor().execute("LISTEN job_variant_state_changed")
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no variant of {tenant} moved"
+            if select.select([conn], [], [], remaining)[0]:
+                conn.poll()
+                if any(json.loads(n.payload).get("tenant_id") == tenant for n in conn.notifies):
+                    return
+                conn.notifies.clear()
+
+
+def test_ctrl_c_ends_the_scenario_under_way_like_the_cli_with_its_cleanup_applied(pytester: pytest.Pytester,
+                                                                                   db: Database):
+    """The item's session runs the scenario on a worker thread; Ctrl+C on pytest's thread stops it as SIGINT stops
+    `ye-run run` (no new jobs, the verdict, the cleanup policy), then pytest ends as interrupted."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.db.helpers import count
+
+    scenarios(pytester, long=LONG)
+    proc = pytester.popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ye-run-database-url",
+                           url(db), "--ye-run-reference-pipeline"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        stdin=subprocess.DEVNULL)
+    try:
+        _await_notification(db, "ye_plugin_sigint_test")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)  # 5000 jobs, one each 50 ms: only a stopped run ends in time
+    finally:
+        proc.kill()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out.decode()
+    assert b"KeyboardInterrupt" in out
+    with db.connect("ye-run tests") as conn:
+        assert count(conn, "select count(*) from jobs where tenant_id = 'ye_plugin_sigint_test'") == 0

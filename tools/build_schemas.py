@@ -14,8 +14,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner import durations  # noqa: E402
+from runner import definition, durations  # noqa: E402
 from runner.definition import DEFAULT  # noqa: E402
+from runner.outcomes import FailureKind, Outcome  # noqa: E402
+from runner.scenario import model  # noqa: E402
 from runner.scenario.model import DEFAULT_AD_COPY  # noqa: E402
 
 DURATION = {"type": "string", "pattern": durations.PATTERN}
@@ -23,6 +25,8 @@ STEP = {"enum": list(DEFAULT.names)}
 """The built-in definition's steps; `ye-run schema --pipeline-file FILE` prints a file's instead."""
 STATUS = {"enum": list(DEFAULT.statuses)}
 IDENT = "^[a-z_][a-z0-9_]{0,62}$"
+TIMEOUTS = model.Timeouts()
+"""The model declares the timeouts' defaults; the schema shows them (`durations.spell`)."""
 DEFAULT_IMAGES = [
     "pipeline_test/pipeline_test_image9.jpg",
     "pipeline_test/pipeline_test_image1.png",
@@ -50,11 +54,10 @@ def prop(description, schema, default=None):
     return out
 
 
-DETECTABLE = ["skipped_step", "out_of_order", "backwards", "unknown_step", "unknown_status", "duplicate_terminal",
-              "incomplete_step", "unexpected_step", "unexpected_failure", "retry_limit", "retries_below_minimum",
-              "final_state", "expected_failure_missing", "step_timeout", "stall_timeout", "job_timeout",
-              "job_final_state", "variant_count", "shared_asset", "sql_check"]
-"""The checker's failure kinds a scenario may declare in expect.detect."""
+DETECTABLE = [kind.value for kind in FailureKind if kind.detectable]
+"""The checker's failure kinds a scenario may declare in expect.detect (declared once: `outcomes.FailureKind`)."""
+KINDS = [kind.value for kind in FailureKind]
+OUTCOMES = [outcome.value for outcome in Outcome]
 
 STATE = obj("A (current_step, status) pair.", {
     "step": prop("The `current_step` value.", {"$ref": "#/$defs/step"}),
@@ -247,15 +250,16 @@ SCENARIO = {
         }, default={}),
         "timeouts": obj("Time limits; a timeout is a failure and the run ends on time.", {
             "step": prop("Default limit per step (previous step's done to this step's done).",
-                         {"$ref": "#/$defs/duration"}, "5m"),
+                         {"$ref": "#/$defs/duration"}, durations.spell(TIMEOUTS.step)),
             "steps": prop("Per-step overrides.", {"type": "object", "propertyNames": STEP,
                                                   "additionalProperties": {"$ref": "#/$defs/duration"}}, {}),
             "stall": prop("Fail a variant that makes no transition for this long.", {"$ref": "#/$defs/duration"},
-                          "5m"),
-            "job": prop("Limit for one job, from seeding to its final state.", {"$ref": "#/$defs/duration"}, "30m"),
+                          durations.spell(TIMEOUTS.stall)),
+            "job": prop("Limit for one job, from seeding to its final state.", {"$ref": "#/$defs/duration"},
+                        durations.spell(TIMEOUTS.job)),
             "grace": prop("Once a job has failed for certain (a rule broken, a timeout), how long to gather what "
                           "happens alongside before judging it; the rest of its run is not waited for.",
-                          {"$ref": "#/$defs/duration"}, "3s"),
+                          {"$ref": "#/$defs/duration"}, durations.spell(TIMEOUTS.grace)),
         }, default={}),
         "fixtures": prop("Extra rows seeded with each job (after the variants and the seed rows). Values may use "
                          "${job.id}, ${tenant.id}, ${image.id}, ${variant.N.id}, ${scenario.ad_copy}.", {
@@ -378,7 +382,7 @@ STEP_DEF = {"anyOf": [
                           {"type": "boolean"}, False),
         "timeout": prop("The longest one run of the step takes: a scenario's step limit unless it sets "
                         "`timeouts.step` or `timeouts.steps`, and how long cleanup may wait for the pipeline.",
-                        DURATION, "5m"),
+                        DURATION, durations.spell(definition.STEP_TIMEOUT)),
     }, required=["name"]),
 ]}
 
@@ -451,8 +455,16 @@ TRANSITION = closed("One write of (current_step, status), as observed.", {
     "source": prop("How the runner learned of it.", {"enum": ["history", "notify", "reconcile", "seed"]}),
 })
 
-FAILURE = closed("One failed assertion.", {
-    "kind": prop("The failure kind.", {"type": "string"}),
+ORIGIN = closed("Where the scenario wrote the expectation or limit a failure broke (for a default: its nearest "
+                "written ancestor).", {
+    "file": prop("The scenario file.", {"type": "string"}),
+    "line": prop("Line, from 1.", {"type": "integer", "minimum": 1}),
+    "col": prop("Column, from 1.", {"type": "integer", "minimum": 1}),
+    "path": prop("The JSON path of the expectation, e.g. `$.expect.latency.planner.p95`.", {"type": "string"}),
+})
+FAILURE_FIELDS = {
+    "kind": prop("The failure kind (docs/scenario-format.md lists them with the expectation each breaks).",
+                 {"enum": KINDS}),
     "message": prop("One line: scenario, job, variant, step, what.", {"type": "string"}),
     "detail": prop("Expected vs observed trace, time spent vs limit.", {"type": "string"}),
     "job_ordinal": prop("Job number in the run.", NULLABLE_INT),
@@ -462,7 +474,12 @@ FAILURE = closed("One failed assertion.", {
     "step": prop("The step concerned.", NULLABLE_STR),
     "spent": prop("Seconds spent.", NULLABLE_NUM),
     "limit": prop("The limit in seconds.", NULLABLE_NUM),
-})
+}
+FAILURE = obj("One failed assertion.", {
+    **FAILURE_FIELDS,
+    "origin": prop("What it broke, where; absent from reports older than the field.",
+                   {"anyOf": [{"type": "null"}, ORIGIN]}),
+}, required=list(FAILURE_FIELDS))
 
 RETRY_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
 JOB = closed("One job of the run.", {
@@ -471,7 +488,7 @@ JOB = closed("One job of the run.", {
     "tenant_id": prop("The tenant it was seeded for.", {"type": "string"}),
     "asset_id": prop("The shared image asset.", {"type": "string"}),
     "outcome": prop("How it ended (`error`: the scenario ended with an error before it finished).",
-                    {"enum": ["passed", "failed", "interrupted", "running", "seeded", "error"]}),
+                    {"enum": [o for o in OUTCOMES if o != Outcome.NOT_RUN]}),
     "seeded_at": prop("When it was seeded.", TIME),
     "finished_at": prop("When it was judged.", TIME),
     "duration": prop("Seconds from seeding to judgement.", NULLABLE_NUM),
@@ -524,7 +541,7 @@ REPORT = {
             "name": prop("Scenario name.", {"type": "string"}),
             "file": prop("Scenario file.", {"type": "string"}),
             "outcome": prop("How it ended (`not_run`: --fail-fast or an interrupt stopped the suite first).",
-                            {"enum": ["passed", "failed", "interrupted", "error", "seeded", "running", "not_run"]}),
+                            {"enum": OUTCOMES}),
             "error": prop("What ended it early, if anything.", NULLABLE_STR),
             "note": prop("Why it was not run (`not_run`): the target lacks what it needs, --fail-fast, an interrupt.",
                          NULLABLE_STR),

@@ -1,4 +1,6 @@
-"""What every command shares: the exit-code help and the one place errors become exit codes."""
+"""What every command shares: the exit-code help and the one place errors become exit codes.
+
+Loading and selection are the scenario layer's (`runner.scenario.suite`), shared with the pytest plugin."""
 
 from __future__ import annotations
 
@@ -8,14 +10,12 @@ import re
 import sys
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from runner import bugs
-from runner.definition import DEFAULT, Definition
-from runner.errors import InputError, Refused, ScenarioError, YeRunError
+from runner.errors import Refused, ScenarioError, YeRunError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,53 +63,3 @@ def handle_errors(command: F) -> F:
 def _located(line: str) -> bool:
     """A `file:line:col: $.path: message` line speaks for itself; anything else gets the error prefix."""
     return re.match(r"^[^:\s][^:]*:\d+:\d+: \$", line) is not None
-
-
-def definition(path: Path | None) -> Definition:
-    """The pipeline definition in force: the file given, else the built-in default."""
-    if path is None:
-        return DEFAULT
-    from runner.scenario import loader
-
-    return loader.load_definition(path)
-
-
-def parse_variables(given: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """`--var NAME=VALUE` options as a mapping; InputError for a malformed one."""
-    out = {}
-    for item in given:
-        name, sep, value = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise InputError(f"--var {item!r}: write NAME=VALUE (NAME: letters, digits and _)")
-        out[name] = value
-    return out
-
-
-def load_all(paths: list[str], pipeline_file: Path | None, variables: tuple[str, ...] = ()) -> list:  # type: ignore[type-arg]
-    """Every scenario (every matrix instance) in `paths`, validated against the definition in force, variables
-    resolved; ScenarioError lists every problem of every file at once (nothing is touched then)."""
-    from runner.scenario import discover, loader
-
-    definition_in_force = definition(pipeline_file)
-    values = parse_variables(variables)
-    loaded, problems = [], []
-    for file in discover.scenario_files(paths):
-        try:
-            loaded.extend(loader.load_instances(file, definition_in_force, values))
-        except ScenarioError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ScenarioError(problems)
-    return loaded
-
-
-def choose(loaded: list, tags: tuple[str, ...], skip_tags: tuple[str, ...], keyword: str | None,  # type: ignore[type-arg]
-           shard: str | None) -> list:  # type: ignore[type-arg]
-    """The selected scenarios (after validation of every file, so an unselected invalid file still counts)."""
-    from runner.scenario import select
-
-    chosen = select.select(loaded, select.Selection(tuple(tags), tuple(skip_tags), keyword,
-                                                    select.parse_shard(shard) if shard else None))
-    if not chosen and not shard:
-        raise InputError(f"no scenario selected out of {len(loaded)} (check --tag, --skip-tag and -k)")
-    return chosen

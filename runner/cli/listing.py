@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from runner.cli import common, options
+from runner.cli import options
 from runner.cli.common import handle_errors
 from runner.engine import applicable
+from runner.scenario import suite as suite_module
 
 
 @click.command("list")
@@ -34,8 +35,11 @@ def _list(paths: list[str], tags: tuple[str, ...], skip_tags: tuple[str, ...], k
           shard: str | None, as_json: bool, pipeline_file: Path | None, variables: tuple[str, ...]) -> None:
     from runner.durations import format_seconds
 
-    loaded = common.load_all(paths, pipeline_file, variables)
-    rows = [describe(s) for s in common.choose(loaded, tags, skip_tags, keyword, shard)]
+    chosen = suite_module.suite(suite_module.Request(tuple(paths), pipeline_file, variables, tags, skip_tags, keyword,
+                                                     shard))
+    if chosen.error is not None:
+        raise chosen.error
+    rows = [describe(s) for s in chosen.scenarios]
     if as_json:
         click.echo(json.dumps({"scenarios": rows}, indent=2, ensure_ascii=False))
         return
@@ -46,7 +50,7 @@ def _list(paths: list[str], tags: tuple[str, ...], skip_tags: tuple[str, ...], k
         only = "  [reference pipeline only]" if row["reference_only"] else ""
         click.echo(f"{row['name'][:28]:28} {jobs:>5} {row['variants']:>4} {row['mode']:20} "
                    f"{format_seconds(row['longest']):>8}  {','.join(row['tags']) or '-'}  {row['file']}{only}")
-    click.echo(f"{len(rows)} scenario(s) selected of {len(loaded)}", err=True)
+    click.echo(f"{len(rows)} scenario(s) selected of {chosen.loaded}", err=True)
 
 
 def describe(scenario) -> dict:  # type: ignore[no-untyped-def, type-arg]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli import common, options
+from runner.cli import options
 from runner.cli.common import handle_errors
 from runner.db import guard
 from runner.db.target import open_database
@@ -18,7 +18,7 @@ from runner.errors import InputError
 from runner.pipeline import config as pipeline_config
 from runner.pipeline.scope import Scope
 from runner.pipeline.worker import Worker
-from runner.scenario import loader
+from runner.scenario import loader, suite
 
 EXIT_CRASHED = 70
 """Exit code after the injected `crash` fault (EX_SOFTWARE): a supervisor restarts the worker."""
@@ -54,7 +54,7 @@ def pipeline(database_url: str | None, config_path: Path | None, with_ye: bool, 
 def _pipeline(database_url: str | None, config_path: Path | None, with_ye: bool, tenant: str | None,
               all_tenants: bool, tenant_pattern: str | None, force: bool, quiet: bool,
               pipeline_file: Path | None) -> None:
-    definition = common.definition(pipeline_file)
+    definition = suite.definition(pipeline_file)
     config = loader.load_pipeline_config(config_path, definition) if config_path else pipeline_config.PipelineConfig()
     if with_ye:
         config = dataclasses.replace(config, with_ye=True)

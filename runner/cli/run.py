@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
 from runner import durations
-from runner.cli import common, options
+from runner.cli import options
 from runner.cli.common import EXIT_CODES_HELP, handle_errors
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.engine import plan as plan_module
 from runner.engine.run import RunSettings
 from runner.engine.session import Session, SessionOptions
-from runner.errors import ExitCode, InputError, YeRunError
-from runner.report import json_report, junit
+from runner.errors import InputError
 from runner.report.console import ConsoleReporter
 from runner.report.json_report import JsonReporter
 from runner.report.junit import JUnitReporter
-from runner.scenario.model import Scenario
+from runner.scenario import suite as suite_module
+from runner.scenario.suite import Suite
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -96,44 +93,71 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
       ye-run run scenarios/ --tag smoke -k "not slow"
       ye-run run scenarios/ --shard 2/4          # the second of four CI machines
     """
-    try:
-        chosen = _load_or_report(lambda: common.choose(common.load_all(list(scenarios), pipeline_file, variables),
-                                                       tags, skip_tags, keyword, shard), junit_path, json_path)
-    except KeyboardInterrupt:  # Ctrl+C while loading: the reports asked for still say so
-        _interrupted_before_start(junit_path, json_path, html_path)
-        raise
-    if dry_run:
-        label = handle_errors(_database_label)(database_url, ephemeral)
-        for scenario in chosen:
-            click.echo(handle_errors(lambda s=scenario: plan_module.render(plan_module.build(s, label)))())
+    request = suite_module.Request(scenarios, pipeline_file, variables, tags, skip_tags, keyword, shard,
+                                   side_by_side=parallel > 1)
+    reporters = _reporters(junit_path, json_path, html_path, verbose, quiet)
+    suite = _select(request, reporters)
+    if dry_run and suite.error is None:
+        _dry_run(suite, database_url, ephemeral)
         return
-    settle = handle_errors(_duration)("--job-settle", job_settle)
-    window = handle_errors(_duration)("--reconnect-window", reconnect_window)
+    options_ = SessionOptions()  # a refused suite opens nothing: its error comes before any option's
+    if suite.error is None:
+        settings = handle_errors(_settings)(observe, variant_channel, job_channel, tenant_pattern, force,
+                                            asset_base_url, asset_dir, job_settle, reconnect_window)
+        options_ = SessionOptions(database_url, ephemeral, settings, reference_pipeline, parallel, fail_fast,
+                                  max_connections)
+    sys.exit(handle_errors(_run_session)(suite, options_, reporters))
+
+
+def _select(request: suite_module.Request, reporters: list) -> Suite:  # type: ignore[type-arg]
+    """The suite to run; Ctrl+C while the files load still reaches every report (exit 130, nothing seeded)."""
+    try:
+        return suite_module.suite(request)
+    except KeyboardInterrupt:
+        Session(suite_module.interrupted(), SessionOptions(), reporters).run()
+        raise
+
+
+def _dry_run(suite: Suite, database_url: str | None, ephemeral: bool) -> None:
+    """Each scenario's plan; nothing is touched."""
+    label = handle_errors(_database_label)(database_url, ephemeral)
+    for scenario in suite.scenarios:
+        click.echo(handle_errors(lambda s=scenario: plan_module.render(plan_module.build(s, label)))())
+
+
+def _settings(observe: str, variant_channel: str, job_channel: str, tenant_pattern: str | None, force: bool,
+              asset_base_url: str | None, asset_dir: Path | None, job_settle: str,
+              reconnect_window: str) -> RunSettings:
+    """What every scenario run is told (InputError for a duration that does not parse)."""
     settings = RunSettings(observe=observe, variant_channel=variant_channel, job_channel=job_channel,
                            tenant_pattern=tenant_pattern, force=force, asset_base_url=asset_base_url,
-                           job_settle=settle, reconnect_window=window)
-    if asset_dir is not None:
-        settings = dataclasses.replace(settings, asset_dir=asset_dir)
+                           job_settle=_duration("--job-settle", job_settle),
+                           reconnect_window=_duration("--reconnect-window", reconnect_window))
+    return settings if asset_dir is None else dataclasses.replace(settings, asset_dir=asset_dir)
+
+
+def _reporters(junit_path: Path | None, json_path: Path | None, html_path: Path | None, verbose: int,
+               quiet: bool) -> list:  # type: ignore[type-arg]
+    """The console (and the log) at the verbosity asked for, then each report file asked for."""
     _configure_logging(verbose)
     console = ConsoleReporter(sys.stdout, 0 if quiet else 1 + verbose,
                               tty=sys.stdout.isatty() and not os.environ.get("CI"))
-    reporters: list = [console]
+    reporters: list = [console]  # type: ignore[type-arg]
     reporters += [JUnitReporter(junit_path)] if junit_path else []
     reporters += [JsonReporter(json_path)] if json_path else []
     if html_path:
         from runner.report.html import HtmlReporter
 
         reporters.append(HtmlReporter(html_path))
-    options_ = SessionOptions(database_url, ephemeral, settings, reference_pipeline, parallel, fail_fast,
-                              max_connections)
-    sys.exit(handle_errors(_run_session)(chosen, options_, reporters))
+    return reporters
 
 
-def _run_session(chosen: list[Scenario], options_: SessionOptions, reporters: list) -> int:  # type: ignore[type-arg]
+def _run_session(suite: Suite, options_: SessionOptions, reporters: list) -> int:  # type: ignore[type-arg]
+    """The session, under the signal handlers; its error (a refused suite's too) is raised for handle_errors."""
     stop, hurry = threading.Event(), threading.Event()
     restore = _install_signals(stop, hurry)
     try:
-        outcome = Session(chosen, options_, reporters, stop, hurry).run()
+        outcome = Session(suite, options_, reporters, stop, hurry).run()
     finally:
         restore()
     if outcome.error is not None:
@@ -147,47 +171,6 @@ def _duration(option: str, text: str) -> float:
         return durations.parse(text)
     except ValueError as exc:
         raise InputError(f"{option}: {exc}") from None
-
-
-def _load_or_report(load: Callable[[], list[Scenario]], junit_path: Path | None,
-                    json_path: Path | None) -> list[Scenario]:
-    """The selected scenarios; when a file is invalid or the selection is refused (two scenarios of one name),
-    the reports asked for still say so (CI finds a report)."""
-    try:
-        return load()
-    except YeRunError as exc:
-        started = datetime.now(timezone.utc)
-        invalid: dict[str, list[str]] = {}
-        for problem in getattr(exc, "problems", []):
-            invalid.setdefault(problem.file, []).append(str(problem))
-        error = None if invalid else str(exc)
-        if junit_path:
-            junit.write(junit_path, [], error, invalid)
-        if json_path:
-            text = error or "\n".join(line for lines in invalid.values() for line in lines)
-            json_report.write(json_path, json_report.document([], exc.exit_code, started, datetime.now(timezone.utc),
-                                                              text))
-        return handle_errors(_raise)(exc)
-
-
-def _interrupted_before_start(junit_path: Path | None, json_path: Path | None, html_path: Path | None) -> None:
-    """The reports of a run interrupted before any scenario started: exit 130, nothing run, nothing seeded."""
-    now = datetime.now(timezone.utc)
-    text = "interrupted before the run started (nothing was seeded)"
-    doc = json_report.document([], ExitCode.INTERRUPTED, now, now, text)
-    with contextlib.suppress(OSError):  # the exit is 130 whatever happens here
-        if junit_path:
-            junit.write(junit_path, [], text)
-        if json_path:
-            json_report.write(json_path, doc)
-        if html_path:
-            from runner.report import html
-
-            html.write(html_path, doc)
-
-
-def _raise(exc: YeRunError) -> list[Scenario]:
-    raise exc
 
 
 def _database_label(url: str | None, ephemeral: bool) -> str:

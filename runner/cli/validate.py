@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from runner.cli import common, options
+from runner.cli import options
 from runner.cli.common import handle_errors
 
 from runner import resources
 from runner.errors import ExitCode, ScenarioError
-from runner.scenario import discover, loader, names
+from runner.scenario import discover, suite
 
 
 @click.command()
@@ -34,17 +34,12 @@ def validate(paths: tuple[str, ...], quiet: bool, pipeline_file: Path | None, va
 
 
 def _validate(paths: list[str], quiet: bool, pipeline_file: Path | None, variables: tuple[str, ...]) -> None:
-    definition = common.definition(pipeline_file)
-    values = common.parse_variables(variables)
+    reader = suite.Loader(pipeline_file, variables)
     files = discover.scenario_files(paths)
-    unique = names.UniqueNames()
     invalid = 0
     for file in files:
         try:
-            found = loader.load_instances(file, definition, values)
-            twins = unique.problems(found)
-            if twins:
-                raise ScenarioError(twins)
+            found = reader.unique(file)
         except ScenarioError as exc:
             invalid += 1
             for problem in exc.problems:
@@ -71,5 +66,5 @@ def schema(pipeline: bool, report: bool, definition: bool, pipeline_file: Path |
     """
     name = ("pipeline.schema.json" if pipeline else "report.schema.json" if report else
             "definition.schema.json" if definition else "scenario.schema.json")
-    in_force = handle_errors(common.definition)(pipeline_file)
+    in_force = handle_errors(suite.definition)(pipeline_file)
     click.echo(resources.schema_text(name, in_force), nl=False)

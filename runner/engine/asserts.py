@@ -7,9 +7,9 @@ feeds each transition once as it arrives: following a row is linear in its trace
 `final_problems` adds what can only be judged at the end (final state, a required failure that
 never came). Both are pure: no clock, no database.
 
-Failure kinds: skipped_step, out_of_order, backwards, unknown_step, unknown_status,
-duplicate_terminal, incomplete_step, unexpected_step, unexpected_failure, retry_limit,
-retries_below_minimum, final_state, expected_failure_missing.
+Failure kinds (`outcomes.FailureKind`): skipped_step, out_of_order, backwards, unknown_step,
+unknown_status, duplicate_terminal, incomplete_step, unexpected_step, unexpected_failure,
+retry_limit, retries_below_minimum, final_state, expected_failure_missing.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from runner.definition import DEFAULT, TERMINAL, Definition
+from runner.outcomes import FailureKind
 from runner.trace import Transition
 from runner.scenario.model import Expectations
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    kind: str
+    kind: FailureKind
     step: str | None
     what: str
     at: int | None = None
@@ -44,8 +45,8 @@ class _Jump:
     def problem(self) -> Problem:
         if self.late:
             visited = ", ".join(s for s in self.skipped if s in self.late)
-            return Problem("out_of_order", self.step, f"reached {self.step} before {visited}", self.at)
-        return Problem("skipped_step", self.skipped[0], f"skipped {', '.join(self.skipped)} (went from "
+            return Problem(FailureKind.OUT_OF_ORDER, self.step, f"reached {self.step} before {visited}", self.at)
+        return Problem(FailureKind.SKIPPED_STEP, self.skipped[0], f"skipped {', '.join(self.skipped)} (went from "
                        f"{self.origin} straight to {self.step})", self.at)
 
 
@@ -158,10 +159,10 @@ class Walk:
             return
         if t.state == self._previous:
             if t.status in TERMINAL:
-                self._fail("duplicate_terminal", t.step, self._twice(t))
+                self._fail(FailureKind.DUPLICATE_TERMINAL, t.step, self._twice(t))
             return
         if self._pending is not None and not self._is_retry_of_pending(t):
-            self._fail("unexpected_failure", self._pending, f"failed at {self._pending}")
+            self._fail(FailureKind.UNEXPECTED_FAILURE, self._pending, f"failed at {self._pending}")
         self._pending = None
         self._move(t)
         self.current = t.state
@@ -181,10 +182,10 @@ class Walk:
 
     def _known(self, t: Transition) -> bool:
         if t.status not in self._plan.statuses:
-            self._fail("unknown_status", t.step, f"wrote an unknown status {t.status!r} at {t.step}")
+            self._fail(FailureKind.UNKNOWN_STATUS, t.step, f"wrote an unknown status {t.status!r} at {t.step}")
             return False
         if not self._definition.has(t.step):
-            self._fail("unknown_step", t.step, f"moved to an unknown step {t.step!r}")
+            self._fail(FailureKind.UNKNOWN_STEP, t.step, f"moved to an unknown step {t.step!r}")
             return False
         return True
 
@@ -198,11 +199,12 @@ class Walk:
             self._resume_at(t.step)
         else:
             if status not in TERMINAL and not gap:
-                self._fail("incomplete_step", step, f"left {step} at {status} for {t.step} without reaching done")
+                self._fail(FailureKind.INCOMPLETE_STEP, step,
+                           f"left {step} at {status} for {t.step} without reaching done")
             if not self._walk_again(t.step):
                 self._enter(t.step, gap)
 
-    def _fail(self, kind: str, step: str | None, what: str) -> None:
+    def _fail(self, kind: FailureKind, step: str | None, what: str) -> None:
         self._found.append(Problem(kind, step, what, self._fed - 1))
 
     def _seen(self, step: str) -> None:
@@ -243,8 +245,8 @@ class Walk:
             return False
         if at > following and following <= start:
             skipped = self._definition.names[following:min(at, start + 1)]
-            self._fail("skipped_step", skipped[0], f"skipped {', '.join(skipped)} (went from {self.current[0]} "
-                                                   f"straight to {step})")
+            self._fail(FailureKind.SKIPPED_STEP, skipped[0],
+                       f"skipped {', '.join(skipped)} (went from {self.current[0]} straight to {step})")
         if at > start:
             self._rewind = None
             return False
@@ -254,7 +256,7 @@ class Walk:
     def _within_step(self, t: Transition) -> None:
         step, status = self.current
         if status == "done":
-            self._fail("backwards", step, f"ran {step} again ({t.status}) after it was done")
+            self._fail(FailureKind.BACKWARDS, step, f"ran {step} again ({t.status}) after it was done")
         elif status == "failed" and t.status in ("queued", "running", "done"):
             self._retry(step)
 
@@ -276,18 +278,21 @@ class Walk:
             if step in self._late:
                 self._late.discard(step)
                 return
-            self._fail("backwards", step, f"returned to {step} after {self.current[0]} (not a declared retry)")
+            self._backwards(step)
         self.position = target
 
     def _unexpected(self, step: str) -> None:
         last = self._plan.steps[-1]
         at = self._definition.index(step)
         if at > self._definition.index(last):
-            self._fail("unexpected_step", step, f"went past {last}, the last expected step, to {step}")
+            self._fail(FailureKind.UNEXPECTED_STEP, step, f"went past {last}, the last expected step, to {step}")
         elif at <= self._start:
-            self._fail("backwards", step, f"returned to {step} after {self.current[0]} (not a declared retry)")
+            self._backwards(step)
         else:
-            self._fail("unexpected_step", step, f"{step} is not one of the expected steps")
+            self._fail(FailureKind.UNEXPECTED_STEP, step, f"{step} is not one of the expected steps")
+
+    def _backwards(self, step: str) -> None:
+        self._fail(FailureKind.BACKWARDS, step, f"returned to {step} after {self.current[0]} (not a declared retry)")
 
     def _jump(self, step: str, target: int) -> None:
         jump = _Jump(self._fed - 1, step, self.current[0], self._plan.steps[self.position + 1:target])
@@ -300,11 +305,11 @@ class Walk:
     def _closing(self) -> list[Problem]:
         """Retries over the limit (one per step); a failure nothing can retry any more."""
         last, plan = self._fed - 1, self._plan
-        out = [Problem("retry_limit", step, f"retried {step} {used} time(s); {plan.limit(step)} allowed", last)
-               for step, used in self.retries.items() if used > plan.limit(step)]
+        out = [Problem(FailureKind.RETRY_LIMIT, step, f"retried {step} {used} time(s); {plan.limit(step)} allowed",
+                       last) for step, used in self.retries.items() if used > plan.limit(step)]
         step = self._pending
         if step is not None and self.retries.get(step, 0) >= plan.limit(step):
-            out.append(Problem("unexpected_failure", step, f"failed at {step}", last))
+            out.append(Problem(FailureKind.UNEXPECTED_FAILURE, step, f"failed at {step}", last))
         return out
 
     def _is_finished(self) -> bool:
@@ -317,8 +322,8 @@ class Walk:
 
 def final_problems(state: Walk, expect: Expectations, creation_order: int) -> list[Problem]:
     """What is wrong with where the variant ended (call once it has finished or the run ends)."""
-    too_few = [Problem("retries_below_minimum", step, f"retried {step} {state.retries.get(step, 0)} time(s); at least "
-                       f"{expect.retries_min(step, creation_order)} expected")
+    too_few = [Problem(FailureKind.RETRIES_BELOW_MINIMUM, step, f"retried {step} {state.retries.get(step, 0)} "
+                       f"time(s); at least {expect.retries_min(step, creation_order)} expected")
                for step, _ in expect.retries
                if step in expect.steps and state.retries.get(step, 0) < expect.retries_min(step, creation_order)]
     return too_few + _final_state_problems(state, expect, creation_order)
@@ -331,14 +336,14 @@ def _final_state_problems(state: Walk, expect: Expectations, creation_order: int
         return []
     required = next((f for f in expect.failures if f.covers(creation_order) and f.required), None)
     reported = {(p.kind, p.step) for p in state.problems}
-    if current[1] == "failed" and ("unexpected_failure", current[0]) in reported:
+    if current[1] == "failed" and (FailureKind.UNEXPECTED_FAILURE, current[0]) in reported:
         return []
     if current[1] == "failed" and state.retries.get(current[0], 0) < expect.retries_at(current[0]):
-        return [Problem("unexpected_failure", current[0],
+        return [Problem(FailureKind.UNEXPECTED_FAILURE, current[0],
                         f"failed at {current[0]} and was not retried ({expect.retries_at(current[0])} "
                         "retries allowed)")]
     if required is not None and current != (required.step, "failed"):
-        return [Problem("expected_failure_missing", required.step,
+        return [Problem(FailureKind.EXPECTED_FAILURE_MISSING, required.step,
                         f"was expected to fail at {required.step}, but ended ({current[0]}, {current[1]})")]
     wanted = " or ".join(f"({s}, {st})" for s, st in allowed)
-    return [Problem("final_state", current[0], f"ended ({current[0]}, {current[1]}); expected {wanted}")]
+    return [Problem(FailureKind.FINAL_STATE, current[0], f"ended ({current[0]}, {current[1]}); expected {wanted}")]

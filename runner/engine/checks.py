@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from runner.db import failures, readonly
 from runner.db.connect import Database, connect_args
 from runner.engine import messages
 from runner.engine.results import JobResult
+from runner.outcomes import FailureKind
 from runner.trace import Failure
 from runner.scenario.model import Scenario, SqlCheck
 
@@ -73,9 +74,10 @@ def integrity(rows: JobRows, scenario: Scenario, job: JobResult) -> list[Failure
                                                   list(rows.input_assets))
     out = []
     if count != scenario.variants:
-        out.append(_job(scenario, job, "variant_count", f"has {count} variant row(s); expected {scenario.variants}"))
+        out.append(_job(scenario, job, FailureKind.VARIANT_COUNT,
+                        f"has {count} variant row(s); expected {scenario.variants}"))
     if distinct != 1 or with_asset != count or asset != job.seeded.asset_id or inputs != [job.seeded.asset_id]:
-        out.append(_job(scenario, job, "shared_asset",
+        out.append(_job(scenario, job, FailureKind.SHARED_ASSET,
                         f"variants do not share the seeded image asset {job.seeded.asset_id}: {distinct} distinct "
                         f"img_asset_id value(s), {count - with_asset} variant(s) without one, job_inputs has {inputs}"))
     return out
@@ -146,34 +148,36 @@ class CheckSession:
 
 
 def sql_checks(session: CheckSession, scenario: Scenario, job: JobResult) -> list[Failure]:
-    """The failures of the scenario's SQL checks for one finished job."""
+    """The failures of the scenario's SQL checks for one finished job, each placed at the check it broke."""
     params = {"job_id": job.job_id, "tenant_id": job.seeded.tenant_id}
-    return [f for check in scenario.expect.sql if (f := _run(session, scenario, job, check, params)) is not None]
+    found = ((index, _run(session, scenario, job, check, params)) for index, check in enumerate(scenario.expect.sql))
+    return [replace(failure, expectation=f"$.expect.sql[{index}]") for index, failure in found if failure is not None]
 
 
 def _run(session: CheckSession, scenario: Scenario, job: JobResult, check: SqlCheck,
          params: dict[str, str]) -> Failure | None:
+    kind = FailureKind.SQL_CHECK
     try:
         rows = session.run(check, params)
     except Refused as exc:
-        return _job(scenario, job, "sql_check", f"sql check {check.name!r} was refused: {exc}")
+        return _job(scenario, job, kind, f"sql check {check.name!r} was refused: {exc}")
     except psycopg2.Error as exc:
         if failures.lost(exc):  # the database went away: not the check's verdict
             session.close()
             raise failures.describe(exc, f"running sql check {check.name!r}") from None
         reason = (getattr(exc.diag, "message_primary", None) or str(exc)).strip()
-        return _job(scenario, job, "sql_check", f"sql check {check.name!r} could not run: {reason}")
+        return _job(scenario, job, kind, f"sql check {check.name!r} could not run: {reason}")
     if not check.compare_value:
         if len(rows) != check.rows:
-            return _job(scenario, job, "sql_check", f"sql check {check.name!r}: expected {check.rows} row(s), "
+            return _job(scenario, job, kind, f"sql check {check.name!r}: expected {check.rows} row(s), "
                         f"got {len(rows)}", detail=_show(rows))
         return None
     if len(rows) != 1:
-        return _job(scenario, job, "sql_check", f"sql check {check.name!r}: expected one row to compare with "
+        return _job(scenario, job, kind, f"sql check {check.name!r}: expected one row to compare with "
                     f"{check.equals!r}, got {len(rows)}", detail=_show(rows))
     actual = rows[0][0] if rows[0] else None
     if not _equal(actual, check.equals):
-        return _job(scenario, job, "sql_check", f"sql check {check.name!r}: expected {check.equals!r}, got {actual!r}")
+        return _job(scenario, job, kind, f"sql check {check.name!r}: expected {check.equals!r}, got {actual!r}")
     return None
 
 
@@ -193,5 +197,5 @@ def _show(rows: list[tuple]) -> str:
     return f"  rows:\n{shown}{more}" if rows else ""
 
 
-def _job(scenario: Scenario, job: JobResult, kind: str, what: str, detail: str = "") -> Failure:
+def _job(scenario: Scenario, job: JobResult, kind: FailureKind, what: str, detail: str = "") -> Failure:
     return messages.job_failure(scenario.name, job.ordinal, job.job_id, kind, what, detail)

@@ -1,4 +1,4 @@
-"""The engine speaks in events; every reporter (console, JUnit, JSON) is handed them in order.
+"""The engine speaks in events; every reporter (console, JUnit, JSON, HTML) is handed them in order.
 
 Scenario runs emit them from worker threads onto a queue; the session hands them to the
 reporters on one thread (runner/engine/session.py). Events are immutable snapshots naming the
@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runner.engine.results import ScenarioResult, Totals
+from runner.outcomes import Outcome
+from runner.errors import Problem, YeRunError
 from runner.trace import Failure, Transition
 
 
@@ -78,7 +80,7 @@ class AssertionFailed:
 class JobFinished:
     scenario: ScenarioRef
     job: JobRef
-    outcome: str
+    outcome: Outcome
     duration: float | None
     failures: int
 
@@ -98,13 +100,30 @@ class CleanupFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a session runs nothing: the located problems of files that failed to load, else one message (a selection
+    refused, an interrupt before the start); every reporter says it as it says a verdict."""
+
+    message: str
+    exit_code: int
+    problems: tuple[Problem, ...] = ()
+
+    @staticmethod
+    def of(error: YeRunError) -> Refusal:
+        return Refusal(str(error), error.exit_code, tuple(getattr(error, "problems", ())))
+
+
+@dataclass(frozen=True, slots=True)
 class SessionStarted:
+    """The first event of every session, even one that runs nothing (then `refusal` says why)."""
+
     scenarios: int
     parallel: int
     database: str
     embedded: bool
     notes: tuple[str, ...] = ()
     """What the session says before it starts (the connection budget holding -j back, rows left pending)."""
+    refusal: Refusal | None = None
 
 
 @dataclass(frozen=True, slots=True)

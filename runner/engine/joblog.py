@@ -23,18 +23,28 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, overload
+from typing import IO, Any, Protocol, overload
 
-if TYPE_CHECKING:
-    from runner.engine.results import JobResult
-    from runner.trace import Failure
+from runner.outcomes import Outcome
+from runner.trace import Failure
+
+
+class JobResult(Protocol):
+    """What the log needs of a judged job (engine.results.JobResult; a protocol here, so the log does not import
+    the results it is part of)."""
+
+    ordinal: int
+    outcome: Outcome
+    failures: list[Failure]
+    retries: dict[int, dict[str, int]]
+    seeded: Any
 
 
 @dataclass
 class Tally:
     """What a scenario's summary counts, over every job."""
 
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
     variants: int = 0
     retries: dict[str, int] = field(default_factory=dict)
     """Step -> retries seen, over every row."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 
 from runner.durations import format_seconds
 from runner.definition import Definition
 from runner.engine.asserts import Problem
+from runner.outcomes import FailureKind
 from runner.trace import Failure, Transition
-from runner.scenario.model import Expectations
+from runner.scenario.model import Expectations, Scenario
 
 
 def ideal_states(expect: Expectations, creation_order: int, start: str,
@@ -60,12 +62,21 @@ def variant_failure(scenario: str, job_ordinal: int, job_id: str, creation_order
                    problem.step, spent, limit, seen_mono)
 
 
-def job_failure(scenario: str, job_ordinal: int, job_id: str, kind: str, what: str, detail: str = "",
+def job_failure(scenario: str, job_ordinal: int, job_id: str, kind: FailureKind, what: str, detail: str = "",
                 step: str | None = None, spent: float | None = None, limit: float | None = None) -> Failure:
     where = f"{scenario} › job {job_ordinal} ({job_id})"
     timing = _timing(step, spent, limit)
     return Failure(kind, f"{where}: {what}", "\n".join(x for x in (timing, detail) if x), job_ordinal, job_id,
                    step=step, spent=spent, limit=limit)
+
+
+def located(failure: Failure, scenario: Scenario) -> Failure:
+    """The failure with the place of what it broke: the path its maker gave, else its kind's expectation (the step's
+    own entry where the scenario wrote one), at the line that wrote it or its nearest written ancestor."""
+    if failure.origin is not None:
+        return failure
+    path = failure.expectation or failure.kind.path(failure.step, scenario.source.marks)
+    return replace(failure, origin=scenario.origin(path), expectation=path)
 
 
 def _timing(step: str | None, spent: float | None, limit: float | None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 
 from runner.db.cleanup import CleanupResult
 from runner.durations import format_seconds
@@ -13,19 +12,27 @@ from runner.engine.joblog import JobLog
 from runner.db.registry import RunRecord, SeededJob
 from runner.trace import Failure, Transition, VariantTrace
 from runner.observe.observer import ObservationReport
-from runner.pipeline.stats import percentile
+from runner.outcomes import Outcome
+from runner.stats import percentile
+
+
+class _HoldsOutcome:
+    """An outcome is always an `Outcome`, whoever sets it: a name is parsed, so a typo fails where it is made."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, Outcome(value) if name == "outcome" else value)
 
 
 @dataclass
-class JobResult:
+class JobResult(_HoldsOutcome):
     seeded: SeededJob
     seeded_at: datetime
     seeded_mono: float
     variants: dict[str, VariantTrace]
     job_trace: list[Transition] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-    outcome: str = "running"
-    """running, passed, failed or interrupted."""
+    outcome: Outcome = Outcome.RUNNING
+    """running, passed, failed, interrupted, seeded or error."""
     finished_at: datetime | None = None
     finished_mono: float | None = None
     final_state: tuple[str, str] | None = None
@@ -55,22 +62,6 @@ class StepLatency:
     max: float
 
 
-class Outcome(StrEnum):
-    """How a scenario (or a job) ended; ORDER says which is worse, so the worst of many is one max()."""
-
-    PASSED = "passed"
-    SEEDED = "seeded"
-    NOT_RUN = "not_run"
-    RUNNING = "running"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-    ERROR = "error"
-
-    @property
-    def rank(self) -> int:
-        return list(Outcome).index(self)
-
-
 @dataclass(frozen=True, slots=True)
 class Totals:
     """The grand total of a session."""
@@ -86,11 +77,14 @@ class Totals:
 
     @classmethod
     def of(cls, results: list[ScenarioResult]) -> Totals:
-        outcomes = [Outcome(r.outcome) for r in results]
-        return cls(len(results), sum(o in (Outcome.PASSED, Outcome.SEEDED) for o in outcomes),
-                   outcomes.count(Outcome.FAILED), outcomes.count(Outcome.ERROR),
-                   sum(o in (Outcome.INTERRUPTED, Outcome.RUNNING) for o in outcomes), outcomes.count(Outcome.NOT_RUN),
-                   sum(r.cleanup_error is not None for r in results))
+        return cls.count([r.outcome for r in results], sum(r.cleanup_error is not None for r in results))
+
+    @classmethod
+    def count(cls, outcomes: list[Outcome], cleanup_failed: int = 0) -> Totals:
+        """Scenarios by outcome (running: it never finished, so it counts as interrupted)."""
+        return cls(len(outcomes), sum(o.passing for o in outcomes), outcomes.count(Outcome.FAILED),
+                   outcomes.count(Outcome.ERROR), sum(o in (Outcome.INTERRUPTED, Outcome.RUNNING) for o in outcomes),
+                   outcomes.count(Outcome.NOT_RUN), cleanup_failed)
 
     def line(self, duration: float) -> str:
         """`N scenarios: P passed, F failed, E errors, S not run in T` — one greppable line."""
@@ -101,7 +95,7 @@ class Totals:
 
 
 @dataclass
-class ScenarioResult:
+class ScenarioResult(_HoldsOutcome):
     name: str
     path: str
     run_id: str
@@ -110,8 +104,8 @@ class ScenarioResult:
     """Every job seeded, in order; judged jobs of a long run are read back from disk (`JobLog`)."""
     failures: list[Failure] = field(default_factory=list)
     """Failures that belong to the scenario, not to one job (latency limits, errors)."""
-    outcome: str = "running"
-    """passed, failed, interrupted or error."""
+    outcome: Outcome = Outcome.RUNNING
+    """passed, failed, interrupted, error, seeded or not_run."""
     error: str | None = None
     observation: ObservationReport | None = None
     latency: dict[str, StepLatency] = field(default_factory=dict)

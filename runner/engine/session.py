@@ -1,12 +1,13 @@
 """A run of many scenarios: one database, one preflight, N workers, and events on one thread.
 
-The CLI (and anything else that runs a suite) hands over loaded scenarios and reporters. The
-session opens the database once, decides the reference-pipeline default, checks every scenario
-against the database before anything is seeded, then runs up to `parallel` scenarios at once on
-worker threads. Workers only put events on a queue; the calling thread takes them off and hands
-them to the reporters in order, so no reporter needs a lock (pytest's LogXML under xdist, and
-schemathesis' engine, work the same way). Every reporter is started before the first event and
-finished after the last, on every exit path.
+The CLI and the pytest plugin hand over what loading and selection gave (`scenario.suite`, its
+error included) and reporters. A refused suite is the session's first event, and nothing opens.
+Otherwise the session opens the database once (or uses the one it is given), decides the
+reference-pipeline default, checks every scenario against the database before anything is
+seeded, then runs up to `parallel` scenarios at once on worker threads. Workers only put events
+on a queue; the calling thread takes them off and hands them to the reporters in order, so no
+reporter needs a lock (pytest's LogXML under xdist, and schemathesis' engine, work the same way).
+Every reporter is started before the first event and finished after the last, on every exit path.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ import psycopg2
 
 from runner import bugs
 from runner.db import budget as budget_module, catalog, registry, requirements
+from runner.db.connect import Database
 from runner.db.target import open_database
 from runner.engine import applicable, footprint
-from runner.engine.events import Event, ScenarioFinished, SessionFinished, SessionStarted
+from runner.engine.events import Event, Refusal, ScenarioFinished, SessionFinished, SessionStarted
 from runner.engine.results import Outcome, ScenarioResult, Totals
 from runner.engine.run import RunSettings, ScenarioRun, preflight
 from runner.errors import ExitCode, InputError, YeRunError
 from runner.observe.hub import ListenHub
+from runner.scenario import suite as suite_module
 from runner.scenario.model import Scenario
+from runner.scenario.suite import Suite
 
 PRIORITY = [ExitCode.PASSED, ExitCode.FAILED, ExitCode.BAD_INPUT, ExitCode.INFRASTRUCTURE, ExitCode.INTERRUPTED,
             ExitCode.BUG]
@@ -58,6 +62,8 @@ class SessionOutcome:
     results: list[ScenarioResult] = field(default_factory=list)
     exit_code: int = ExitCode.PASSED
     error: YeRunError | None = None
+    ended: dict[str, YeRunError] = field(default_factory=dict)
+    """By scenario name: the error that ended a scenario as `error` (the pytest fixture raises it)."""
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     finished: datetime | None = None
     duration: float = 0.0
@@ -81,9 +87,13 @@ class SessionOptions:
 
 
 class Session:
-    def __init__(self, scenarios: Sequence[Scenario], options: SessionOptions, reporters: Sequence[Reporter],
-                 stop: threading.Event | None = None, hurry: threading.Event | None = None):
-        self.scenarios = list(scenarios)
+    def __init__(self, suite: Suite | Sequence[Scenario], options: SessionOptions, reporters: Sequence[Reporter],
+                 stop: threading.Event | None = None, hurry: threading.Event | None = None,
+                 database: Database | None = None):
+        self.suite = suite if isinstance(suite, Suite) else suite_module.of(suite, side_by_side=options.parallel > 1)
+        self.scenarios = list(self.suite.scenarios)
+        self.database = database
+        """Open already (the pytest plugin keeps one per process); None: the session opens and closes its own."""
         self.options = options
         self.reporters = list(reporters)
         self.stop = stop or threading.Event()
@@ -102,6 +112,9 @@ class Session:
         """By position: why a scenario is not run against this target."""
         self._hub: ListenHub | None = None
         self.budget: budget_module.Budget | None = None
+        self._ended: dict[str, YeRunError] = {}
+        self._keyboard = False
+        """A KeyboardInterrupt reached the pump (a front end with no signal handlers: pytest)."""
 
     def run(self) -> SessionOutcome:
         """Run the suite; never raises for a scenario's sake. The outcome carries the error that stopped it."""
@@ -110,6 +123,7 @@ class Session:
         for reporter in self.reporters:
             reporter.start()
         try:
+            self._refuse_unrunnable()
             outcome.results = self._run(outcome)
         except YeRunError as exc:
             outcome.error = exc
@@ -123,7 +137,18 @@ class Session:
             self._dispatch(SessionFinished(outcome.totals, outcome.duration, outcome.exit_code,
                                            None if outcome.error is None else str(outcome.error)))
             self._finish_reporters(outcome)
+            outcome.ended = dict(self._ended)
+        if self._keyboard:  # stopped as the CLI's SIGINT stops a suite; the front end still hears of it
+            raise KeyboardInterrupt
         return outcome
+
+    def _refuse_unrunnable(self) -> None:
+        """A suite refused before it started (invalid files, a refused selection, an interrupt): said in the first
+        event, so every reporter renders it, then raised like any error that stops a session; nothing opens."""
+        error = self.suite.error
+        if error is not None:
+            self._dispatch(SessionStarted(0, self.options.parallel, "", False, refusal=Refusal.of(error)))
+            raise error
 
     def _finish_reporters(self, outcome: SessionOutcome) -> None:
         """Every reporter writes its file; one that cannot (a bad path) does not stop the others, and the run
@@ -148,11 +173,11 @@ class Session:
 
     def _run(self, outcome: SessionOutcome) -> list[ScenarioResult]:
         options = self.options
-        with open_database(options.database_url, options.ephemeral) as database:
+        opened = contextlib.nullcontext(self.database) if self.database is not None else \
+            open_database(options.database_url, options.ephemeral)
+        with opened as database:
             wanted = database.embedded if options.reference_pipeline is None else options.reference_pipeline
             settings = dataclasses.replace(options.settings, reference_pipeline=wanted)
-            if options.parallel > 1:
-                check_isolation(self.scenarios)
             self._skip = {i: why for i, s in enumerate(self.scenarios)
                           if (why := applicable.not_run_here(s, settings.reference_pipeline))}
             runnable = [s for i, s in enumerate(self.scenarios) if i not in self._skip]
@@ -232,6 +257,8 @@ class Session:
                     self._running.discard(run)
         finally:
             self._gate.release(cost)
+        if run.error is not None:
+            self._ended[scenario.name] = run.error
         result.exit_code = max(exit_code(result, run.error), run.housekeeping.error.exit_code
                                if run.housekeeping.error is not None else ExitCode.PASSED, key=PRIORITY.index)
         if self.options.fail_fast and result.outcome in (Outcome.FAILED, Outcome.ERROR):
@@ -252,7 +279,15 @@ class Session:
                 self._dispatch(self._events.get(timeout=PUMP))
             except queue.Empty:
                 continue
+            except KeyboardInterrupt:
+                self._interrupt()
         self._drain()
+
+    def _interrupt(self) -> None:
+        """Ctrl+C where no signal handler turns it into `stop` (pytest): the first stops the suite as SIGINT does in
+        the CLI; a second also skips what is left of cleanup."""
+        self._keyboard = True
+        (self.hurry if self.stop.is_set() else self.stop).set()
 
     def _drain(self) -> None:
         while True:
@@ -311,22 +346,3 @@ def not_run(scenario: Scenario, why: str) -> ScenarioResult:
     result = ScenarioResult(scenario.name, str(scenario.path), "", outcome=Outcome.NOT_RUN, error=None)
     result.note = why
     return result
-
-
-def check_isolation(scenarios: Sequence[Scenario]) -> None:
-    """Refuse, before seeding, scenarios that would write the same literal fixture rows side by side."""
-    seen: dict[tuple[str, tuple], str] = {}
-    clashes = []
-    for scenario in scenarios:
-        for fixture in scenario.fixtures:
-            for row in fixture.rows:
-                if any(isinstance(value, str) and "${" in value for _, value in row):
-                    continue
-                key = (fixture.table, row)
-                if key in seen and seen[key] != scenario.name:
-                    clashes.append(f"{scenario.at('$.fixtures')}: a {fixture.table} row with no ${{...}} placeholder "
-                                   f"is also seeded by scenario {seen[key]!r}; run them with -j 1, or make the row "
-                                   "unique per job (e.g. ${job.id})")
-                seen.setdefault(key, scenario.name)
-    if clashes:
-        raise InputError("\n".join(clashes))

@@ -18,6 +18,7 @@ from runner.engine import messages
 from runner.definition import Definition
 from runner.engine.asserts import Problem, Walk, expected_final_states, final_problems, walk
 from runner.engine.results import JobResult
+from runner.outcomes import FailureKind
 from runner.trace import Failure, Transition
 from runner.scenario.model import Expectations, Scenario, State
 
@@ -150,8 +151,8 @@ class Tracker:
         """The lane's problems, after a job-level step written before every variant was done."""
         early = self._early(state, state.result.job_trace[state.lane_start:])
         last = self.definition.last_variant_step
-        first = [Problem("out_of_order", early.step, f"the job row reached {early.step} before every variant was "
-                         f"done at {last}", 0)] if early is not None else []
+        first = [Problem(FailureKind.OUT_OF_ORDER, early.step, f"the job row reached {early.step} before every "
+                         f"variant was done at {last}", 0)] if early is not None else []
         return first + lane.walk.problems
 
     def _is_job_step(self, step: str) -> bool:
@@ -293,12 +294,12 @@ class Tracker:
             spent = now - state.last_done_mono
             if spent >= timeouts.for_step(step):
                 what = self._timed_out(step, state, timeouts.for_step(step))
-                return self._failure(job, variant_id, Problem("step_timeout", step, what), spent,
+                return self._failure(job, variant_id, Problem(FailureKind.STEP_TIMEOUT, step, what), spent,
                                      timeouts.for_step(step))
         if state.last_seen_mono is not None and now - state.last_seen_mono >= timeouts.stall:
             what = f"no transition for {format_seconds(timeouts.stall)} (stalled at {state.current[0]} " \
                    f"{state.current[1]})"
-            return self._failure(job, variant_id, Problem("stall_timeout", state.current[0], what),
+            return self._failure(job, variant_id, Problem(FailureKind.STALL_TIMEOUT, state.current[0], what),
                                  now - state.last_seen_mono, timeouts.stall)
         return None
 
@@ -318,10 +319,11 @@ class Tracker:
             if not (variant.walk.finished or variant.timed_out):
                 who = f"#{state.result.variants[variant_id].creation_order}" if variant_id else "the job row"
                 waiting.append(f"{who} at {variant.walk.current[0]} {variant.walk.current[1]}")
-                variant.timed_out = variant.timed_out or Failure("job_timeout", "job timeout")
+                variant.timed_out = variant.timed_out or Failure(FailureKind.JOB_TIMEOUT, "job timeout")
         limit = self.scenario.timeouts.job
         what = "unfinished variants" if all(w.startswith("#") for w in waiting) else "unfinished"
-        return messages.job_failure(self.scenario.name, state.result.ordinal, state.result.job_id, "job_timeout",
+        return messages.job_failure(self.scenario.name, state.result.ordinal, state.result.job_id,
+                                    FailureKind.JOB_TIMEOUT,
                                     f"did not finish within {format_seconds(limit)}; {what}: "
                                     + ", ".join(waiting), spent=now - state.result.seeded_mono, limit=limit)
 

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import statistics
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+from runner.stats import percentile
 
 
 @dataclass

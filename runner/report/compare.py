@@ -14,10 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from runner.errors import InputError
-
-PASSING = ("passed", "seeded")
-NOT_RUN = "not_run"
-"""Every other outcome (failed, error, interrupted, running: it never finished) is failing."""
+from runner.outcomes import Outcome
+from runner.stats import median, percentile
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +31,10 @@ class StepChange:
 
     @property
     def change(self) -> float | None:
-        base, new = median(self.base), median(self.new)
-        return None if not base or new is None else new / base - 1
+        """The relative change of the median (the p50 every report shows); None when there is no base to divide."""
+        if not self.base or not self.new or not median(self.base):
+            return None
+        return median(self.new) / median(self.base) - 1
 
 
 @dataclass
@@ -96,16 +96,23 @@ def _verdict(result: Comparison, name: str, before: dict[str, Any] | None, after
         result.new.append(name)
     elif after is None:
         result.removed.append(name)
-    elif after["outcome"] == NOT_RUN:
+    elif _outcome(after) == Outcome.NOT_RUN:
         result.not_run.append(name)
     elif _failing(after) and not _failing(before):
         result.newly_failing.append(name)
-    elif _failing(before) and after["outcome"] in PASSING:
+    elif _failing(before) and _outcome(after).passing:
         result.fixed.append(name)
 
 
+def _outcome(scenario: dict[str, Any]) -> Outcome:
+    """A report's outcome, read as the enum it was written from (the report file was checked against its schema)."""
+    return Outcome(scenario["outcome"])
+
+
 def _failing(scenario: dict[str, Any]) -> bool:
-    return scenario["outcome"] not in PASSING and scenario["outcome"] != NOT_RUN
+    """Every outcome but passed, seeded and not run is failing (running too: it never finished)."""
+    outcome = _outcome(scenario)
+    return not outcome.passing and outcome != Outcome.NOT_RUN
 
 
 def _test(scenario: str, step: str, base: list[float], new: list[float]) -> StepChange:
@@ -154,19 +161,6 @@ def _seconds(earlier: dict[str, Any], later: dict[str, Any]) -> float:
     return max(0.0, later["since_seed"] - earlier["since_seed"])
 
 
-def median(values: tuple[float, ...] | list[float]) -> float | None:
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def percentile(values: tuple[float, ...], fraction: float) -> float | None:
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))] if ordered else None
-
-
 def render(result: Comparison, max_slowdown: float, alpha: float) -> list[str]:
     """The console table."""
     from runner.durations import format_seconds
@@ -199,7 +193,7 @@ def render_html(result: Comparison, base_name: str, new_name: str, max_slowdown:
     import jinja2
 
     from runner.durations import format_seconds
-    from runner.report.html import histogram
+    from runner.report.charts import histogram
 
     def seconds(value: float | None) -> str:
         return "-" if value is None else format_seconds(value)

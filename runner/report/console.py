@@ -68,6 +68,9 @@ class ConsoleReporter:
         self._session_started = False
 
     def start(self) -> None:
+        """Nothing to show until the session starts: a suite refused before it (invalid files) draws nothing."""
+
+    def _open_live(self) -> None:
         """On a terminal, open the live area (rich is imported only then)."""
         if self.tty and self.verbosity >= 1 and self._rich is None:
             from rich.console import Console
@@ -135,7 +138,10 @@ class ConsoleReporter:
                       + (f" ({event.failures} failure(s))" if event.failures else ""))
 
     def _on_SessionStarted(self, event: SessionStarted) -> None:
-        self._session_started = True
+        """A refused suite (invalid files, an interrupt before the start) started nothing: its error says it all."""
+        self._session_started = event.refusal is None
+        if self._session_started:
+            self._open_live()
         for note in event.notes:
             self._line(1, note, stamp=False)
 

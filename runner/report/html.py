@@ -8,35 +8,31 @@ thousands of jobs stays small and quick to open.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from runner.durations import format_seconds
+from runner.engine.results import Totals
+from runner.outcomes import Outcome
 from runner.report import compare
+from runner.report.charts import histogram
+from runner.report.filereporter import FileReporter
 
 STATUSES = ("queued", "running", "done", "failed")
-MARKS = {"passed": "✓", "seeded": "✓", "failed": "✗", "error": "!", "interrupted": "■", "not_run": "–",
-         "running": "…"}
+MARKS = {Outcome.PASSED: "✓", Outcome.SEEDED: "✓", Outcome.FAILED: "✗", Outcome.ERROR: "!",
+         Outcome.INTERRUPTED: "■", Outcome.NOT_RUN: "–", Outcome.RUNNING: "…"}
 
 
-class HtmlReporter:
+class HtmlReporter(FileReporter):
     """Writes the page when the session finishes, from the same document as the JSON report."""
 
-    def __init__(self, path: Path):
-        self.path = path
-
-    def start(self) -> None:
-        """Nothing to write until the end."""
-
-    def handle(self, event: object) -> None:
-        """The results hold everything the page shows."""
-
-    def finish(self, outcome) -> None:  # type: ignore[no-untyped-def]
+    def save(self, outcome) -> None:  # type: ignore[no-untyped-def]
         from runner.report import json_report
 
-        write(self.path, json_report.session_document(outcome, lazy=True))
+        write(self.path, json_report.session_document(outcome, lazy=True, error=self.error(outcome)))
 
 
 def write(path: Path, doc: dict[str, Any]) -> None:
@@ -83,11 +79,8 @@ def _verdict(doc: dict[str, Any], totals: dict[str, int]) -> str:
 
 
 def _totals(scenarios: list[dict[str, Any]]) -> dict[str, int]:
-    outcomes = [s["outcome"] for s in scenarios]
-    return {"scenarios": len(outcomes), "passed": sum(o in ("passed", "seeded") for o in outcomes),
-            "failed": outcomes.count("failed"), "errors": outcomes.count("error"),
-            "interrupted": outcomes.count("interrupted") + outcomes.count("running"),
-            "not_run": outcomes.count("not_run")}
+    """A report without totals (an older one) is counted as the session counts."""
+    return dataclasses.asdict(Totals.count([Outcome(s["outcome"]) for s in scenarios]))
 
 
 def _totals_line(totals: dict[str, int], scenarios: list[dict[str, Any]], jobs: int) -> str:
@@ -119,7 +112,7 @@ def _scenario(s: dict[str, Any]) -> dict[str, Any]:
                      "job_id": j["job_id"], "failures": j["failures"],
                      "duration": format_seconds(j["duration"]) if j.get("duration") is not None else "unfinished",
                      "final": f"({j['final_state']['step']}, {j['final_state']['status']})" if j.get("final_state")
-                     else "", "open": j["outcome"] not in ("passed", "seeded")})
+                     else "", "open": not Outcome(j["outcome"]).passing})
         timelines.append(_json(_timeline(j, code)))
         compare.add_samples(samples, j)
     return {
@@ -152,26 +145,6 @@ def _latency(s: dict[str, Any], plan: dict[str, Any], samples: dict[str, list[fl
                      "limit": ", ".join(f"{k} {format_seconds(v)}" for k, v in limit.items()), "over": over,
                      "plot": histogram(samples.get(step, []))})
     return rows
-
-
-def histogram(values: list[float], bins: int = 12, width: int = 120, height: int = 18,
-              span: tuple[float, float] | None = None) -> str:
-    """A small inline SVG of a step's latency distribution (its bars also carry their counts for readers);
-    `span` fixes the axis, so two distributions can be read side by side."""
-    if not values:
-        return ""
-    low, high = span or (min(values), max(values))
-    extent = (high - low) or 1.0
-    counts = [0] * bins
-    for value in values:
-        counts[min(bins - 1, max(0, int((value - low) / extent * bins)))] += 1
-    top = max(counts)
-    bar = width / bins
-    rects = "".join(f'<rect x="{i * bar:.1f}" y="{height - c / top * height:.1f}" width="{bar - 1:.1f}" '
-                    f'height="{c / top * height:.1f}" fill="#57606a"><title>{c}</title></rect>'
-                    for i, c in enumerate(counts) if c)
-    label = f"{len(values)} samples from {format_seconds(low)} to {format_seconds(high)}"
-    return f'<svg width="{width}" height="{height}" role="img" aria-label="{label}"><title>{label}</title>{rects}</svg>'
 
 
 def _timeline(job: dict[str, Any], code) -> dict[str, Any]:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from typing import IO, Any
 from runner import __version__
 from runner.db.registry import RunRecord
 from runner.engine.results import JobResult, ScenarioResult
+from runner.report.filereporter import FileReporter
 from runner.trace import Failure, Transition
 
 FORMAT_VERSION = 1
@@ -43,25 +44,18 @@ def document(results: list[ScenarioResult], exit_code: int, started: datetime, f
     }
 
 
-class JsonReporter:
+class JsonReporter(FileReporter):
     """Writes the document when the session finishes, whatever ended it."""
 
-    def __init__(self, path: Path):
-        self.path = path
-
-    def start(self) -> None:
-        """Nothing to write until the end."""
-
-    def handle(self, event: object) -> None:
-        """The results hold everything the document says."""
-
-    def finish(self, outcome) -> None:  # type: ignore[no-untyped-def]
-        write(self.path, session_document(outcome, lazy=True))
+    def save(self, outcome) -> None:  # type: ignore[no-untyped-def]
+        write(self.path, session_document(outcome, lazy=True, error=self.error(outcome)))
 
 
-def session_document(outcome, lazy: bool = False) -> dict:  # type: ignore[no-untyped-def]
-    """The whole session's document, totals included: what the JSON report and the HTML page both say."""
-    error = None if outcome.error is None else str(outcome.error)
+def session_document(outcome, lazy: bool = False, error: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    """The whole session's document, totals included: what the JSON report and the HTML page both say. `error`:
+    what stopped the session, as a reporter heard it (a refused suite), else the outcome's error."""
+    if error is None and outcome.error is not None:
+        error = str(outcome.error)
     doc = document(outcome.results, outcome.exit_code, outcome.started, outcome.finished, error, lazy=lazy)
     doc["totals"] = dataclasses.asdict(outcome.totals)
     return doc
@@ -173,9 +167,11 @@ def _transition(t: Transition, job: JobResult) -> dict[str, Any]:
 
 
 def _failure(f: Failure) -> dict[str, Any]:
+    origin = None if f.origin is None else {"file": f.origin.file, "line": f.origin.line, "col": f.origin.col,
+                                            "path": f.expectation or "$"}
     return {"kind": f.kind, "message": f.message, "detail": f.detail, "job_ordinal": f.job_ordinal,
             "job_id": f.job_id, "creation_order": f.creation_order, "variant_id": f.variant_id, "step": f.step,
-            "spent": f.spent, "limit": f.limit}
+            "spent": f.spent, "limit": f.limit, "origin": origin}
 
 
 def _time(value: datetime | None) -> str | None:

@@ -17,25 +17,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner.engine.results import JobResult, ScenarioResult
+from runner.outcomes import Outcome
 from runner.trace import Failure
 from runner.report import safe
+from runner.report.filereporter import FileReporter
 from runner.report.summary import summary
 
 
-class JUnitReporter:
-    """Writes the file when the session finishes, whatever ended it."""
+class JUnitReporter(FileReporter):
+    """Writes the file when the session finishes, whatever ended it; each file that failed to load is a testsuite."""
 
-    def __init__(self, path: Path):
-        self.path = path
-
-    def start(self) -> None:
-        """Nothing to write until the end."""
-
-    def handle(self, event: object) -> None:
-        """The results hold everything the file says."""
-
-    def finish(self, outcome) -> None:  # type: ignore[no-untyped-def]
-        write(self.path, outcome.results, None if outcome.error is None else str(outcome.error))
+    def save(self, outcome) -> None:  # type: ignore[no-untyped-def]
+        invalid = self.invalid()
+        write(self.path, outcome.results, None if invalid else self.error(outcome), invalid)
 
 
 def write(path: Path, results: list[ScenarioResult], error: str | None = None,
@@ -74,7 +68,7 @@ def _suite(result: ScenarioResult, now: datetime) -> ET.Element:
         cases.append(_job_case(result, job))
         properties += [(f"job {job.ordinal}.job_id", job.job_id), (f"job {job.ordinal}.tenant_id",
                                                                    job.seeded.tenant_id)]
-    if result.outcome == "not_run":
+    if result.outcome == Outcome.NOT_RUN:
         cases.append(_case(result, "scenario", 0.0, skipped=result.note or "not run"))
     if result.failures:
         cases.append(_case(result, "scenario checks", result.duration, failures=result.failures))
@@ -102,11 +96,12 @@ def _wrap(name: str, started: datetime, seconds: float, properties: list[tuple[s
 
 
 def _job_case(result: ScenarioResult, job: JobResult) -> ET.Element:
-    if job.outcome in ("error", "running"):
+    if job.outcome in (Outcome.ERROR, Outcome.RUNNING):
         text = result.error or "the scenario ended before this job finished"
         return _case(result, f"job {job.ordinal}", job.duration or 0.0, failures=job.failures,
                      error=text, error_message=f"did not finish: {text.splitlines()[0]}")
-    skipped = {"interrupted": "interrupted before the job finished", "seeded": "seeded only (observe: false)"}
+    skipped = {Outcome.INTERRUPTED: "interrupted before the job finished",
+               Outcome.SEEDED: "seeded only (observe: false)"}
     return _case(result, f"job {job.ordinal}", job.duration or 0.0, failures=job.failures,
                  skipped=skipped.get(job.outcome))
 
@@ -121,7 +116,7 @@ def _case(result: ScenarioResult, name: str, seconds: float, failures: list[Fail
         element = ET.SubElement(case, "error", message=error_message or error.splitlines()[0], type="error")
         element.text = f"{error}\n\n{failed}" if failed else error
     elif failures:
-        ET.SubElement(case, "failure", message=failures[0].message, type=failures[0].kind).text = failed
+        ET.SubElement(case, "failure", message=failures[0].headline(), type=failures[0].kind).text = failed
     elif skipped:
         ET.SubElement(case, "skipped", message=skipped)
     return case

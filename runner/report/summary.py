@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from runner.durations import format_seconds
 from runner.engine.results import ScenarioResult
+from runner.outcomes import Outcome
 
 
 def summary(result: ScenarioResult) -> list[str]:
@@ -14,8 +15,8 @@ def summary(result: ScenarioResult) -> list[str]:
 def verdict(result: ScenarioResult) -> list[str]:
     """Outcome, counts, observation, latency table: what the console prints as soon as the jobs are judged."""
     tally = result.jobs.tally()
-    passed, failed = tally.outcomes["passed"], tally.outcomes["failed"]
-    unfinished = tally.outcomes["interrupted"] + tally.outcomes["running"]
+    passed, failed = tally.outcomes[Outcome.PASSED], tally.outcomes[Outcome.FAILED]
+    unfinished = tally.outcomes[Outcome.INTERRUPTED] + tally.outcomes[Outcome.RUNNING]
     head = (f"{result.name}: {result.outcome.upper()} - {len(result.jobs)} job(s): {passed} passed, {failed} failed"
             + (f", {unfinished} unfinished" if unfinished else "")
             + f"; {tally.variants} variants; {format_seconds(result.duration)}")
@@ -51,6 +52,6 @@ def cleanup_lines(result: ScenarioResult) -> list[str]:
         return [f"  cleanup ({policy}): the pipeline may still be working on {result.cleanup_pending_rows} row(s) "
                 f"until {result.cleanup_pending.astimezone():%H:%M:%S} (its steps' limits); the rows are kept as "
                 f"pending: ye-run cleanup --pending removes them after that"]
-    if result.record is not None and result.record.jobs and result.outcome != "seeded":
+    if result.record is not None and result.record.jobs and result.outcome != Outcome.SEEDED:
         return [f"  rows kept (cleanup: {policy}); remove them with: ye-run cleanup --run {result.run_id}"]
     return []

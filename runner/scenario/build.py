@@ -8,6 +8,7 @@ from typing import Any
 
 from runner import durations
 from runner.definition import DEFAULT, Definition, SeedRow
+from runner.outcomes import FailureKind
 from runner.pipeline import config as pipeline_config
 from runner.resources import default_images_dir
 from runner.scenario import model
@@ -111,7 +112,8 @@ def _expect(doc: dict[str, Any], root: Located, definition: Definition) -> model
         final_variant_given="variant" in final,
         final_job=_state(final["job"]) if "job" in final else None,
         retries=tuple((step, _retries(value)) for step, value in expect.get("retries", {}).items()),
-        detect=tuple(model.Detection(d["kind"], d.get("step"), tuple(d["variants"]) if "variants" in d else None)
+        detect=tuple(model.Detection(FailureKind(d["kind"]), d.get("step"),
+                                     tuple(d["variants"]) if "variants" in d else None)
                      for d in expect.get("detect", ())),
         failures=tuple(_failure(f) for f in expect.get("failures", ()) if definition.level(f["step"]) == "variant"),
         job_failures=tuple(_failure(f) for f in expect.get("failures", ()) if definition.level(f["step"]) == "job"),

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from runner.definition import DEFAULT, Definition, Scalar, SeedRow
+from runner.definition import DEFAULT, STEP_TIMEOUT, Definition, Scalar, SeedRow
+from runner.outcomes import FailureKind
 from runner.pipeline.config import PipelineConfig
 
 RowRefKind = Literal["none", "any", "id"]
@@ -121,12 +122,16 @@ class SourceMap:
 
     def at(self, path: str) -> str:
         """`file:line:col: path`, at the value or its nearest written ancestor."""
+        origin = self.origin(path)
+        return f"{origin.file}:{origin.line}:{origin.col}: {path}"
+
+    def origin(self, path: str) -> Origin:
+        """Where the value at `path` was written, else its nearest written ancestor (a default is declared by it)."""
         probe = path
         while probe not in self.marks and len(probe) > 1:
             cut = max(probe.rfind("."), probe.rfind("["))
             probe = probe[:cut] if cut > 0 else "$"
-        origin = self.marks.get(probe, Origin(self.file, 1, 1))
-        return f"{origin.file}:{origin.line}:{origin.col}: {path}"
+        return self.marks.get(probe, Origin(self.file, 1, 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +163,11 @@ class Retries:
 class Detection:
     """A failure the checker must report (expect.detect): its kind, and where, if given."""
 
-    kind: str
+    kind: FailureKind
     step: str | None = None
     variants: tuple[int, ...] | None = None
 
-    def matches(self, kind: str, step: str | None, creation_order: int | None) -> bool:
+    def matches(self, kind: FailureKind, step: str | None, creation_order: int | None) -> bool:
         return (kind == self.kind and (self.step is None or step == self.step)
                 and (self.variants is None or creation_order in self.variants))
 
@@ -199,7 +204,7 @@ class Expectations:
         found = dict(self.retries).get(step)
         return found.min_for(creation_order) if found is not None else 0
 
-    def detection_for(self, kind: str, step: str | None, creation_order: int | None) -> Detection | None:
+    def detection_for(self, kind: FailureKind, step: str | None, creation_order: int | None) -> Detection | None:
         return next((d for d in self.detect if d.matches(kind, step, creation_order)), None)
 
     def failure_for(self, step: str, creation_order: int) -> ExpectedFailure | None:
@@ -211,7 +216,9 @@ class Expectations:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    step: float = 300.0
+    """The scenario's time limits, in seconds; the schema's defaults are read from these (declared once)."""
+
+    step: float = STEP_TIMEOUT
     steps: tuple[tuple[str, float], ...] = ()
     stall: float = 300.0
     job: float = 1800.0
@@ -269,3 +276,7 @@ class Scenario:
     def at(self, path: str) -> str:
         """`file:line:col: path` for a JSON path of this scenario (for errors found after loading)."""
         return self.source.at(path) if self.source.marks else f"{self.path}: {path}"
+
+    def origin(self, path: str) -> Origin:
+        """Where this scenario wrote the value at `path` (a scenario built by hand: its file's first line)."""
+        return self.source.origin(path) if self.source.marks else Origin(str(self.path), 1, 1)

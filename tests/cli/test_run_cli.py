@@ -74,6 +74,25 @@ def test_failing_run_exits_one_with_the_failure_in_every_report(db: Database, tm
     assert doc["exit_code"] == 1 and doc["scenarios"][0]["jobs"][0]["failures"][0]["kind"] == "skipped_step"
 
 
+def test_every_report_names_the_line_of_the_broken_expectation(db: Database, tmp_path: Path):
+    path = scenario(tmp_path, "placed", "simulate_img_gen: true\nreference_pipeline: {faults: "
+                                        "[{kind: skip, step: yolo_detect, variants: [2]}]}\n"
+                                        "expect:\n  steps: [img_gen, vlm_analyze, yolo_detect, planner, overlay, "
+                                        "vlm_judge, ocr_eval, readability_eval, iou_eval]\n")
+    broke = f"(broke {path}:6:10: $.expect.steps)"
+    junit, report, page = tmp_path / "junit.xml", tmp_path / "report.json", tmp_path / "report.html"
+    result = invoke("run", path, "--database-url", url(db), "--reference-pipeline", "--junit", str(junit),
+                    "--json", str(report), "--html", str(page))
+    assert result.exit_code == 1
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("FAIL placed")]
+    assert line.endswith(f"to planner) {broke}"), line
+    failure = JUNIT_XSD.to_dict(str(junit))["testsuite"][0]["testcase"][0]["failure"][0]
+    assert failure["@message"].endswith(broke) and broke in failure["$"]
+    (placed,) = json.loads(report.read_text())["scenarios"][0]["jobs"][0]["failures"]
+    assert placed["origin"] == {"file": path, "line": 6, "col": 10, "path": "$.expect.steps"}
+    assert f"broke {path}:6:10: $.expect.steps" in page.read_text()
+
+
 def test_quiet_prints_only_failures_and_verbose_every_transition(db: Database, tmp_path: Path):
     path = scenario(tmp_path, "quiet", "simulate_img_gen: true\n")
     quiet = invoke("run", "-q", path, "--database-url", url(db), "--reference-pipeline")

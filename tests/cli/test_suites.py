@@ -168,3 +168,43 @@ def test_ctrl_c_with_four_workers_stops_cleanly(db: Database, tmp_path: Path):
             tenant = s["run"]["record"]["tenant_id"]
             assert count(conn, "select count(*) from jobs j where tenant_id = %s and (select count(*) from "
                                "jobs_variants v where v.job_id = j.job_id) <> 3", (tenant,)) == 0
+
+
+LITERAL_ROW = "fixtures: [{table: tone_styles, rows: [{tone_style_id: ye_suite_tone, name: calm}]}]\n"
+
+
+def test_an_invalid_file_reaches_the_html_report_too(tmp_path: Path):
+    """Load problems reach every reporter as the session's first event: the page says ERROR with the located line,
+    as the JSON report does, and the console adds nothing to the one line on stderr."""
+    from runner.report import html
+
+    suite = write_suite(tmp_path, {"healthy": FAULTS["healthy"]})
+    (suite / "broken.yaml").write_text("name: broken\nvariants: lots\n")
+    page, report = tmp_path / "report.html", tmp_path / "report.json"
+    result = invoke("run", str(suite), "--database-url", "postgresql://nobody@127.0.0.1:1/x", "--html", str(page),
+                    "--json", str(report))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == f"{suite / 'broken.yaml'}:2:11: $.variants: expected a whole number, got a " \
+                                    "string ('lots')"
+    text = page.read_text()
+    assert 'id="verdict">ERROR<' in text and "broken.yaml:2:11: $.variants" in text
+    assert html.render(json.loads(report.read_text())) == text
+
+
+def test_scenarios_that_would_seed_the_same_literal_row_side_by_side_are_refused_before_a_database_opens(
+        tmp_path: Path):
+    """Isolation is a selection check: -j 2 is refused (exit 2, in every report) even with no database to reach."""
+    suite = write_suite(tmp_path, {"first": LITERAL_ROW, "second": LITERAL_ROW})
+    junit, report = tmp_path / "junit.xml", tmp_path / "report.json"
+    result = invoke("run", str(suite), "-j", "2", "--database-url", "postgresql://nobody@127.0.0.1:1/x",
+                    "--junit", str(junit), "--json", str(report))
+    assert result.exit_code == 2, result.output
+    assert "a tone_styles row with no ${...} placeholder is also seeded by scenario 'first'" in result.stderr
+    assert "connection refused" not in result.output
+    doc = json.loads(report.read_text())
+    resources.validator("report.schema.json").validate(doc)
+    assert doc["exit_code"] == 2 and "also seeded by scenario 'first'" in doc["error"]
+    JUNIT_XSD.validate(str(junit))
+    assert "also seeded by scenario" in junit.read_text()
+    serial = invoke("run", str(suite), "--database-url", "postgresql://nobody@127.0.0.1:1/x")
+    assert serial.exit_code == 3 and "connection refused" in serial.stderr  # one at a time: nothing to refuse

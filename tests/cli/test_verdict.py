@@ -251,14 +251,14 @@ def test_ctrl_c_while_the_scenarios_load_still_writes_every_report(tmp_path: Pat
     so, exit 130 in it, and the console script turns it into one line."""
     import click
 
-    from runner.cli import common
     from runner.cli.main import cli
     from runner.report import html
+    from runner.scenario import suite
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common, "load_all", interrupted)
+    monkeypatch.setattr(suite, "load_all", interrupted)
     junit, report, options = _reports(tmp_path)
     page = tmp_path / "report.html"
     with pytest.raises(click.exceptions.Abort):  # click's form of it; main() prints one line and exits 130

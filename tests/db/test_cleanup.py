@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli.main import cli
-from runner.db import catalog, cleanup, registry
+from runner.db import catalog, cleanup
 from runner.db.connect import Database
 from runner.errors import GuardError
 from tests.conftest import new_tenant

@@ -169,6 +169,11 @@ def test_final_state_mismatch(tmp_path: Path):
     assert [p.what for p in final_problems(state, expect, 1)] == ["ended (iou_eval, done); expected (iou_eval, failed)"]
 
 
+def test_a_wrong_final_state_is_a_final_state_failure_at_the_step_it_ended(tmp_path: Path):
+    expect = expectations(tmp_path, "expect: {final: {variant: {step: iou_eval, status: failed}}}\n")
+    state = walk(trace(full_trace()), expect, 1, "user_img_input")
+    assert [(p.kind, p.step) for p in final_problems(state, expect, 1)] == [("final_state", "iou_eval")]
+
 @pytest.mark.parametrize("start", ["user_img_input", "img_gen"])
 def test_start_states(tmp_path: Path, start: str):
     expect = expectations(tmp_path, f"start: {start}\n")

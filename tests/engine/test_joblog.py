@@ -126,3 +126,22 @@ def test_only_the_failing_spilled_jobs_are_read_back_for_their_failures():
     assert [f.message for f in log.failures()] == [f.message for f in failing.failures]
     clean, _ = filled(30, keep=2)
     assert not clean.has_failures() and clean.failures() == []
+
+
+
+def test_a_spilled_failure_comes_back_with_its_kind_and_origin():
+    from runner.outcomes import FailureKind
+    from runner.scenario.model import Origin
+
+    jobs = [job(i + 1) for i in range(3)]
+    placed = Failure("retry_limit", "too many", job_ordinal=1, job_id=jobs[0].job_id,
+                     origin=Origin("smoke.yaml", 12, 5), expectation="$.expect.retries.overlay")
+    jobs[0].failures = [placed]
+    log = JobLog(keep=0)
+    for j in jobs:
+        log.append(j)
+        log.judged(j)
+    assert log.spilled == 3
+    back = log[0].failures[0]
+    assert back == placed and back is not placed
+    assert type(back.kind) is FailureKind and back.origin == Origin("smoke.yaml", 12, 5)

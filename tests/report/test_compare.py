@@ -154,3 +154,33 @@ def test_compare_two_real_nights(db: Database, tmp_path: Path):
     bad.write_text(json.dumps({"scenarios": "no"}))
     refused = CliRunner().invoke(cli, ["compare", str(bad), reports[0]])
     assert refused.exit_code == 2 and f"{bad}: $" in refused.stderr
+
+
+def test_compare_shows_the_p50_the_json_report_holds():
+    """The same run's p50 is one number: the JSON report's latency table and compare's view agree."""
+    from array import array
+
+    from runner.durations import format_seconds
+    from runner.engine.results import add_latencies, summarise
+    from runner.trace import Transition, VariantTrace
+
+    run = job(1, "passed")
+    variants = {}
+    for order, seconds in enumerate((1.0, 2.0, 3.0, 4.0), start=1):
+        vid = f"v{order}"
+        at = [START, START + timedelta(seconds=seconds)]
+        trace = [Transition(vid, run.job_id, "v", step, "done", t, t, 0.0, source=source)
+                 for step, t, source in (("img_gen", at[0], "history"), ("planner", at[1], "history"))]
+        variants[vid] = VariantTrace(vid, order, trace)
+    run.variants = variants
+    latencies: dict[str, array] = {}
+    add_latencies(latencies, run)
+    result = scenario("nightly", Outcome.PASSED, [run])
+    result.latency = summarise(latencies)
+    doc = json.loads(json.dumps(json_report.document([result], 0, NOW, NOW)))
+    p50 = format_seconds(doc["scenarios"][0]["latency"]["planner"]["p50"])
+    assert p50 == "2s"
+    (row,) = [line for line in compare.render(compare.compare(doc, doc), 0.2, 0.01) if " planner " in line]
+    assert f"{p50}>{p50}" in row.replace(" ", ""), row
+    page = compare.render_html(compare.compare(doc, doc), "a", "b", 0.2, 0.01)
+    assert f"{p50} → {p50}" in page

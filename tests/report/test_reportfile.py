@@ -14,7 +14,7 @@ from runner.engine.results import Outcome
 from runner.errors import InputError
 from runner.report import json_report, reportfile
 from tests.report.test_json import traced
-from tests.report.test_junit import NOW, scenario
+from tests.report.test_junit import NOW, job, scenario
 
 
 def valid() -> dict:
@@ -128,3 +128,21 @@ def test_nesting_is_counted_outside_strings_only(tmp_path: Path):
     doc["scenarios"][0]["error"] = "[" * 500 + "\\\"{" * 100
     path = write(tmp_path, json.dumps(doc))
     assert reportfile.load(path)["scenarios"][0]["error"] == doc["scenarios"][0]["error"]
+
+
+def test_failures_read_back_with_their_origin_and_without_one_from_an_older_report(tmp_path: Path):
+    from runner.scenario.model import Origin
+    from runner.trace import Failure
+
+    placed = Failure("skipped_step", "skipped planner", origin=Origin("smoke.yaml", 12, 3),
+                     expectation="$.expect.steps")
+    doc = json.loads(json.dumps(json_report.document(
+        [scenario("nightly", Outcome.FAILED, [job(1, "failed", [placed])])], 1, NOW, NOW)))
+    (failure,) = doc["scenarios"][0]["jobs"][0]["failures"]
+    assert failure["origin"] == {"file": "smoke.yaml", "line": 12, "col": 3, "path": "$.expect.steps"}
+    assert reportfile.load(write(tmp_path, json.dumps(doc))) == doc
+    del failure["origin"]  # written before failures were placed
+    assert reportfile.load(write(tmp_path, json.dumps(doc))) == doc
+    failure["kind"] = "no_such_kind"
+    with pytest.raises(InputError, match=r"\$\.scenarios\[0\]\.jobs\[0\]\.failures\[0\]\.kind"):
+        reportfile.load(write(tmp_path, json.dumps(doc)))

@@ -127,3 +127,24 @@ def test_docs_describe_every_schema_property():
     text = (ROOT / "docs" / "scenario-format.md").read_text(encoding="utf-8")
     missing = [path for path, _ in all_properties() if f"`{path}`" not in text]
     assert missing == [], f"docs/scenario-format.md lacks: {missing}"
+
+
+def test_timeout_defaults_are_declared_once_in_the_model(monkeypatch: pytest.MonkeyPatch):
+    """The schema's timeout defaults are read from the model (and the definition's step bound), never restated."""
+    import dataclasses
+
+    from runner import definition
+
+    moved = dataclasses.make_dataclass("Timeouts", [("step", float, 61.0), ("stall", float, 62.0),
+                                                    ("job", float, 63.0), ("grace", float, 4.0)], frozen=True)
+    monkeypatch.setattr(model, "Timeouts", moved)
+    monkeypatch.setattr(definition, "STEP_TIMEOUT", 64.0)
+    spec = importlib.util.spec_from_file_location("build_schemas_moved", ROOT / "tools" / "build_schemas.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    timeouts = module.SCENARIO["properties"]["timeouts"]["properties"]
+    assert {k: timeouts[k]["default"] for k in ("step", "stall", "job", "grace")} == {
+        "step": "61s", "stall": "62s", "job": "63s", "grace": "4s"}
+    step_def = module.STEP_DEF["anyOf"][1]["properties"]["timeout"]
+    assert step_def["default"] == "64s"
