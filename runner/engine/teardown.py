@@ -1,10 +1,11 @@
 """After the verdict: applying the cleanup policy, without ever holding the verdict back.
 
 The run's verdict is reported first; cleanup follows, on the run's own connection (its lock keeps
-other cleaners off). It waits only while the pipeline can still be working on the run's rows: a
-row done at the end of its steps is not, and neither is one that has been silent for longer than
-the step under way (or next) may take: the pipeline definition's bound for it. Past `cleanup_wait`, rows that may still be in the pipeline's hands
-are kept and recorded as pending; `ye-run cleanup --pending` removes them once that time is over.
+other cleaners off). It waits only while the pipeline can still be working on the run's rows: a row
+done at the end of its steps is not, and neither is one that has been silent for longer than the
+step under way (or next) may take: the pipeline definition's bound for it. Past `cleanup_wait`, rows
+that may still be in the pipeline's hands are kept and recorded as pending; `ye-run cleanup
+--pending` removes them once that time is over.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Following the jobs of a run: traces, progress, deadlines, and the failures they add up to.
 
 Each transition is fed once to its row's walk, as it arrives; a variant is finished when it reached
-its final state, failed beyond retry, or ran out of time. Once every variant is done at the
-last variant step, the job row walks the job-level steps the scenario expects (its *lane*),
-checked like a variant's trace. A job is ready to be judged when its variants and its lane
-are finished, or once its verdict is decided (a problem no later write can undo, or a timeout):
-then the run waits a short grace for what happens alongside, and judges it. Deadlines (step, stall, job) are enforced on the runner's monotonic clock, so a
-hung pipeline ends the run on time instead of hanging it.
+its final state, failed beyond retry, or ran out of time. Once every variant is done at the last
+variant step, the job row walks the job-level steps the scenario expects (its *lane*), checked like
+a variant's trace. A job is ready to be judged when its variants and its lane are finished, or once
+its verdict is decided (a problem no later write can undo, or a timeout): then the run waits a short
+grace for what happens alongside, and judges it. Deadlines (step, stall, job) are enforced on the
+runner's monotonic clock, so a hung pipeline ends the run on time instead of hanging it.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Observing every transition of the tracked jobs, in order, with both timestamps.
 
 One autocommit connection LISTENs on the variant and job channels (the `ListenHub`'s, shared by
-every scenario of a session); LISTEN comes first, then the tracked rows are read, then
-notifications are applied, and after any reconnect the same again. Where ye-run's history table exists, transitions are read from it
-with a cursor per row (a notification is only a wake-up), so the trace is complete even
-across a dropped connection. Elsewhere the notifications are the transitions, and one query
-for all tracked rows on a slow timer reconciles what was missed; the report then says gaps
-were possible. A heartbeat query and TCP keepalives detect a dead or half-open connection;
-losing it never fails a run by itself.
+every scenario of a session); LISTEN comes first, then the tracked rows are read, then notifications
+are applied, and after any reconnect the same again. Where ye-run's history table exists,
+transitions are read from it with a cursor per row (a notification is only a wake-up), so the trace
+is complete even across a dropped connection. Elsewhere the notifications are the transitions, and
+one query for all tracked rows on a slow timer reconciles what was missed; the report then says gaps
+were possible. A heartbeat query and TCP keepalives detect a dead or half-open connection; losing it
+never fails a run by itself.
 """
 
 from __future__ import annotations

@@ -38,21 +38,19 @@ class Route:
         return not definition.step(step).simulated or self.config.with_ye
 
 
-def scan(conn: psycopg2.extensions.connection, scope: Scope, condition: str, params: list) -> list[tuple]:
-    """Variant rows in scope matching `condition`: (variant id, job id, step, status), by job and creation order."""
-    where, scope_params = scope.where("v")
-    query = sql.SQL("SELECT v.job_variants_id::text, v.job_id::text, v.current_step, v.status FROM jobs_variants v "
-                    "WHERE {} AND {} ORDER BY v.job_id, v.creation_order").format(sql.SQL(condition), where)
-    with conn.cursor() as cur:
-        cur.execute(query, params + scope_params)
-        return cur.fetchall()
+_SCANS = {
+    "v": ("SELECT v.job_variants_id::text, v.job_id::text, v.current_step, v.status FROM jobs_variants v "
+          "WHERE {} AND {} ORDER BY v.job_id, v.creation_order"),
+    "j": "SELECT j.job_id::text, j.current_step, j.status FROM jobs j WHERE {} AND {} ORDER BY j.job_id",
+}
+"""Per level, the rows a scan returns: (variant id, job id, step, status), or (job id, step, status)."""
 
 
-def scan_jobs(conn: psycopg2.extensions.connection, scope: Scope, condition: str, params: list) -> list[tuple]:
-    """Job rows in scope matching `condition`: (job id, step, status)."""
-    where, scope_params = scope.where_job("j")
-    query = sql.SQL("SELECT j.job_id::text, j.current_step, j.status FROM jobs j WHERE {} AND {} "
-                    "ORDER BY j.job_id").format(sql.SQL(condition), where)
+def scan(conn: psycopg2.extensions.connection, scope: Scope, condition: str, params: list,
+         level: str = "v") -> list[tuple]:
+    """Rows of `level` in scope matching `condition` (written against alias `v` or `j`), in a stable order."""
+    where, scope_params = scope.where("v") if level == "v" else scope.where_job("j")
+    query = sql.SQL(_SCANS[level]).format(sql.SQL(condition), where)
     with conn.cursor() as cur:
         cur.execute(query, params + scope_params)
         return cur.fetchall()

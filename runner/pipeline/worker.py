@@ -198,18 +198,18 @@ class Worker:
     def _sweep(self, conn: psycopg2.extensions.connection) -> None:
         names = self.definition.variant_names
         driving = [s for s in names if self._route.next(s) is not None and s != self.definition.seed]
-        for variant_id, job_id, step, _ in route.scan(conn, self.scope, "v.status = 'done' AND v.current_step = ANY(%s)",
-                                                      [driving]):
+        done = "v.status = 'done' AND v.current_step = ANY(%s)"
+        for variant_id, job_id, step, _ in route.scan(conn, self.scope, done, [driving]):
             self._schedule_after(conn, variant_id, job_id, step)
         job_driving = [s for s in self.definition.names if self._route.next(s, "j") is not None]
         if job_driving:
-            for job_id, step, _ in route.scan_jobs(conn, self.scope, "j.status = 'done' AND j.current_step = ANY(%s)",
-                                                   [job_driving]):
+            job_done = "j.status = 'done' AND j.current_step = ANY(%s)"
+            for job_id, step, _ in route.scan(conn, self.scope, job_done, [job_driving], level="j"):
                 self._schedule_job_after(conn, job_id, step)
 
     def _poll_ye(self, conn: psycopg2.extensions.connection) -> None:
-        for variant_id, job_id, step, _ in route.scan(
-                conn, self.scope, "v.status = 'done' AND v.current_step = %s", [self.definition.seed]):
+        seeded = "v.status = 'done' AND v.current_step = %s"
+        for variant_id, job_id, step, _ in route.scan(conn, self.scope, seeded, [self.definition.seed]):
             self._schedule_after(conn, variant_id, job_id, step)
 
     def _resume(self, conn: psycopg2.extensions.connection) -> None:
@@ -221,8 +221,9 @@ class Worker:
                     log.info("pipeline: resuming %s of variant #%d (left %s)", step, info.creation_order, status)
                     self._enqueue(Task(info, step, (step, status), resumed=True))
         if self.definition.job_steps:
-            for job_id, step, status in route.scan_jobs(conn, self.scope, "j.status IN ('running', 'queued') AND "
-                                                              "j.current_step = ANY(%s)", [list(self.definition.job_names)]):
+            left = "j.status IN ('running', 'queued') AND j.current_step = ANY(%s)"
+            for job_id, step, status in route.scan(conn, self.scope, left, [list(self.definition.job_names)],
+                                                   level="j"):
                 log.info("pipeline: resuming %s of job %s (left %s)", step, job_id[:8], status)
                 self._enqueue(Task(self._job_info(conn, job_id), step, (step, status), resumed=True, level="j"))
 
