@@ -23,6 +23,8 @@ class Outcome(StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     ERROR = "error"
+    FLAKY = "flaky"
+    """Failed, then passed on a rerun (`--reruns N`): reported as such, never as a plain pass."""
 
     @property
     def rank(self) -> int:
@@ -31,8 +33,8 @@ class Outcome(StrEnum):
 
     @property
     def passing(self) -> bool:
-        """Nothing was found wrong: passed, or seeded (observe: false)."""
-        return self in (Outcome.PASSED, Outcome.SEEDED)
+        """The verdict holds nothing wrong: passed, seeded (observe: false), or flaky (it passed on a rerun)."""
+        return self in (Outcome.PASSED, Outcome.SEEDED, Outcome.FLAKY)
 
     def __lt__(self, other: object) -> bool:
         return self.rank < _rank(other)
@@ -47,8 +49,8 @@ class Outcome(StrEnum):
         return self.rank >= _rank(other)
 
 
-ORDER = (Outcome.PASSED, Outcome.SEEDED, Outcome.NOT_RUN, Outcome.RUNNING, Outcome.FAILED, Outcome.INTERRUPTED,
-         Outcome.ERROR)
+ORDER = (Outcome.PASSED, Outcome.SEEDED, Outcome.FLAKY, Outcome.NOT_RUN, Outcome.RUNNING, Outcome.FAILED,
+         Outcome.INTERRUPTED, Outcome.ERROR)
 """Best to worst: an interrupt hides more than a failure shows, and an error ends everything."""
 
 
@@ -109,8 +111,8 @@ class FailureKind(StrEnum):
     SQL_CHECK = "sql_check", "$.expect.sql", "an SQL check did not return what it expects, or could not run"
     DETECTION_MISSING = ("detection_missing", "$.expect.detect", "a failure declared in expect.detect was not "
                          "reported", False)
-    LATENCY_LIMIT = ("latency_limit", "$.expect.latency", "a step's latency (p50, p95 or max) is over its limit",
-                     False, "$.expect.latency.{step}")
+    LATENCY_LIMIT = ("latency_limit", "$.expect.latency", "a step's latency (p50, p95, p99 or max), or the jobs' "
+                     "end to end (expect.job_latency), is over its limit", False, "$.expect.latency.{step}")
 
     def path(self, step: str | None, written: Container[str]) -> str:
         """The path of what a failure at `step` broke: the step's own entry where the scenario wrote one."""

@@ -8,15 +8,19 @@ them (`scenario.suite`). Opt-in: a YAML file is collected only under a path list
 nothing. Scenario tags become markers (registered, so `--strict-markers` is content); two
 scenarios of one name are a collection error of the second file, as in the CLI. One database per
 pytest process: the one given (`--ye-run-database-url` / `YE_DATABASE_URL`), else the embedded
-server; under pytest-xdist each worker starts an embedded server of its own (in a temporary
-directory), so workers never stop a server another is using. Workers that share a given database
-run scenarios side by side, so their selection is checked as `ye-run run -j N` checks its own.
+server, which pytest-xdist workers share as separate ye-run processes share it (`db.embedded`: one
+server per data directory, started under a file lock, stopped by the last process to leave), so
+`-n 4` starts one server, not four. Workers share a database either way and run scenarios side by
+side, so their selection is checked as `ye-run run -j N` checks its own. A failure's summary line
+and JUnit message are its short reasons (`ScenarioResult.reasons`, no row ids); the long report is
+the CLI's located text.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,15 +70,30 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """xdist workers on one given database run scenarios side by side: refuse, before a database opens, one that
-    would seed a literal row another seeds (every worker selects the whole run's items, so each finds the clash)."""
-    if not (hasattr(config, "workerinput") and config.getoption("ye_run_database_url")):
+    """xdist workers share one database (the one given, or the one embedded server) and run scenarios side by side:
+    refuse, before a database opens, one that would seed a literal row another seeds (every worker selects the whole
+    run's items, so each finds the clash)."""
+    if not hasattr(config, "workerinput"):
         return
     from runner.scenario.suite import isolation_clashes
 
     chosen = {id(item.scenario): item for item in items if isinstance(item, ScenarioItem)}
     for scenario, line in isolation_clashes([item.scenario for item in chosen.values()]):
         chosen[id(scenario)].refused.append(line)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A scenario that failed or stopped is summed up by its short reason, at the line of what it broke: the summary
+    line (`FAILED ...::planner-slo - planner: p95 latency ...`), `--tb=line` and JUnit's `message` read it, and xdist
+    carries it from the worker; the long report stays the located, full text."""
+    report = yield
+    stopped = call.excinfo.value if call.excinfo is not None else None
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if isinstance(stopped, ScenarioStopped) and crash is not None:  # in place: a chained repr holds it twice
+        crash.path, crash.message = str(item.path), stopped.reason
+        crash.lineno = stopped.line or item.reportinfo()[1] + 1  # else the scenario's name
+    return report
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -108,14 +127,13 @@ class Runtime:
         return self._loader
 
     def database(self):  # type: ignore[no-untyped-def]
-        """The database, opened at first use: the URL given, else an embedded server (one per xdist worker)."""
+        """The database, opened at first use: the URL given, else the embedded server, joined if another process
+        (an xdist worker, a `ye-run`) started it; the last process to leave stops it."""
         with self._lock:
             if self._database is None:
                 from runner.db.target import open_database
 
-                worker = os.environ.get("PYTEST_XDIST_WORKER")
-                self._database = self._stack.enter_context(
-                    open_database(self.config.getoption("ye_run_database_url"), ephemeral=worker is not None))
+                self._database = self._stack.enter_context(open_database(self.config.getoption("ye_run_database_url")))
             return self._database
 
     def options(self):  # type: ignore[no-untyped-def]
@@ -184,12 +202,14 @@ class ScenarioFile(pytest.File):
             yield item
 
 
-class ScenarioFailed(Exception):
-    """The scenario ran and an expectation did not hold."""
+class ScenarioStopped(pytest.fail.Exception):  # type: ignore[name-defined,misc]
+    """A scenario failed (in the test) or was stopped (in setup or teardown: pytest's ERROR): the message is the long
+    report, located, with no Python traceback (`pytrace=False`); `reason` its one line for the summary and JUnit's
+    `message`; `line` where in the scenario file it points."""
 
-    def __init__(self, text: str, line: int | None):
-        super().__init__(text)
-        self.text = text
+    def __init__(self, text: str, reason: str, line: int | None = None):
+        super().__init__(text, pytrace=False)
+        self.reason = reason
         self.line = line
 
 
@@ -208,18 +228,16 @@ class ScenarioItem(pytest.Item):
         `error`, as the CLI says; pytest reports an exception in setup as an error, not as a failure."""
         runtime: Runtime = self.config._ye_run  # type: ignore[attr-defined]
         if self.refused:  # found at selection, before a database opens
-            pytest.fail("\n".join(self.refused), pytrace=False)
+            raise ScenarioStopped("\n".join(self.refused), *self._unlocated(_first_line(self.refused[0])))
         try:
             result, _, notes = runtime.run(self.scenario)
         except YeRunError as exc:  # its lines are located where they can be
-            reason = f"{self.scenario.name}: {exc}"
-        else:
-            self.user_properties.append(("run_id", result.run_id))
-            self._ran = (result, notes)
-            if result.outcome != Outcome.ERROR:
-                return
-            reason = f"{self._origin()}: {failure_text(result, notes)}"
-        pytest.fail(reason, pytrace=False)
+            reason, line = self._unlocated(_first_line(str(exc)))
+            raise ScenarioStopped(f"{self.scenario.name}: {exc}", reason, line) from None
+        self.user_properties.append(("run_id", result.run_id))
+        self._ran = (result, notes)
+        if result.outcome == Outcome.ERROR:
+            raise ScenarioStopped(f"{self._origin()}: {failure_text(result, notes)}", short_reason(result))
 
     def teardown(self) -> None:
         """A cleanup policy that could not be applied (a deadlock, a refused delete) is an error of teardown, as
@@ -227,24 +245,27 @@ class ScenarioItem(pytest.Item):
         result = self._ran[0] if self._ran else None
         failed = getattr(result, "cleanup_error", None)  # set by the verdict-first cleanup (engine/teardown.py)
         if failed and result.outcome != Outcome.ERROR:  # an error's text already says it
-            pytest.fail(f"{self._origin()}: {self.scenario.name}: {failed}", pytrace=False)
+            raise ScenarioStopped(f"{self._origin()}: {self.scenario.name}: {failed}",
+                                  f"cleanup: {_first_line(failed)}")
 
     def runtest(self) -> None:
         assert self._ran is not None
         result, notes = self._ran
         if result.outcome.passing:
             return
-        raise ScenarioFailed(failure_text(result, notes), expectation_line(self.scenario, result))
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, ScenarioFailed):
-            where = f"{self.path}:{excinfo.value.line}: " if excinfo.value.line else ""
-            return f"{where}{excinfo.value.text}"
-        return super().repr_failure(excinfo)
+        line = expectation_line(self.scenario, result)
+        where = f"{self.path}:{line}: " if line else ""
+        raise ScenarioStopped(f"{where}{failure_text(result, notes)}", short_reason(result), line)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         origin = self.scenario.source.marks.get("$.name") or self.scenario.source.marks.get("$")
         return self.path, (origin.line - 1) if origin else 0, f"ye-run scenario: {self.name}"
+
+    def _unlocated(self, text: str) -> tuple[str, int | None]:
+        """A line located in this item's own file, without its place (the summary line names the file; the crash
+        line keeps the line number): `$.expect.sql[0].query: ...`, the same on every machine and checkout."""
+        found = re.match(rf"{re.escape(str(self.path))}:(\d+)(?::\d+)?: ", text)
+        return (text[found.end():], int(found.group(1))) if found else (text, None)
 
     def _origin(self) -> str:
         """`file:line` of the scenario's name, where an error that belongs to no expectation points."""
@@ -258,6 +279,18 @@ def failure_text(result: Any, notes: list[str]) -> str:
     parts = [f"FAIL {failure.text()}" for failure in result.all_failures]
     parts += [f"note: {note}" for note in notes]
     return "\n".join(parts + summary(result))
+
+
+def short_reason(result: Any, shown: int = 3) -> str:
+    """What failed, in one line and without row ids, so a night's failure groups with the last one's:
+    `planner: p95 latency 310ms is over the limit 100ms (n=3)`, the first few joined by `; `."""
+    reasons = result.reasons() or [str(result.outcome)]
+    more = f"; +{len(reasons) - shown} more" if len(reasons) > shown else ""
+    return "; ".join(reasons[:shown]) + more
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def expectation_line(scenario: Any, result: Any) -> int | None:

@@ -1,7 +1,9 @@
-"""Real PostgreSQL for the tests: the embedded server, and an external one when configured.
+"""Real PostgreSQL for the tests: the embedded server, and an external one.
 
-`YE_TEST_DATABASE_URL` (e.g. postgresql://postgres@127.0.0.1:5432/postgres) adds the external
-server: a fresh database is created there for the session and dropped afterwards.
+The external server is `YE_TEST_DATABASE_URL`'s (e.g. postgresql://postgres@127.0.0.1:5432/postgres)
+when it is set, else a private server the run starts for itself (`tests.private_server`; one for all
+pytest-xdist workers), so a fresh machine runs every test. Either way a fresh database is created
+there for the session and dropped afterwards.
 """
 
 from __future__ import annotations
@@ -16,9 +18,30 @@ import pytest
 
 from runner.db import embedded, schema
 from runner.db.connect import Database, parse_url
+from tests.private_server import PrivateServer
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]
+PRIVATE = pytest.StashKey[tuple[PrivateServer, bool]]()
+"""The run's private server, and whether this process named it (and so stops it at the end)."""
+WORKER_KEY = "ye_run_private_server"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    shared = getattr(config, "workerinput", {}).get(WORKER_KEY)
+    config.stash[PRIVATE] = (PrivateServer(Path(shared)), False) if shared else (PrivateServer.named(), True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    """pytest-xdist: every worker joins the controller's private server instead of starting one."""
+    node.workerinput[WORKER_KEY] = str(node.config.stash[PRIVATE][0].directory)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server, named_here = config.stash[PRIVATE]
+    if named_here:  # under xdist the controller: every worker has finished
+        server.stop()
 
 
 def _drop(admin: Database, name: str) -> None:
@@ -59,10 +82,9 @@ def embedded_server() -> Iterator[Database]:
 
 
 @pytest.fixture(scope="session")
-def external_server() -> Iterator[Database]:
-    url = os.environ.get("YE_TEST_DATABASE_URL")
-    if not url:
-        pytest.skip("YE_TEST_DATABASE_URL is not set")
+def external_server(pytestconfig: pytest.Config) -> Iterator[Database]:
+    """A server that is not the embedded default: `YE_TEST_DATABASE_URL`'s, else the run's private one."""
+    url = os.environ.get("YE_TEST_DATABASE_URL") or pytestconfig.stash[PRIVATE][0].join()
     admin = Database(parse_url(url))
     name = f"ye_run_test_{uuid.uuid4().hex[:10]}"
     database = _create(admin, name)

@@ -28,7 +28,13 @@ def test_the_worst_outcome_is_the_max():
 
 def test_outcomes_are_written_as_the_strings_reports_have_always_held():
     assert json.dumps([Outcome.NOT_RUN, Outcome.PASSED]) == '["not_run", "passed"]'
-    assert [o.value for o in Outcome] == ["passed", "seeded", "not_run", "running", "failed", "interrupted", "error"]
+    assert [o.value for o in Outcome] == ["passed", "seeded", "not_run", "running", "failed", "interrupted", "error",
+                                          "flaky"]
+
+
+def test_flaky_is_worse_than_a_pass_and_passes_in_the_end():
+    assert max(Outcome.PASSED, Outcome.FLAKY) is Outcome.FLAKY and max(Outcome.FLAKY, Outcome.FAILED) is Outcome.FAILED
+    assert Outcome.FLAKY.passing
 
 
 def test_a_result_holds_an_outcome_whoever_sets_it():

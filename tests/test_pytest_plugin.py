@@ -90,6 +90,9 @@ def test_a_failed_scenario_shows_the_clis_text_at_its_expectation(pytester: pyte
     cases = {c.get("name"): c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
     assert set(cases) == {"skips", "fine"} and cases["skips"].get("classname") == "scenarios.skips.yaml"
     assert cases["skips"].find("failure") is not None and cases["fine"].find("failure") is None
+    reason = "job 1 › variant #2 › yolo_detect: skipped yolo_detect (went from vlm_analyze straight to planner)"
+    assert cases["skips"].find("failure").get("message").startswith(reason)  # no ids: it groups across nights
+    result.stdout.fnmatch_lines(["FAILED scenarios/skips.yaml::skips - job 1 › variant #2 › yolo_detect: skip*"])
 
 
 def test_a_failure_is_reported_at_the_line_of_the_expectation_it_broke(pytester: pytest.Pytester, db: Database):
@@ -111,7 +114,9 @@ create trigger refuse_delete before delete on jobs for each row execute function
 """
 
 
-def test_what_stops_a_scenario_being_judged_is_an_error_not_a_failure(pytester: pytest.Pytester, db: Database):
+def test_what_stops_a_scenario_being_judged_is_an_error_not_a_failure(pytester: pytest.Pytester, db: Database,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("COLUMNS", "200")
     scenarios(pytester, misspelt=MISSPELT_TABLE.format(name="misspelt", tag="x"),
               fine=HEALTHY.format(name="fine", tag="x"))
     args = ["--ye-run-database-url", url(db), "--ye-run-reference-pipeline", "--junitxml", "junit.xml"]
@@ -119,10 +124,14 @@ def test_what_stops_a_scenario_being_judged_is_an_error_not_a_failure(pytester: 
     result.assert_outcomes(passed=1, errors=1)
     out = result.stdout.str()
     assert "ERROR at setup of ye-run scenario: misspelt" in out
-    assert "scenarios/misspelt.yaml:6:62: $.expect.sql[0].query: sql check 'variants': relation" in out
+    refused = "scenarios/misspelt.yaml:6:62: $.expect.sql[0].query: sql check 'variants': relation"
+    assert refused in out
     assert "Traceback" not in out
+    reason = "$.expect.sql[0].query: sql check 'variants': relation \"jobs_variant\" does not exist"
+    result.stdout.fnmatch_lines([f"ERROR scenarios/misspelt.yaml::misspelt - {reason}"])  # the file is the node's
     cases = {c.get("name"): c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
     assert cases["misspelt"].find("error") is not None and cases["misspelt"].find("failure") is None
+    assert cases["misspelt"].find("error").get("message") == f'failed on setup with "{reason}"'  # no path in it
     guarded = pytester.runpytest("-q", *args, "--ye-run-tenant-pattern", "^only_this_tenant$")
     guarded.assert_outcomes(errors=2)
     assert "tenant" in guarded.stdout.str()
@@ -136,6 +145,7 @@ def test_a_scenario_whose_cleanup_fails_is_an_error(pytester: pytest.Pytester, d
     assert outcomes.get("errors") == 1 and "failed" not in outcomes, outcomes
     out = result.stdout.str()
     assert "ERROR at " in out and "deletes are refused here" in out and "Traceback" not in out
+    result.stdout.fnmatch_lines(["ERROR scenarios/cleaned.yaml::cleaned - cleanup: *"])
 
 
 def test_fixtures_run_scenarios_from_python_and_return_the_result(pytester: pytest.Pytester, db: Database):
@@ -154,11 +164,13 @@ def test_fixtures_run_scenarios_from_python_and_return_the_result(pytester: pyte
         def test_yaml_text_and_a_failing_expectation(ye_run_scenario):
             result = ye_run_scenario("name: txt\\ntenant: {id: ye_fixture_test, isolate: true}\\n"
                                      "simulate_img_gen: true\\nexpect: {retries: {overlay: {min: 1}}}\\n")
-            assert result.outcome == "failed"
             assert {f.kind for f in result.all_failures} == {"retries_below_minimum"}
+            assert result.outcome == "passed", result  # fails on purpose: the message is the short repr
     ''')
     result = pytester.runpytest("-q", "--ye-run-database-url", url(db), "--ye-run-reference-pipeline")
-    result.assert_outcomes(passed=2), result.stdout.str()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["E *AssertionError: <ScenarioResult 'txt' failed, 1 job(s): job 1*: *overlay*>"])
+    assert "job_id" not in result.stdout.str()  # the short repr, not the dataclass's every field
 
 
 def test_xdist_runs_scenarios_on_two_workers_with_the_serial_verdicts(pytester: pytest.Pytester, db: Database):
@@ -197,22 +209,38 @@ def test_a_scenario_the_connection_budget_cannot_hold_is_an_error_as_in_the_cli(
 LITERAL_ROW = "fixtures: [{{table: tone_styles, rows: [{{tone_style_id: ye_plugin_tone, name: calm}}]}}]\n"
 
 
+@pytest.mark.parametrize("target", ["external", "embedded"])
 def test_xdist_workers_sharing_a_database_refuse_scenarios_that_would_seed_one_literal_row(
-        pytester: pytest.Pytester):
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, target: str):
     """Every xdist worker selects the whole run's items, so each one finds the clash, before a database opens; one
-    process alone runs them one at a time and refuses nothing."""
+    process alone runs them one at a time and refuses nothing. Workers share the embedded server as they share a
+    given database, so the check holds there too. (Neither database can be reached: what the unrefused items meet
+    is one located line each, the embedded server's reason every time it is asked, never a traceback.)"""
     scenarios(pytester, first=(HEALTHY + LITERAL_ROW).format(name="first", tag="x"),
               second=(HEALTHY + LITERAL_ROW).format(name="second", tag="x"))
-    args = ["--ye-run-database-url", "postgresql://nobody@127.0.0.1:1/x", "-p", "no:cacheprovider"]
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ["-p", "no:cacheprovider"]
+    if target == "external":
+        args += ["--ye-run-database-url", "postgresql://nobody@127.0.0.1:1/x"]
+        unreachable = "cannot reach PostgreSQL at 127.0.0.1:1: connection refused"
+    else:  # a data directory no server starts in: PG_VERSION and nothing else
+        monkeypatch.delenv("YE_DATABASE_URL", raising=False)
+        broken = pytester.mkdir("pg")
+        (broken / "PG_VERSION").write_text("18\n")
+        monkeypatch.setenv("YE_EMBEDDED_DIR", str(broken))
+        unreachable = f"cannot start the embedded PostgreSQL in {broken}"
     parallel = pytester.runpytest_subprocess("-n", "2", *args)
     parallel.assert_outcomes(errors=2)
     out = parallel.stdout.str()
     clash = "a tone_styles row with no ${...} placeholder is also seeded by scenario 'first'"
     assert clash in out and "ERROR at setup of ye-run scenario: second" in out
-    assert out.count("connection refused") >= 1 and "Traceback" not in out
+    assert out.count(unreachable) >= 1 and "Traceback" not in out
     serial = pytester.runpytest_subprocess(*args)
     serial.assert_outcomes(errors=2)
     assert clash not in serial.stdout.str()
+    serial.stdout.fnmatch_lines([f"ERROR scenarios/first.yaml::first - {unreachable[:40]}*",
+                                 f"ERROR scenarios/second.yaml::second - {unreachable[:40]}*"])
+    assert "AssertionError" not in serial.stdout.str()  # a second try after a failed start: the same reason
 
 
 LONG = ("name: long\ntenant: {id: ye_plugin_sigint_test}\nsimulate_img_gen: true\ncleanup: always\n"
@@ -264,3 +292,54 @@ def test_ctrl_c_ends_the_scenario_under_way_like_the_cli_with_its_cleanup_applie
     assert b"KeyboardInterrupt" in out
     with db.connect("ye-run tests") as conn:
         assert count(conn, "select count(*) from jobs where tenant_id = 'ye_plugin_sigint_test'") == 0
+
+
+SLO = ("name: planner-slo\ntenant: {id: ye_plugin_slo, isolate: true}\nsimulate_img_gen: true\n"
+       "reference_pipeline: {latency: {steps: {planner: 300ms}}}\nexpect: {latency: {planner: {p95: 100ms}}}\n")
+SERVER = '''
+import os
+
+def test_which_server(ye_run_database):
+    with ye_run_database.connect("which server") as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_setting('data_directory'), pg_postmaster_start_time()::text")
+        found = " ".join(cur.fetchone())
+    (Path(os.environ["SERVERS"]) / os.environ["PYTEST_XDIST_WORKER"]).write_text(found)
+'''
+
+
+def test_xdist_workers_share_one_embedded_server_and_say_what_failed(pytester: pytest.Pytester, tmp_path,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    """`-n 2` on the embedded default: both workers join one server (the last to leave stops it), and a failed
+    scenario's summary line, sent back from a worker, says what failed."""
+    servers = tmp_path / "servers"
+    servers.mkdir()
+    monkeypatch.setenv("SERVERS", str(servers))
+    monkeypatch.setenv("YE_EMBEDDED_DIR", str(tmp_path / "pg"))
+    monkeypatch.delenv("YE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    scenarios(pytester, slo=SLO)
+    pytester.makepyfile(test_server="from pathlib import Path\n" + SERVER)
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "each", "-rf", "-p", "no:cacheprovider",
+                                           "--ye-run", "scenarios", "test_server.py")
+    result.assert_outcomes(passed=2, failed=2)
+    seen = {path.name: path.read_text() for path in servers.iterdir()}
+    assert set(seen) == {"gw0", "gw1"} and len(set(seen.values())) == 1, seen
+    assert seen["gw0"].startswith(str(tmp_path / "pg"))
+    assert not (tmp_path / "pg" / "postmaster.pid").exists()  # the last worker to leave stopped it
+    result.stdout.re_match_lines([r"FAILED scenarios/slo.yaml::planner-slo - planner: p95 latency \d+ms is over the "
+                                 r"limit 100ms \(n=3\)"])
+
+
+def test_a_result_shows_in_short_what_failed():
+    from runner.engine.results import ScenarioResult
+    from runner.trace import Failure
+
+    result = ScenarioResult("planner-slo", "slo.yaml", "20261206T040603-6afee1")
+    result.outcome = "failed"
+    result.failures = [Failure("latency_limit", "planner-slo › planner: p95 latency 180ms is over the limit 100ms "
+                                                "(n=3)"),
+                       Failure("sql_check", "planner-slo › job 1 (5abccf5a-268e-447a-ae85-308fa87c267f): sql check "
+                                            "'enough': expected >= 4, got 3")]
+    assert repr(result) == ("<ScenarioResult 'planner-slo' failed, 0 job(s): planner: p95 latency 180ms is over the "
+                            "limit 100ms (n=3); job 1: sql check 'enough': expected >= 4, got 3>")
+    assert repr(ScenarioResult("fine", "fine.yaml", "r")) == "<ScenarioResult 'fine' running, 0 job(s)>"

@@ -144,7 +144,7 @@ def test_right_password_in_every_form(password_user: URL, secret: str):
 
 @pytest.fixture
 def trusted(external_server: Database) -> URL:
-    """The external server's fresh test database (the fixture skips when YE_TEST_DATABASE_URL is not set)."""
+    """The external server's fresh test database (YE_TEST_DATABASE_URL's server, else the run's private one)."""
     return external_server.url
 
 

@@ -94,3 +94,24 @@ def test_the_cli_refuses_a_deeply_nested_keyword_in_one_line(expression: str):
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         "ye-run: error: -k expression nested deeper than 100 levels (parentheses and 'not')"]
+
+
+def test_shards_by_duration_put_the_longest_alone_and_stay_disjoint():
+    """Nine shipped scenarios or so, one known to take 100 s and the rest 1 s: the long one is a shard of its own
+    where a split by count would have given it company; the parts are disjoint and cover the selection."""
+    longest = SHIPPED[-1].name
+    durations = {s.name: 1.0 for s in SHIPPED} | {longest: 100.0}
+    shards = [[s.name for s in select.balanced(SHIPPED, k, 3, durations)] for k in (1, 2, 3)]
+    assert shards[0] == [longest]
+    assert sorted(n for shard in shards for n in shard) == sorted(s.name for s in SHIPPED)
+    assert shards == [[s.name for s in select.balanced(SHIPPED, k, 3, dict(durations))] for k in (1, 2, 3)]
+    assert any(longest in [s.name for s in select.shard(SHIPPED, k, 3)] and len(select.shard(SHIPPED, k, 3)) > 1
+               for k in (1, 2, 3))
+
+
+def test_a_scenario_with_no_past_duration_counts_as_the_median_and_none_known_is_by_count():
+    durations = {SHIPPED[0].name: 30.0, SHIPPED[1].name: 10.0, SHIPPED[2].name: 20.0}
+    loads = [sum(durations.get(s.name, 20.0) for s in part) for part in select.partition(SHIPPED, 2, durations)]
+    assert abs(loads[0] - loads[1]) <= 30.0
+    assert [select.balanced(SHIPPED, k, 4, {}) for k in range(1, 5)] == [select.shard(SHIPPED, k, 4)
+                                                                        for k in range(1, 5)]

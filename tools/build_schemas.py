@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner import definition, durations  # noqa: E402
+from runner import definition, durations, sqlvalue  # noqa: E402
 from runner.definition import DEFAULT  # noqa: E402
 from runner.outcomes import FailureKind, Outcome  # noqa: E402
 from runner.scenario import model  # noqa: E402
@@ -54,6 +54,13 @@ def prop(description, schema, default=None):
     return out
 
 
+LATENCY_LIMITS = obj("Limits for one step.", {
+    "p50": prop("Median limit.", {"$ref": "#/$defs/duration"}),
+    "p95": prop("95th percentile limit.", {"$ref": "#/$defs/duration"}),
+    "p99": prop("99th percentile limit.", {"$ref": "#/$defs/duration"}),
+    "max": prop("Maximum.", {"$ref": "#/$defs/duration"}),
+})
+PERCENT = sqlvalue.PERCENT.pattern
 DETECTABLE = [kind.value for kind in FailureKind if kind.detectable]
 """The checker's failure kinds a scenario may declare in expect.detect (declared once: `outcomes.FailureKind`)."""
 KINDS = [kind.value for kind in FailureKind]
@@ -99,6 +106,10 @@ SCENARIO = {
                         "additionalProperties": {"type": "array", "minItems": 1}}),
         "extends": prop("Another scenario file (relative to this one) whose keys this file overrides; "
                         "mappings merge key by key, lists and values replace.", {"type": "string", "minLength": 1}),
+        "pipeline_file": prop("The pipeline definition this scenario is written for (a file, relative to the file "
+                              "that names it): its steps are the ones this scenario may name. Default: its folder's "
+                              "in the project config, else the run's (--pipeline-file), else the built-in one.",
+                              {"type": "string", "minLength": 1}),
         "tenant": obj("The tenant the job is seeded for.", {
             "id": prop("The tenant_id. Must look like test data (see the tenant guard).",
                        {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$"},
@@ -227,17 +238,18 @@ SCENARIO = {
                                      {"type": "boolean"}, True),
                 }, required=["step"]),
             }, []),
-            "latency": prop("Latency limits per step (from the previous step's done to this step's done).", {
-                "type": "object", "propertyNames": STEP,
-                "additionalProperties": obj("Limits for one step.", {
-                    "p50": prop("Median limit.", {"$ref": "#/$defs/duration"}),
-                    "p95": prop("95th percentile limit.", {"$ref": "#/$defs/duration"}),
-                    "max": prop("Maximum.", {"$ref": "#/$defs/duration"}),
-                }),
+            "latency": prop("Latency limits per step (from the previous step's done to this step's done); "
+                            "`default` holds for every step measured, a step's own limits replace it key by key.", {
+                "type": "object", "propertyNames": {"anyOf": [STEP, {"const": "default"}]},
+                "additionalProperties": LATENCY_LIMITS,
             }, {}),
+            "job_latency": obj("Limits on a job's end-to-end latency: from seeding to its last write (the job row's "
+                               "final state), over every job that ran to its end.", LATENCY_LIMITS["properties"]),
             "sql": prop("Read-only SQL checks run after each job; `:job_id` and `:tenant_id` are bound.", {
                 "type": "array",
-                "items": obj("One check: exactly one of `equals` or `rows`.", {
+                "items": obj("One check: exactly one of `rows` or a test of the value of the first column of "
+                             "the only row (`equals`, `at_least`, `at_most`, `greater_than`, `less_than`, "
+                             "`between`, `approx`, `matches`).", {
                     "name": prop("What the check proves.", {"type": "string", "minLength": 1}),
                     "query": prop("One plain read-only query (SELECT, VALUES or TABLE; read-only CTEs; no locking "
                                   "clause; immutable or stable functions only), checked by PostgreSQL's parser and "
@@ -245,6 +257,20 @@ SCENARIO = {
                     "equals": prop("The expected value of the first column of the single row.",
                                    {"$ref": "#/$defs/scalar"}),
                     "rows": prop("The expected number of rows.", {"type": "integer", "minimum": 0}),
+                    "at_least": prop("The value is a number >= this.", {"type": "number"}),
+                    "at_most": prop("The value is a number <= this.", {"type": "number"}),
+                    "greater_than": prop("The value is a number > this.", {"type": "number"}),
+                    "less_than": prop("The value is a number < this.", {"type": "number"}),
+                    "between": prop("The value is a number from the first to the second, both included.",
+                                    {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}),
+                    "approx": obj("The value is a number within a tolerance of another.", {
+                        "value": prop("The value expected.", {"type": "number"}),
+                        "tolerance": prop("The largest difference allowed: a number, or a percentage of `value` "
+                                          "(`5%`).", {"anyOf": [{"type": "number", "minimum": 0},
+                                                                {"type": "string", "pattern": PERCENT}]}),
+                    }, required=["value", "tolerance"]),
+                    "matches": prop("A regular expression (Python syntax) found in the value's text.",
+                                    {"type": "string", "minLength": 1, "maxLength": 1000}),
                 }, required=["name", "query"]),
             }, []),
         }, default={}),
@@ -479,6 +505,9 @@ FAILURE = obj("One failed assertion.", {
     **FAILURE_FIELDS,
     "origin": prop("What it broke, where; absent from reports older than the field.",
                    {"anyOf": [{"type": "null"}, ORIGIN]}),
+    "at": prop("Seconds from seeding its job to the write that broke the rule (the HTML timeline marks it there); "
+               "null when no write did (a timeout, a final state) and for a scenario's own failures; absent from "
+               "reports older than the field.", NULLABLE_NUM),
 }, required=list(FAILURE_FIELDS))
 
 RETRY_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
@@ -488,7 +517,7 @@ JOB = closed("One job of the run.", {
     "tenant_id": prop("The tenant it was seeded for.", {"type": "string"}),
     "asset_id": prop("The shared image asset.", {"type": "string"}),
     "outcome": prop("How it ended (`error`: the scenario ended with an error before it finished).",
-                    {"enum": [o for o in OUTCOMES if o != Outcome.NOT_RUN]}),
+                    {"enum": [o for o in OUTCOMES if o not in (Outcome.NOT_RUN, Outcome.FLAKY)]}),
     "seeded_at": prop("When it was seeded.", TIME),
     "finished_at": prop("When it was judged.", TIME),
     "duration": prop("Seconds from seeding to judgement.", NULLABLE_NUM),
@@ -509,13 +538,18 @@ JOB = closed("One job of the run.", {
 })
 
 NAMES = {"type": "array", "items": {"type": "string"}}
+LATENCY = obj("Latency (p99 is absent from the reports of an older ye-run).",
+              {k: prop(k, {"type": "number"}) for k in ("n", "p50", "p95", "p99", "max")},
+              required=["n", "p50", "p95", "max"])
 PLAN = {"type": "object", "properties": {
     "tags": prop("The scenario's tags.", NAMES),
     "expected_steps": prop("The variant steps expected, in order.", NAMES),
     "expected_job_steps": prop("The job-level steps expected, in order.", NAMES),
     "latency_limits": prop("Per step, the latency limits in seconds.", {
         "type": "object", "additionalProperties": obj("One step's limits.", {
-            k: prop(f"The {k} limit.", {"type": "number"}) for k in ("p50", "p95", "max")})}),
+            k: prop(f"The {k} limit.", {"type": "number"}) for k in ("p50", "p95", "p99", "max")})}),
+    "job_latency_limits": prop("The limits on a job's end-to-end latency, in seconds.", obj("Limits.", {
+        k: prop(f"The {k} limit.", {"type": "number"}) for k in ("p50", "p95", "p99", "max")})),
 }}
 
 REPORT = {
@@ -575,8 +609,11 @@ REPORT = {
                     "notes": prop("Events worth knowing.", {"type": "array", "items": {"type": "string"}})})]}),
             "jobs": prop("Per job.", {"type": "array", "items": JOB}),
             "failures": prop("Failures of the scenario as a whole.", {"type": "array", "items": FAILURE}),
-            "latency": prop("Per step: n, p50, p95, max seconds.", {"type": "object", "additionalProperties": closed(
-                "Latency.", {k: prop(k, {"type": "number"}) for k in ("n", "p50", "p95", "max")})}),
+            "latency": prop("Per step: n, p50, p95, p99, max seconds.", {"type": "object",
+                                                                        "additionalProperties": LATENCY}),
+            "job_latency": prop("Jobs end to end (seeding to the last write), over every job that ran to its end: "
+                                "n, p50, p95, p99, max seconds; null when none did.",
+                                {"anyOf": [{"type": "null"}, LATENCY]}),
             "cleanup": prop("The cleanup policy and what it deleted.", closed("Cleanup.", {
                 "policy": prop("always, on_success, never.", {"enum": ["always", "on_success", "never"]}),
                 "applied": prop("Whether rows were deleted.", {"type": "boolean"}),
@@ -594,6 +631,36 @@ REPORT = {
         })}),
     },
 }
+
+ADDED = "Absent from the reports of an older ye-run."
+COUNT = {"type": "integer", "minimum": 0}
+_TOTALS = REPORT["properties"]["totals"]
+_TOTALS["properties"].update({
+    "flaky": prop(f"Scenarios that failed, then passed on a rerun (--reruns). {ADDED}", COUNT),
+    "invalid": prop(f"Files that failed to load (counted among the errors). {ADDED}", COUNT),
+})
+_RUN = REPORT["properties"]["scenarios"]["items"]
+_RUN["properties"].update({
+    "description": prop(f"What the scenario proves, as its file says. {ADDED}", {"type": "string"}),
+    "invalid": prop("A file that failed to load: `name` and `file` are the file, `error` its located problems; none "
+                    f"of its scenarios ran. {ADDED}", {"type": "boolean"}),
+    "attempts": prop(f"Earlier attempts, oldest first, when --reruns ran the scenario again after a failure. {ADDED}",
+                     {"type": "array", "items": closed("An earlier attempt.", {
+                         "run_id": prop("Its run id.", {"type": "string"}),
+                         "outcome": prop("How it ended.", {"enum": OUTCOMES}),
+                         "duration": prop("Seconds.", {"type": "number"}),
+                         "failures": prop("What failed, one line each.", NAMES)})}),
+    "worker": prop(f"The session worker that ran it (with -j N). {ADDED}", {"type": "string"}),
+    "summary": prop(f"The scenario's closing lines, as the console prints them. {ADDED}", NAMES),
+})
+REPORT["properties"].update({
+    "shard": prop(f"The shard this report holds (--shard K/N), for `ye-run report merge`. {ADDED}", closed("Shard.", {
+        "index": prop("K, from 1.", {"type": "integer", "minimum": 1}),
+        "count": prop("N.", {"type": "integer", "minimum": 1}),
+        "balanced_by": prop("How the selection was split: `durations (<source>)` or `count`.", {"type": "string"}),
+        "selection": prop("Every scenario of the whole selection, before sharding.", NAMES)})),
+    "merged_from": prop(f"The reports `ye-run report merge` made this one from. {ADDED}", NAMES),
+})
 
 
 def render(schema: dict) -> str:

@@ -15,6 +15,7 @@ from runner.db import catalog, cleanup as cleanup_module, guard, registry, requi
 from runner.db.target import open_database
 from runner import durations
 from runner.errors import GuardError, InputError, SchemaMissingError
+from runner.report import table
 
 
 @click.group()
@@ -243,7 +244,10 @@ def _need_registry(snapshot: catalog.Catalog, otherwise: str) -> None:
 @click.option("--kept", is_flag=True, help="Only runs whose rows are still there (not cleaned up).")
 @options.database_url
 def runs(kept: bool, database_url: str | None) -> None:
-    """List the runs in the run registry: id, scenario, tenant, age, outcome, rows kept, state.
+    """List the runs in the run registry: id, scenario, tenant, age, outcome, rows kept, rows deleted, state.
+
+    "seeded kept" counts the root rows a run seeded (jobs, assets, its tenant) that are still there;
+    cleaning them up deletes those and everything hanging off them, which "deleted" counts once done.
 
     The state is what a cleaner sees: running (its lock is held), alive (reconnecting),
     recently seen, finished, or abandoned (no verdict, its process gone).
@@ -254,12 +258,20 @@ def runs(kept: bool, database_url: str | None) -> None:
 def _runs(kept: bool, database_url: str | None) -> None:
     with open_database(database_url) as database, contextlib.closing(database.connect("ye-run runs")) as conn:
         found = registry.runs(_registry_conn(conn, catalog.read(conn)), kept_only=kept)
-    click.echo(f"{'run':24} {'scenario':24} {'tenant':28} {'age':>7} {'outcome':12} {'rows kept':>9} state")
-    for run in found:
-        click.echo(f"{run.run_id:24} {run.scenario[:24]:24} {run.tenant_id[:28]:28} "
-                   f"{durations.format_seconds(run.age):>7} {run.outcome or 'no verdict':12} {run.rows_kept:>9} "
-                   f"{run.status.state.value}")
+    for line in table.lines(RUN_COLUMNS, [_run_cells(run) for run in found]):
+        click.echo(line)
     click.echo(f"{len(found)} run(s)", err=True)
+
+
+RUN_COLUMNS = (table.Column("run"), table.Column("scenario"), table.Column("tenant"), table.Column("age", right=True),
+               table.Column("outcome"), table.Column("seeded kept", right=True), table.Column("deleted", right=True),
+               table.Column("state"))
+"""`ye-run runs`: every cell whole (a table as wide as its longest scenario and tenant)."""
+
+
+def _run_cells(run) -> list[str]:  # type: ignore[no-untyped-def]
+    return [run.run_id, run.scenario, run.tenant_id, durations.format_seconds(run.age), run.outcome or "no verdict",
+            str(run.rows_kept), "" if run.rows_deleted is None else str(run.rows_deleted), run.status.state.value]
 
 
 def _from_report(report: Path) -> list[registry.RunRecord]:
@@ -319,7 +331,7 @@ def _from_registry(conn, snapshot: catalog.Catalog, run_id: str | None) -> regis
 def print_counts(what: str, result: cleanup_module.CleanupResult) -> None:
     verb = "would delete" if result.dry_run else "deleted"
     click.echo(f"cleanup of {what}: {verb} {result.total} row(s)")
-    for table, count in result.counts.items():
-        click.echo(f"  {table:24} {count}")
+    for name, count in result.counts.items():
+        click.echo(f"  {name:24} {count}")
     for note in result.notes:
         click.echo(f"  note: {note}")

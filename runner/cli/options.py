@@ -21,7 +21,9 @@ force = click.option("--force", is_flag=True, help="Write to or delete a tenant 
 pipeline_file = click.option(
     "--pipeline-file", envvar="YE_PIPELINE_FILE", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
     help="The pipeline definition: variant steps, job-level steps, retry rules, how the job row follows "
-         "(docs/pipeline-definition.md; env YE_PIPELINE_FILE). Default: the built-in one, as deployed.")
+         "(docs/pipeline-definition.md; env YE_PIPELINE_FILE). Default: the built-in one, as deployed (for run, "
+         "list and validate: the project config's first). A scenario that names its own (`pipeline_file:`), or "
+         "whose folder has one in the project config, is read with that one.")
 
 
 def selection(command):  # type: ignore[no-untyped-def]
@@ -35,7 +37,9 @@ def selection(command):  # type: ignore[no-untyped-def]
                      help="Only scenarios whose name matches: words as substrings, with and/or/not and "
                           "parentheses, e.g. -k 'retry and not overlay'."),
         click.option("--shard", metavar="K/N",
-                     help="Run shard K of N (1-based): a deterministic, disjoint split for N CI machines."),
+                     help="Run shard K of N (1-based): a deterministic, disjoint split for N CI machines. `run` "
+                          "balances it by past durations (the run registry's, of runs before today UTC, or "
+                          "--shard-durations), else by count; `list` splits by count."),
     ]):
         command = option(command)
     return command
@@ -44,3 +48,23 @@ def selection(command):  # type: ignore[no-untyped-def]
 variables = click.option(
     "--var", "variables", multiple=True, metavar="NAME=VALUE",
     help="A value for ${NAME} in scenario files (repeatable); overrides the environment.")
+
+
+def history(command):  # type: ignore[no-untyped-def]
+    """--last-failed, --last-failed-from, --reruns and --shard-durations: a run that learns from past runs."""
+    for option in reversed([
+        click.option("--last-failed", is_flag=True,
+                     help="Run only the selected scenarios whose last run failed (failed, error or interrupted), "
+                          "as the run registry recorded it; none: nothing runs."),
+        click.option("--last-failed-from", metavar="REPORT.json", type=click.Path(dir_okay=False, path_type=Path),
+                     help="As --last-failed, from a JSON report (e.g. last night's; also a file that failed to "
+                          "load there)."),
+        click.option("--reruns", type=click.IntRange(0, 10), default=0, show_default=True, metavar="N",
+                     help="Run a failed scenario again, up to N times; one that then passes is reported as flaky "
+                          "(exit 0), never as passed; each attempt is a run of its own."),
+        click.option("--shard-durations", metavar="REPORT.json", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Balance --shard by the scenarios' durations in this JSON report (e.g. last night's "
+                          "merged one) instead of the run registry's."),
+    ]):
+        command = option(command)
+    return command

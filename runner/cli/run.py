@@ -13,13 +13,14 @@ from pathlib import Path
 import click
 
 from runner import durations
-from runner.cli import options
+from runner.cli import config, history, options
 from runner.cli.common import EXIT_CODES_HELP, handle_errors
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.engine import plan as plan_module
 from runner.engine.run import RunSettings
+from runner.engine.narrow import Narrowing
 from runner.engine.session import Session, SessionOptions
-from runner.errors import InputError
+from runner.errors import InputError, YeRunError
 from runner.report.console import ConsoleReporter
 from runner.report.json_report import JsonReporter
 from runner.report.junit import JUnitReporter
@@ -28,12 +29,13 @@ from runner.scenario.suite import Suite
 
 
 @click.command(epilog=EXIT_CODES_HELP)
-@click.argument("scenarios", nargs=-1, required=True, metavar="SCENARIO...")
+@click.argument("scenarios", nargs=-1, metavar="SCENARIO...")
 @options.database_url
 @options.ephemeral
 @click.option("-j", "--parallel", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
               help="Run up to N scenarios at once (each keeps to its own jobs; verdicts do not depend on N).")
 @options.selection
+@options.history
 @click.option("--fail-fast", is_flag=True, help="After the first failed scenario, start no new ones (those running "
                                                  "finish; the rest are reported as not run).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (jobs, rows per table, steps, timeouts); touch nothing.")
@@ -71,6 +73,7 @@ from runner.scenario.suite import Suite
 @options.variables
 @options.tenant_pattern
 @options.force
+@config.project_config
 def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, parallel: int,
         tags: tuple[str, ...], skip_tags: tuple[str, ...], keyword: str | None, shard: str | None, fail_fast: bool,
         dry_run: bool, junit_path: Path | None, json_path: Path | None, html_path: Path | None, verbose: int,
@@ -78,35 +81,59 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
         variant_channel: str, job_channel: str, reference_pipeline: bool | None, asset_dir: Path | None,
         asset_base_url: str | None, job_settle: str, reconnect_window: str, max_connections: int | None,
         pipeline_file: Path | None, variables: tuple[str, ...],
-        tenant_pattern: str | None, force: bool) -> None:
+        tenant_pattern: str | None, force: bool, project: config.Applied, last_failed: bool,
+        last_failed_from: Path | None, reruns: int, shard_durations: Path | None) -> None:
     """Run scenarios: seed, (simulate img_gen,) observe every transition, assert, report, clean up.
 
     SCENARIO is a file, a directory (every *.yaml in it, partials named _*.yaml aside) or a
     glob. All scenarios are validated before anything is seeded, and checked against the
-    database before any is seeded. With no --database-url, an embedded PostgreSQL and the
+    database before any is seeded; a file that fails to load is an error entry in every report
+    (exit 2) and the others still run. With no --database-url, an embedded PostgreSQL and the
     built-in reference pipeline are started. Ctrl+C stops job creation, writes the partial
     report and applies the cleanup policy (exit 130). The last line is always the grand total.
 
+    Defaults (SCENARIO..., the database, the pipeline definition, the reports, -j, tags) may
+    come from the project config, ye-run.toml or pyproject.toml [tool.ye-run] (docs/config.md);
+    flags override it and --dry-run shows it. A scenario may name the pipeline definition it is
+    written for (`pipeline_file:`); --pipeline-file is the one of scenarios that name none.
+
     \b
     Examples:
+      ye-run run                                 # the night the project config describes
       ye-run run scenarios/ -j 4 --junit junit.xml --json report.json
       ye-run run scenarios/ --tag smoke -k "not slow"
       ye-run run scenarios/ --shard 2/4          # the second of four CI machines
+      ye-run run scenarios/ --last-failed --reruns 2
     """
-    request = suite_module.Request(scenarios, pipeline_file, variables, tags, skip_tags, keyword, shard,
-                                   side_by_side=parallel > 1)
+    request = suite_module.Request(scenarios, pipeline_file, variables, tags, skip_tags, keyword, None,
+                                   side_by_side=parallel > 1, keep_going=True, folders=project.folders,
+                                   pipeline_by=project.pipeline_by)
     reporters = _reporters(junit_path, json_path, html_path, verbose, quiet)
     suite = _select(request, reporters)
+    narrowing, suite = _narrowing(suite, shard, last_failed, last_failed_from, shard_durations)
     if dry_run and suite.error is None:
-        _dry_run(suite, database_url, ephemeral)
+        suite = handle_errors(history.for_dry_run)(suite, narrowing)
+        _dry_run(suite, database_url, ephemeral, project)
+        history.exit_for_invalid(suite)
         return
     options_ = SessionOptions()  # a refused suite opens nothing: its error comes before any option's
     if suite.error is None:
         settings = handle_errors(_settings)(observe, variant_channel, job_channel, tenant_pattern, force,
                                             asset_base_url, asset_dir, job_settle, reconnect_window)
         options_ = SessionOptions(database_url, ephemeral, settings, reference_pipeline, parallel, fail_fast,
-                                  max_connections)
+                                  max_connections, reruns, narrowing)
     sys.exit(handle_errors(_run_session)(suite, options_, reporters))
+
+
+def _narrowing(suite: Suite, shard: str | None, last_failed: bool, last_failed_from: Path | None,
+               shard_durations: Path | None) -> tuple[Narrowing, Suite]:
+    """--last-failed and --shard as the session applies them; a bad one refuses the suite, in every report."""
+    if suite.error is not None:
+        return Narrowing(), suite
+    try:
+        return history.narrowing(shard, last_failed, last_failed_from, shard_durations), suite
+    except YeRunError as exc:
+        return Narrowing(), dataclasses.replace(suite, error=exc)
 
 
 def _select(request: suite_module.Request, reporters: list) -> Suite:  # type: ignore[type-arg]
@@ -118,8 +145,10 @@ def _select(request: suite_module.Request, reporters: list) -> Suite:  # type: i
         raise
 
 
-def _dry_run(suite: Suite, database_url: str | None, ephemeral: bool) -> None:
-    """Each scenario's plan; nothing is touched."""
+def _dry_run(suite: Suite, database_url: str | None, ephemeral: bool, project: config.Applied) -> None:
+    """The project config in force, then each scenario's plan; nothing is touched."""
+    for line in project.lines():
+        click.echo(line)
     label = handle_errors(_database_label)(database_url, ephemeral)
     for scenario in suite.scenarios:
         click.echo(handle_errors(lambda s=scenario: plan_module.render(plan_module.build(s, label)))())
@@ -178,7 +207,11 @@ def _database_label(url: str | None, ephemeral: bool) -> str:
         from runner.db.connect import mask, parse_url
 
         return mask(parse_url(url))
-    return "embedded PostgreSQL (temporary)" if ephemeral else "embedded PostgreSQL (~/.cache/ye-run/pg)"
+    if ephemeral:
+        return "embedded PostgreSQL (temporary)"
+    from runner.db.embedded import default_data_dir
+
+    return f"embedded PostgreSQL ({default_data_dir()})"  # the directory in use: YE_EMBEDDED_DIR's, if set
 
 
 def _configure_logging(verbose: int) -> None:

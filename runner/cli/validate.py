@@ -7,34 +7,41 @@ from pathlib import Path
 
 import click
 
-from runner.cli import options
+from runner.cli import config, options
 from runner.cli.common import handle_errors
 
 from runner import resources
 from runner.errors import ExitCode, ScenarioError
+from runner.definition import DEFAULT
 from runner.scenario import discover, suite
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.argument("paths", nargs=-1, metavar="PATH...")
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems, not the files that are valid.")
 @options.pipeline_file
 @options.variables
-def validate(paths: tuple[str, ...], quiet: bool, pipeline_file: Path | None, variables: tuple[str, ...]) -> None:
+@config.project_config
+def validate(paths: tuple[str, ...], quiet: bool, pipeline_file: Path | None, variables: tuple[str, ...],
+             project: config.Applied) -> None:
     """Check scenario files against the schema without touching a database.
 
     PATH may be a file, a directory (searched recursively for *.yaml and *.yml) or a
     glob. Every problem is printed, one per line, as file:line:col: json.path: message.
-    Step names are checked against the pipeline definition in force (--pipeline-file).
-    Scenario names must be unique across the files given (a second one is invalid).
+    Step names are checked against the pipeline definition in force: the scenario's own
+    (`pipeline_file:`), else its folder's in the project config, else --pipeline-file, else
+    the built-in one. Scenario names must be unique across the files given (a second one is
+    invalid). PATH... defaults to the project config's `paths` (docs/config.md).
     Exit 0 when all files are valid, 1 when any is invalid, 2 for usage errors (and an
     invalid definition file).
     """
-    handle_errors(_validate)(list(paths), quiet, pipeline_file, variables)
+    handle_errors(_validate)(list(paths), quiet, pipeline_file, variables, project)
 
 
-def _validate(paths: list[str], quiet: bool, pipeline_file: Path | None, variables: tuple[str, ...]) -> None:
-    reader = suite.Loader(pipeline_file, variables)
+def _validate(paths: list[str], quiet: bool, pipeline_file: Path | None, variables: tuple[str, ...],
+              project: config.Applied) -> None:
+    reader = suite.Loader(pipeline_file, variables,
+                          suite.definitions_in_force(pipeline_file, project.pipeline_by, project.folders))
     files = discover.scenario_files(paths)
     invalid = 0
     for file in files:
@@ -46,11 +53,17 @@ def _validate(paths: list[str], quiet: bool, pipeline_file: Path | None, variabl
                 click.echo(str(problem))
             continue
         if not quiet:
-            click.echo(f"{file}: ok" if len(found) == 1 else f"{file}: ok ({len(found)} instances: "
-                       + ", ".join(s.name for s in found) + ")")
+            click.echo((f"{file}: ok" if len(found) == 1 else f"{file}: ok ({len(found)} instances: "
+                        + ", ".join(s.name for s in found) + ")") + _definitions(found))
     summary = f"{len(files) - invalid} valid, {invalid} invalid"
     click.echo(summary, err=True)
     sys.exit(ExitCode.FAILED if invalid else ExitCode.PASSED)
+
+
+def _definitions(found: list) -> str:  # type: ignore[type-arg]
+    """The pipeline definitions a file's scenarios are read with, when not the built-in one."""
+    sources = sorted({s.definition.source for s in found if s.definition is not DEFAULT})
+    return f" (pipeline definition: {', '.join(sources)})" if sources else ""
 
 
 @click.command()

@@ -11,24 +11,25 @@ from dataclasses import dataclass, field
 
 import psycopg2.extensions
 
+from runner.db.connect import autocommitted
+
 _COLUMNS = """
-SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       (ad.adbin IS NOT NULL OR a.attidentity <> '' OR a.attgenerated <> '') AS has_default
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull,
+       (ad.adbin IS NOT NULL OR a.attidentity <> '' OR a.attgenerated <> '') AS has_default, a.attnum
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
 WHERE c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid)
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-ORDER BY c.relname, a.attnum
 """
 
 _KEYS = """
-SELECT con.contype, con.conname, c.relname, r.relname, con.condeferrable,
+SELECT con.contype, con.conname, c.relname, r.relname AS ref, con.condeferrable,
        ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
-             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i) AS cols,
        ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
-             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i) AS ref_cols
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 LEFT JOIN pg_class r ON r.oid = con.confrelid
@@ -43,6 +44,15 @@ JOIN pg_class c ON c.oid = t.tgrelid
 JOIN pg_proc p ON p.oid = t.tgfoid
 WHERE NOT t.tgisinternal AND pg_table_is_visible(c.oid) AND t.tgenabled <> 'D'
 """
+
+_SNAPSHOT = f"""
+SELECT (SELECT coalesce(json_agg(json_build_array(x.relname, x.attname, x.type, x.attnotnull, x.has_default)
+                                 ORDER BY x.relname, x.attnum), '[]') FROM ({_COLUMNS}) x),
+       (SELECT coalesce(json_agg(json_build_array(x.contype, x.conname, x.relname, x.ref, x.condeferrable, x.cols,
+                                                  x.ref_cols)), '[]') FROM ({_KEYS}) x),
+       (SELECT coalesce(json_agg(json_build_array(x.relname, x.tgname, x.prosrc)), '[]') FROM ({_TRIGGERS}) x)
+"""
+"""The three catalog reads as one statement: one round trip, one consistent snapshot."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,24 +121,19 @@ class Catalog:
 
 
 def read(conn: psycopg2.extensions.connection) -> Catalog:
-    """A snapshot of the visible tables, read in its own short transaction."""
-    with conn.cursor() as cur:
-        result = read_in(cur)
-    if not conn.autocommit:
-        conn.rollback()
-    return result
+    """A snapshot of the visible tables: one statement, committed on its own (no BEGIN, no ROLLBACK sent)."""
+    with autocommitted(conn), conn.cursor() as cur:
+        return read_in(cur)
 
 
 def read_in(cur: psycopg2.extensions.cursor) -> Catalog:
-    """A snapshot read with an open cursor (inside the caller's transaction)."""
-    cur.execute(_COLUMNS)
+    """A snapshot read with an open cursor (inside the caller's transaction, if any), in one round trip."""
+    cur.execute(_SNAPSHOT)
+    column_rows, keys, trigger_rows = cur.fetchone()
     columns: dict[str, dict[str, Column]] = {}
-    for table, name, type_, not_null, has_default in cur.fetchall():
+    for table, name, type_, not_null, has_default in column_rows:
         columns.setdefault(table, {})[name] = Column(name, type_, not_null, has_default)
-    cur.execute(_KEYS)
-    keys = cur.fetchall()
-    cur.execute(_TRIGGERS)
-    triggers = tuple(Trigger(*row) for row in cur.fetchall())
+    triggers = tuple(Trigger(*row) for row in trigger_rows)
     primary = {table: tuple(cols) for kind, _, table, _, _, cols, _ in keys if kind == "p"}
     fks = tuple(
         ForeignKey(name, table, tuple(cols), ref, tuple(ref_cols), deferrable)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -93,7 +94,7 @@ def cleanup_run(conn: psycopg2.extensions.connection, catalog: Catalog, record: 
                 notes.append(_maybe_tenant(cur, catalog, closure, record.tenant_id))
             result = _delete(cur, closure, dry_run, [n for n in notes if n])
             if registry_available(catalog) and not dry_run:
-                registry_module.mark_cleaned(cur, record.run_id)
+                registry_module.mark_cleaned(cur, record.run_id, result.total)
         _finish(conn, dry_run)
         return result
     except psycopg2.Error as exc:
@@ -204,7 +205,7 @@ def cleanup_tenant(conn: psycopg2.extensions.connection, catalog: Catalog, tenan
                 if catalog.has(table, "tenant_id"):
                     closure.add_where(table, sql.SQL("{} = %s").format(sql.Identifier("tenant_id")), [tenant_id])
             closure.expand()
-            closure.guard(tenant_id, set(closure.values("jobs", "job_id")))
+            closure.guard(tenant_id, set(closure.values(("job_id",)).get(("jobs", "job_id"), [])))
             result = _delete(cur, closure, dry_run, [])
             if registry_available(catalog) and not dry_run:
                 cur.execute("UPDATE ye_run_runs SET cleaned_at = now() WHERE tenant_id = %s AND cleaned_at IS NULL",
@@ -284,21 +285,35 @@ class _Closure:
         self.cur.execute(query, (ctids,))
         return [row[0] for row in self.cur.fetchall()]
 
-    def values(self, table: str, column: str) -> list[str]:
-        if not self.rows.get(table) or not self.catalog.has(table, column):
-            return []
-        self.cur.execute(sql.SQL("SELECT DISTINCT {c}::text FROM {t} WHERE ctid = ANY(%s::tid[])").format(
-            c=sql.Identifier(column), t=sql.Identifier(table)), (list(self.rows[table]),))
-        return [row[0] for row in self.cur.fetchall() if row[0] is not None]
+    def values(self, columns: tuple[str, ...]) -> dict[tuple[str, str], list[str]]:
+        """The distinct non-NULL values of these columns in the rows to delete, by (table, column): one query for
+        every table, so guarding costs one round trip however many tables the rows reach."""
+        parts: list[sql.Composable] = []
+        params: list[Any] = []
+        for table in sorted(self.rows):
+            for column in columns:
+                if self.rows[table] and self.catalog.has(table, column):
+                    parts.append(sql.SQL("SELECT DISTINCT %s, %s, {c}::text FROM {t} WHERE ctid = ANY(%s::tid[])").format(
+                        c=sql.Identifier(column), t=sql.Identifier(table)))
+                    params += [table, column, list(self.rows[table])]
+        if not parts:
+            return {}
+        self.cur.execute(sql.SQL(" UNION ALL ").join(parts), params)
+        found: dict[tuple[str, str], list[str]] = {}
+        for table, column, value in self.cur.fetchall():
+            if value is not None:
+                found.setdefault((table, column), []).append(value)
+        return found
 
     def guard(self, tenant_id: str, own_jobs: set[str]) -> None:
         """Refuse when the rows reach another tenant's rows or jobs that are not ours."""
         problems = []
+        found = self.values(("tenant_id", "job_id"))
         for table in sorted(self.rows):
-            others = sorted(set(self.values(table, "tenant_id")) - {tenant_id})
+            others = sorted(set(found.get((table, "tenant_id"), [])) - {tenant_id})
             if others:
                 problems.append(f"{table} rows of tenant(s) {', '.join(others)}")
-            foreign_jobs = sorted(set(self.values(table, "job_id")) - own_jobs)
+            foreign_jobs = sorted(set(found.get((table, "job_id"), [])) - own_jobs)
             if foreign_jobs:
                 problems.append(f"{table} rows of {len(foreign_jobs)} other job(s) (e.g. {foreign_jobs[0]})")
         if problems:
@@ -346,25 +361,30 @@ def _tenant_users(cur: psycopg2.extensions.cursor, catalog: Catalog, closure: _C
     for table in sorted(catalog.tables):
         if table not in declared | {"tenants", "ye_run_runs"} and catalog.has(table, "tenant_id"):
             checks.append((table, sql.SQL("FROM {c} c WHERE c.tenant_id::text = %s").format(c=sql.Identifier(table))))
-    users = []
-    for table, source in checks:
-        cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 {s} AND NOT c.ctid = ANY(%s::tid[]))").format(s=source),
-                    (tenant_id, list(closure.rows.get(table, set()))))
-        if cur.fetchone()[0] and table not in users:
-            users.append(table)
-    return sorted(users)
+    if not checks:
+        return []
+    cur.execute(sql.SQL("SELECT ARRAY[{}]").format(sql.SQL(", ").join(
+        sql.SQL("EXISTS (SELECT 1 {s} AND NOT c.ctid = ANY(%s::tid[]))").format(s=source) for _, source in checks)),
+        [p for table, _ in checks for p in (tenant_id, list(closure.rows.get(table, set())))])
+    used = cur.fetchone()[0]
+    return sorted({table for (table, _), hit in zip(checks, used) if hit})
 
 
 def _delete(cur: psycopg2.extensions.cursor, closure: _Closure, dry_run: bool, notes: list[str]) -> CleanupResult:
     order, cyclic = _delete_order(closure.catalog, [t for t, rows in closure.rows.items() if rows])
     if cyclic:
         cur.execute("SET CONSTRAINTS ALL DEFERRED")
-    counts: dict[str, int] = {}
-    for table in order:
-        cur.execute(sql.SQL("DELETE FROM {} WHERE ctid = ANY(%s::tid[])").format(sql.Identifier(table)),
-                    (list(closure.rows[table]),))
-        counts[table] = cur.rowcount
-    return CleanupResult(counts, dry_run, notes)
+    delete = sql.SQL("DELETE FROM {} WHERE ctid = ANY(%s::tid[])")
+    if cyclic:  # an arbitrary order: a DELETE may cascade to rows listed later, so each counts what it removed
+        counts: dict[str, int] = {}
+        for table in order:
+            cur.execute(delete.format(sql.Identifier(table)), (list(closure.rows[table]),))
+            counts[table] = cur.rowcount
+        return CleanupResult(counts, dry_run, notes)
+    if order:  # children first, all in one message: every row is locked FOR UPDATE, so each DELETE removes its own
+        cur.execute(sql.SQL("; ").join(delete.format(sql.Identifier(t)) for t in order),
+                    [list(closure.rows[t]) for t in order])
+    return CleanupResult({table: len(closure.rows[table]) for table in order}, dry_run, notes)
 
 
 def _delete_order(catalog: Catalog, tables: list[str]) -> tuple[list[str], bool]:

@@ -9,7 +9,9 @@ A connection failure becomes one InfrastructureError line that says what went wr
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +180,22 @@ def connect_args(url: URL) -> dict[str, Any]:
     for key, value in url.query.items():
         args[key] = _last(value)
     return args
+
+
+@contextlib.contextmanager
+def autocommitted(conn: psycopg2.extensions.connection) -> Iterator[psycopg2.extensions.connection]:
+    """Statements that are each a whole transaction (a read, or one write) sent without the BEGIN and COMMIT
+    round trips psycopg2 adds around them; several statements in one `execute` still share one implicit
+    transaction. Inside an open transaction the connection is left as it is (the caller's commit ends it)."""
+    if conn.autocommit or conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        yield conn
+        return
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        if not conn.closed:
+            conn.autocommit = False
 
 
 class StatementCounter:

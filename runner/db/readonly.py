@@ -21,7 +21,7 @@ import psycopg2.extensions
 from runner import sqlsafety
 from runner.errors import InputError, Problem, Unavailable
 from runner.scenario.model import SqlCheck
-from runner.scenario.semantics import point_into
+from runner.scenario.measures import point_into
 from runner.scenario.yamlsource import Mark
 
 ALLOWED_VOLATILE = ("random", "clock_timestamp", "timeofday", "gen_random_uuid")

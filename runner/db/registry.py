@@ -13,6 +13,7 @@ from typing import Any
 import psycopg2.extensions
 
 from runner.db import liveness
+from runner.db.connect import autocommitted
 
 
 def new_run_id() -> str:
@@ -138,7 +139,7 @@ def start(conn: psycopg2.extensions.connection, record: RunRecord,
     from here on no cleaner touches its rows. `stale_after`: seconds of silence after which a run that lost its
     lock counts as gone (its reconnect window and two heartbeats)."""
     owner = liveness.Owner.this_process()
-    with conn.cursor() as cur:
+    with autocommitted(conn), conn.cursor() as cur:  # one message, one implicit transaction
         cur.execute("INSERT INTO ye_run_runs (run_id, scenario, tenant_id, owner_host, owner_pid, owner_token, "
                     "seen_at, stale_after) VALUES (%s, %s, %s, %s, %s, %s, now(), make_interval(secs => %s)); "
                     + liveness.claim_sql(),
@@ -150,13 +151,13 @@ def start(conn: psycopg2.extensions.connection, record: RunRecord,
 def claim(conn: psycopg2.extensions.connection, record: RunRecord, registered: bool) -> bool:
     """The run's locks (again, after a reconnect), and a sign of life where the run is registered; False when a
     cleaner removed the run while it had no lock (it is no longer in the registry, or marked cleaned)."""
-    with conn.cursor() as cur:
-        cur.execute(liveness.claim_sql(), (record.run_id, record.tenant_id))
+    with autocommitted(conn), conn.cursor() as cur:  # one message, one implicit transaction
         if registered:
-            cur.execute("UPDATE ye_run_runs SET seen_at = now() WHERE run_id = %s AND cleaned_at IS NULL "
-                        "RETURNING 1", (record.run_id,))
+            cur.execute(liveness.claim_sql() + "; UPDATE ye_run_runs SET seen_at = now() WHERE run_id = %s "
+                        "AND cleaned_at IS NULL RETURNING 1", (record.run_id, record.tenant_id, record.run_id))
             ours = cur.fetchone() is not None
         else:
+            cur.execute(liveness.claim_sql(), (record.run_id, record.tenant_id))
             ours = True
     conn.commit()
     return ours
@@ -164,27 +165,27 @@ def claim(conn: psycopg2.extensions.connection, record: RunRecord, registered: b
 
 def heartbeat(conn: psycopg2.extensions.connection, run_id: str) -> None:
     """A sign of life for cleaners on other hosts, who cannot see this process (every `liveness.HEARTBEAT`)."""
-    with conn.cursor() as cur:
+    with autocommitted(conn), conn.cursor() as cur:
         cur.execute("UPDATE ye_run_runs SET seen_at = now() WHERE run_id = %s", (run_id,))
     conn.commit()
 
 
 def finish(conn: psycopg2.extensions.connection, record: RunRecord, outcome: str) -> None:
-    with conn.cursor() as cur:
+    with autocommitted(conn), conn.cursor() as cur:
         cur.execute("UPDATE ye_run_runs SET finished_at = now(), outcome = %s, tenant_created = %s "
                     "WHERE run_id = %s", (outcome, record.tenant_created, record.run_id))
     conn.commit()
 
 
-def mark_cleaned(cur: psycopg2.extensions.cursor, run_id: str) -> None:
-    cur.execute("UPDATE ye_run_runs SET cleaned_at = now(), cleanup_pending_until = NULL WHERE run_id = %s",
-                (run_id,))
+def mark_cleaned(cur: psycopg2.extensions.cursor, run_id: str, deleted: int) -> None:
+    cur.execute("UPDATE ye_run_runs SET cleaned_at = now(), cleanup_pending_until = NULL, rows_deleted = %s "
+                "WHERE run_id = %s", (deleted, run_id))
 
 
 def pend(conn: psycopg2.extensions.connection, run_id: str, seconds: float) -> None:
     """The run's cleanup waits for the pipeline, which may work on its rows for `seconds` more: `cleanup --pending`
     removes them after that."""
-    with conn.cursor() as cur:
+    with autocommitted(conn), conn.cursor() as cur:
         cur.execute("UPDATE ye_run_runs SET cleanup_pending_until = now() + make_interval(secs => %s) "
                     "WHERE run_id = %s", (seconds, run_id))
     conn.commit()
@@ -260,9 +261,12 @@ class RunSummary:
     """Seconds since it started."""
     outcome: str | None
     rows_kept: int
-    """Rows it recorded as seeded that no cleanup has removed (0 once cleaned)."""
+    """Root rows it seeded (jobs, assets, the tenant) that no cleanup has removed (0 once cleaned); a cleanup removes
+    these and everything hanging off them (variants, inputs, what the pipeline wrote), so it deletes more."""
     status: liveness.Status
     """Whether it is still going, as a cleaner sees it."""
+    rows_deleted: int | None = None
+    """Rows its cleanup deleted, seeded and dependent (None: not cleaned up, or cleaned with its whole tenant)."""
 
 
 def runs(conn: psycopg2.extensions.connection, kept_only: bool = False) -> list[RunSummary]:
@@ -270,10 +274,43 @@ def runs(conn: psycopg2.extensions.connection, kept_only: bool = False) -> list[
     with conn.cursor() as cur:
         cur.execute("SELECT r.run_id, r.scenario, r.tenant_id, extract(epoch FROM now() - r.started_at)::float8, "
                     "r.outcome, CASE WHEN r.cleaned_at IS NULL THEN (SELECT count(*) FROM ye_run_seeded s "
-                    "WHERE s.run_id = r.run_id) ELSE 0 END FROM ye_run_runs r "
+                    "WHERE s.run_id = r.run_id) ELSE 0 END, r.rows_deleted FROM ye_run_runs r "
                     "WHERE NOT %s OR r.cleaned_at IS NULL ORDER BY r.started_at DESC", (kept_only,))
         rows = cur.fetchall()
         states = liveness.statuses(cur, [row[0] for row in rows])
     conn.rollback()
-    found = [RunSummary(*row, status=states[row[0]]) for row in rows]
+    found = [RunSummary(*row[:6], status=states[row[0]], rows_deleted=row[6]) for row in rows]
     return [run for run in found if run.rows_kept or not kept_only]
+
+
+FAILING = ("failed", "error", "interrupted")
+"""Outcomes `--last-failed` runs again."""
+TIMED = ("passed", "failed", "seeded")
+"""Outcomes whose run took its whole course: their durations balance shards (an error or interrupt cut it short)."""
+RECENT_RUNS = 5
+
+
+def last_failed(conn: psycopg2.extensions.connection, scenarios: list[str]) -> frozenset[str]:
+    """Of these scenarios, those whose last finished run failed, errored or was interrupted."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT scenario FROM (SELECT DISTINCT ON (scenario) scenario, outcome FROM ye_run_runs "
+                    "WHERE scenario = ANY(%s) AND finished_at IS NOT NULL ORDER BY scenario, started_at DESC) last "
+                    "WHERE outcome = ANY(%s)", (list(scenarios), list(FAILING)))
+        found = frozenset(row[0] for row in cur.fetchall())
+    conn.rollback()
+    return found
+
+
+def durations(conn: psycopg2.extensions.connection, scenarios: list[str]) -> dict[str, float]:
+    """Seconds each scenario took: the median of its last RECENT_RUNS complete runs that finished before the current
+    UTC day by the server's clock, so every machine of one night reads the same (none: absent)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT scenario, round(percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds)::numeric, 3)::float8 "
+                    "FROM (SELECT scenario, extract(epoch FROM finished_at - started_at) AS seconds, "
+                    "row_number() OVER (PARTITION BY scenario ORDER BY started_at DESC) AS recent FROM ye_run_runs "
+                    "WHERE scenario = ANY(%s) AND outcome = ANY(%s) AND finished_at IS NOT NULL "
+                    "AND finished_at < date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') runs "
+                    "WHERE recent <= %s GROUP BY scenario", (list(scenarios), list(TIMED), RECENT_RUNS))
+        found = {name: seconds for name, seconds in cur.fetchall()}
+    conn.rollback()
+    return found

@@ -15,7 +15,6 @@ import contextlib
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import Any
 
 import psycopg2
@@ -23,7 +22,7 @@ import psycopg2.extensions
 
 from runner import sqlsafety
 from runner.db import failures, readonly
-from runner.db.connect import Database, connect_args
+from runner.db.connect import Database, autocommitted, connect_args
 from runner.engine import messages
 from runner.engine.results import JobResult
 from runner.outcomes import FailureKind
@@ -59,7 +58,7 @@ class JobRows:
 
 
 def job_rows(conn: psycopg2.extensions.connection, job_id: str) -> JobRows:
-    with conn.cursor() as cur:
+    with autocommitted(conn), conn.cursor() as cur:  # one read: no BEGIN, no ROLLBACK
         cur.execute(_ROWS, (job_id,))
         row = cur.fetchone()
     conn.rollback()
@@ -167,28 +166,27 @@ def _run(session: CheckSession, scenario: Scenario, job: JobResult, check: SqlCh
             raise failures.describe(exc, f"running sql check {check.name!r}") from None
         reason = (getattr(exc.diag, "message_primary", None) or str(exc)).strip()
         return _job(scenario, job, kind, f"sql check {check.name!r} could not run: {reason}")
-    if not check.compare_value:
+    if check.value is None:
         if len(rows) != check.rows:
             return _job(scenario, job, kind, f"sql check {check.name!r}: expected {check.rows} row(s), "
                         f"got {len(rows)}", detail=_show(rows))
         return None
     if len(rows) != 1:
-        return _job(scenario, job, kind, f"sql check {check.name!r}: expected one row to compare with "
-                    f"{check.equals!r}, got {len(rows)}", detail=_show(rows))
+        return _job(scenario, job, kind, f"sql check {check.name!r}: expected one row with a value "
+                    f"{check.value.describe()}, got {len(rows)} rows", detail=_show(rows))
     actual = rows[0][0] if rows[0] else None
-    if not _equal(actual, check.equals):
-        return _job(scenario, job, kind, f"sql check {check.name!r}: expected {check.equals!r}, got {actual!r}")
+    if not check.value.holds(actual):
+        return _job(scenario, job, kind, f"sql check {check.name!r}: {check.value.failure(actual)}",
+                    detail=_hint(check, actual))
     return None
 
 
-def _equal(actual: Any, expected: Any) -> bool:
-    if actual is None or expected is None:
-        return actual is None and expected is None
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return actual is expected or str(actual).lower() == str(expected).lower()
-    if isinstance(actual, (int, float, Decimal)) and isinstance(expected, (int, float)):
-        return Decimal(str(actual)) == Decimal(str(expected))
-    return str(actual) == str(expected)
+def _hint(check: SqlCheck, actual: Any) -> str:
+    """A comparison written in SQL fails with only 'false': say how to see the value it compared."""
+    if isinstance(actual, bool) and isinstance(check.equals, bool):
+        return ("  hint: select the value itself and test it with at_least, at_most, greater_than, less_than, "
+                "between, approx or matches: the failure then shows it")
+    return ""
 
 
 def _show(rows: list[tuple]) -> str:

@@ -20,7 +20,7 @@ from runner.durations import format_seconds
 from runner.engine import checks, messages
 from runner.engine.connection import RunConnection
 from runner.engine.events import Emitter, JobFinished, JobRef, Note, ScenarioRef, TransitionObserved
-from runner.engine.results import JobResult, Outcome, ScenarioResult, add_latencies
+from runner.engine.results import JobResult, Outcome, ScenarioResult, add_latencies, job_latency
 from runner.engine.settings import RunSettings
 from runner.engine.tracker import Tracker
 from runner.engine.verdict import Verdict
@@ -49,6 +49,8 @@ class Judge:
         """The jobs in flight, as events name them (dropped once judged: memory stays flat over a long run)."""
         self.latencies: dict[str, array[float]] = {}
         """Per step, the latencies of every job judged so far (its traces may be on disk by the end)."""
+        self.job_latencies: array[float] = array("d")
+        """Each job's end-to-end latency, of the jobs judged at their end (not early, not interrupted)."""
         self.settle: dict[str, float] = {}
         self.touched: set[str] = set()
         """Jobs with news since the loop last looked: the only candidates for judging."""
@@ -154,6 +156,7 @@ class Judge:
         job.finished_mono = time.monotonic()
         if not early:  # a detection may still have come: only a job that ran to its end can miss one
             self.verdict.missing_detections(job)
+            self.job_latencies.append(job_latency(job))
         job.retries = self.tracker.retries(job.job_id)
         job.outcome = Outcome.FAILED if job.failures else Outcome.PASSED
         self.done_with(job)

@@ -72,7 +72,7 @@ def _expectations(scenario: Scenario) -> dict[str, Any]:
         "detect": [str(d) for d in expect.detect],
         "sql_checks": [c.name for c in expect.sql],
         "sql_queries": [{"name": c.name, "query": " ".join(c.query.split()),
-                         "expect": f"= {c.equals!r}" if c.compare_value else f"{c.rows} row(s)"} for c in expect.sql],
+                         "expect": c.value.describe() if c.value else f"{c.rows} row(s)"} for c in expect.sql],
     }
 
 
@@ -80,8 +80,8 @@ def _limits(scenario: Scenario) -> dict[str, Any]:
     """How fast, how long, and what the reference pipeline is told to do."""
     expect = scenario.expect
     return {
-        "latency_limits": {step: {k: getattr(limit, k) for k in ("p50", "p95", "max") if getattr(limit, k) is not None}
-                           for step, limit in expect.latency},
+        "latency_limits": _latency_limits(scenario),
+        "job_latency_limits": dict(expect.job_latency.given()),
         "reference_pipeline": {
             "faults": [_fault(f) for f in scenario.reference_pipeline.faults],
             "latency": {step: dataclasses.asdict(lat) for step, lat in scenario.reference_pipeline.latency},
@@ -92,6 +92,14 @@ def _limits(scenario: Scenario) -> dict[str, Any]:
                      "definition": {s: t for s, t in scenario.timeouts.bounds
                                     if t != scenario.timeouts.step and s not in dict(scenario.timeouts.steps)}},
     }
+
+
+def _latency_limits(scenario: Scenario) -> dict[str, dict[str, float]]:
+    """Each expected step's limits as they hold: its own, else `expect.latency.default`'s."""
+    expect = scenario.expect
+    found = {step: {level: limit for level, limit, _ in expect.latency_limits(step)}
+             for step in (*expect.steps, *expect.job_steps)}
+    return {step: limits for step, limits in found.items() if limits}
 
 
 def _seed_rows(scenario: Scenario) -> list[dict[str, str]]:
@@ -173,8 +181,11 @@ def _expectation_lines(plan: dict[str, Any]) -> list[str]:
                                                    f"at most {counts['max']}") + " per variant")
     for detection in plan["detect"]:
         lines.append(f"  detect:     {detection} (must be reported)")
-    for step, limits in plan["latency_limits"].items():
-        lines.append(f"  latency:    {step}: " + ", ".join(f"{k} <= {format_seconds(v)}" for k, v in limits.items()))
+    groups: dict[str, list[str]] = {}
+    for step, limits in [*plan["latency_limits"].items(), ("jobs end to end", plan.get("job_latency_limits"))]:
+        if limits:
+            groups.setdefault(", ".join(f"{k} <= {format_seconds(v)}" for k, v in limits.items()), []).append(step)
+    lines += [f"  latency:    {', '.join(steps)}: {limits}" for limits, steps in groups.items()]
     for check in plan["sql_queries"]:
         lines.append(f"  sql check:  {check['name']}: {check['query']} -> {check['expect']}")
     return lines

@@ -15,6 +15,7 @@ import contextlib
 import threading
 import time
 from dataclasses import replace
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import psycopg2
@@ -23,6 +24,7 @@ from runner import bugs
 from runner.db import failures, registry
 from runner.db.connect import Database, StatementCounter
 from runner.db.failures import ConnectionLost
+from runner.db.reconnect import Notified
 from runner.db.reconnect import CONNECT_TIMEOUT
 from runner.db.seed import Seeder
 from runner.engine import plan as plan_module
@@ -51,6 +53,9 @@ TICK = 0.2
 """The longest the loop waits before looking at the clock again (interrupts, deadlines)."""
 CHECK_EVERY = 0.1
 """Deadlines are enforced this often: the loop's cost must not grow with the jobs in flight."""
+COALESCE = 0.01
+"""History reads while writes stream in: at most one per this many seconds (a burst is one read, not one per
+notification); a state a job may be judged in is read at once, so the verdict is not held back."""
 
 
 class ScenarioRun:
@@ -69,7 +74,8 @@ class ScenarioRun:
         record = registry.new_record(scenario.name, scenario.tenant.id, scenario.tenant.isolate)
         self.result = ScenarioResult(scenario.name, str(scenario.path), record.run_id, record=record,
                                      cleanup_policy=scenario.cleanup, database=database.display,
-                                     embedded=database.embedded, worker=settings.worker)
+                                     embedded=database.embedded, worker=settings.worker,
+                                     description=scenario.description)
         self.ref = ScenarioRef(scenario.name, record.run_id, settings.worker)
         self.statements = StatementCounter()
         self.tracker = Tracker(scenario)
@@ -148,7 +154,7 @@ class ScenarioRun:
         simulator = self._simulator(prepared)
         self.connection.holders = [prepared.seeder] + ([simulator] if simulator is not None else [])
         self._loop(prepared.seeder, observer, host, simulator)
-        self.verdict.latency(self.judge.latencies)
+        self.verdict.latency(self.judge.latencies, self.judge.job_latencies)
         if host is not None:
             self.result.pipeline_restarts = host.restarts
 
@@ -157,13 +163,23 @@ class ScenarioRun:
         assert prepared.method is not None
         observer = Observer(self.database, ObserveSettings(prepared.method, settings.variant_channel,
                                                            settings.job_channel, settings.heartbeat,
-                                                           settings.reconcile),
-                            cursor_factory=self.statements.cursor_factory(), hub=self.hub)
+                                                           settings.reconcile, coalesce=COALESCE),
+                            cursor_factory=self.statements.cursor_factory(), hub=self.hub, urgent=self._settling())
         observer.start()
         stack.callback(observer.close)
         self.observer = self.judge.observer = observer
         self.result.observation = observer.report
         return observer
+
+    def _settling(self) -> Callable[[Notified], bool]:
+        """The notifications read at once (the others wait up to COALESCE): a state a job may be judged in."""
+        expect = self.scenario.expect
+        finals = {(expect.final_variant.step, expect.final_variant.status)}
+        if expect.final_job is not None:
+            finals.add((expect.final_job.step, expect.final_job.status))
+        last = set(expect.steps[-1:]) | set(expect.job_steps[-1:])
+        return lambda note: (note.status not in ("running", "done") or (note.step, note.status) in finals
+                             or (note.status == "done" and note.step in last))
 
     def _pipeline(self, stack: contextlib.ExitStack) -> PipelineHost | None:
         if not self.settings.reference_pipeline:

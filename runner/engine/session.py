@@ -4,7 +4,10 @@ The CLI and the pytest plugin hand over what loading and selection gave (`scenar
 error included) and reporters. A refused suite is the session's first event, and nothing opens.
 Otherwise the session opens the database once (or uses the one it is given), decides the
 reference-pipeline default, checks every scenario against the database before anything is
-seeded, then runs up to `parallel` scenarios at once on worker threads. Workers only put events
+seeded, then runs up to `parallel` scenarios at once on worker threads. Files that failed to load
+are error entries of their own and the valid scenarios still run (one bad file never stops a
+night); `--last-failed` and `--shard` narrow the selection once the registry can be read
+(`engine.narrow`), and `--reruns` runs a failed scenario again (`engine.reruns`). Workers only put events
 on a queue; the calling thread takes them off and hands them to the reporters in order, so no
 reporter needs a lock (pytest's LogXML under xdist, and schemathesis' engine, work the same way).
 Every reporter is started before the first event and finished after the last, on every exit path.
@@ -31,7 +34,9 @@ from runner.db.connect import Database
 from runner.db.target import open_database
 from runner.engine import applicable, footprint
 from runner.engine.events import Event, Refusal, ScenarioFinished, SessionFinished, SessionStarted
-from runner.engine.results import Outcome, ScenarioResult, Totals
+from runner.engine.narrow import Narrowed, Narrowing, Shard, narrow
+from runner.engine.reruns import Attempts
+from runner.engine.results import Outcome, ScenarioResult, Totals, invalid_entries, not_run
 from runner.engine.run import RunSettings, ScenarioRun, preflight
 from runner.errors import ExitCode, InputError, YeRunError
 from runner.observe.hub import ListenHub
@@ -67,6 +72,8 @@ class SessionOutcome:
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     finished: datetime | None = None
     duration: float = 0.0
+    shard: Shard | None = None
+    """The shard this session ran (`--shard K/N`), for the JSON report."""
 
     @property
     def totals(self) -> Totals:
@@ -84,6 +91,10 @@ class SessionOptions:
     fail_fast: bool = False
     max_connections: int | None = None
     """At most this many connections at once (else the budget alone: 20% of the server kept free)."""
+    reruns: int = 0
+    """Run a failed scenario again up to this many times; a pass on a rerun is flaky."""
+    narrowing: Narrowing = field(default_factory=Narrowing)
+    """--last-failed and --shard: the selection narrowed by what past runs left."""
 
 
 class Session:
@@ -172,38 +183,64 @@ class Session:
     # --- running ------------------------------------------------------------------------
 
     def _run(self, outcome: SessionOutcome) -> list[ScenarioResult]:
-        options = self.options
+        """Invalid files first, as error entries; then, narrowed, the scenarios (no database opens for none)."""
+        invalid = invalid_entries(self.suite.invalid)
+        narrowing = self.options.narrowing
+        notes: list[str] = []
+        if not narrowing.needs_database:
+            notes = self._narrow(narrow(self.scenarios, None, narrowing), outcome)
+            if not self.scenarios:
+                self._dispatch(SessionStarted(len(invalid), self.options.parallel, "", False, tuple(notes)))
+                return self._entries(invalid)
         opened = contextlib.nullcontext(self.database) if self.database is not None else \
-            open_database(options.database_url, options.ephemeral)
+            open_database(self.options.database_url, self.options.ephemeral)
         with opened as database:
-            wanted = database.embedded if options.reference_pipeline is None else options.reference_pipeline
-            settings = dataclasses.replace(options.settings, reference_pipeline=wanted)
-            self._skip = {i: why for i, s in enumerate(self.scenarios)
-                          if (why := applicable.not_run_here(s, settings.reference_pipeline))}
-            runnable = [s for i, s in enumerate(self.scenarios) if i not in self._skip]
-            unavailable = preflight(runnable, database, settings)
-            by_position = [i for i in range(len(self.scenarios)) if i not in self._skip]
-            self._skip.update({by_position[i]: why for i, why in unavailable.items()})
-            workers = min(options.parallel, max(1, len(self.scenarios)))
-            try:
-                notes = [n for n in (self._plan_connections(database, settings),) if n]
-                self._dispatch(SessionStarted(len(self.scenarios), options.parallel, database.display,
-                                              database.embedded, tuple(notes + self._pending)))
-                if any(s.observe for s in self.scenarios):
-                    self._hub = ListenHub(database, (settings.variant_channel, settings.job_channel),
-                                          settings.heartbeat)
-                    self._hub.start()
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scenario") as pool:
-                    futures = [pool.submit(self._skipped, s, self._skip[i]) if i in self._skip else
-                               pool.submit(self._one, s, database, settings) for i, s in enumerate(self.scenarios)]
-                    self._pump(futures)
-                    return [future.result() for future in futures]
-            finally:
-                if self._hub is not None:
-                    self._hub.close()
-                for close in self._close_later:
-                    with contextlib.suppress(psycopg2.Error):
-                        close()
+            if narrowing.needs_database:
+                notes = self._narrow(narrow(self.scenarios, database, narrowing), outcome)
+            return self._run_on(database, invalid, notes)
+
+    def _narrow(self, narrowed: Narrowed, outcome: SessionOutcome) -> list[str]:
+        """Keep what --last-failed and --shard chose; returns what the console says of it."""
+        self.scenarios, outcome.shard = narrowed.scenarios, narrowed.shard
+        return narrowed.notes
+
+    def _entries(self, invalid: list[ScenarioResult]) -> list[ScenarioResult]:
+        """Each invalid file's entry, handed to the reporters as a verdict is."""
+        for result in invalid:
+            self._dispatch(ScenarioFinished(result))
+        return invalid
+
+    def _run_on(self, database, invalid: list[ScenarioResult],  # type: ignore[no-untyped-def]
+                narrowed: list[str]) -> list[ScenarioResult]:
+        options = self.options
+        wanted = database.embedded if options.reference_pipeline is None else options.reference_pipeline
+        settings = dataclasses.replace(options.settings, reference_pipeline=wanted)
+        self._skip = {i: why for i, s in enumerate(self.scenarios)
+                      if (why := applicable.not_run_here(s, settings.reference_pipeline))}
+        runnable = [s for i, s in enumerate(self.scenarios) if i not in self._skip]
+        unavailable = preflight(runnable, database, settings)
+        by_position = [i for i in range(len(self.scenarios)) if i not in self._skip]
+        self._skip.update({by_position[i]: why for i, why in unavailable.items()})
+        workers = min(options.parallel, max(1, len(self.scenarios)))
+        try:
+            notes = [n for n in (self._plan_connections(database, settings),) if n]
+            self._dispatch(SessionStarted(len(self.scenarios) + len(invalid), options.parallel, database.display,
+                                          database.embedded, tuple(narrowed + notes + self._pending)))
+            self._entries(invalid)
+            if any(s.observe for s in self.scenarios):
+                self._hub = ListenHub(database, (settings.variant_channel, settings.job_channel), settings.heartbeat)
+                self._hub.start()
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scenario") as pool:
+                futures = [pool.submit(self._skipped, s, self._skip[i]) if i in self._skip else
+                           pool.submit(self._one, s, database, settings) for i, s in enumerate(self.scenarios)]
+                self._pump(futures)
+                return invalid + [future.result() for future in futures]
+        finally:
+            if self._hub is not None:
+                self._hub.close()
+            for close in self._close_later:
+                with contextlib.suppress(psycopg2.Error):
+                    close()
 
     def _plan_connections(self, database, settings: RunSettings) -> str:  # type: ignore[no-untyped-def]
         """Read the server's slots, and hand scenarios connections under the budget (the gate looks at the server
@@ -245,16 +282,7 @@ class Session:
         if not self._gate.acquire(cost, self.stop, self._no_more):
             return self._one(scenario, database, settings)  # stopped while it waited: not run, said once
         try:
-            worker = threading.current_thread().name
-            run = ScenarioRun(scenario, database, dataclasses.replace(settings, worker=worker), self._events.put,
-                              self.stop, self.hurry, hub=self._hub)
-            with self._running_lock:
-                self._running.add(run)
-            try:
-                result = run.execute()
-            finally:
-                with self._running_lock:
-                    self._running.discard(run)
+            result, run = self._attempts(scenario, database, settings)
         finally:
             self._gate.release(cost)
         if run.error is not None:
@@ -264,6 +292,25 @@ class Session:
         if self.options.fail_fast and result.outcome in (Outcome.FAILED, Outcome.ERROR):
             self._no_more.set()
         return result
+
+    def _attempts(self, scenario: Scenario, database, settings: RunSettings  # type: ignore[no-untyped-def]
+                  ) -> tuple[ScenarioResult, ScenarioRun]:
+        """The scenario run, and run again after a failure while --reruns allows: the last attempt's result (flaky
+        when it passed after a failure) and run."""
+        attempts = Attempts(self.options.reruns, self._events.put, self.stop)
+        while True:
+            run = ScenarioRun(scenario, database, dataclasses.replace(settings, worker=threading.current_thread().name),
+                              attempts.emitter(), self.stop, self.hurry, hub=self._hub)
+            with self._running_lock:
+                self._running.add(run)
+            try:
+                result = run.execute()
+            finally:
+                with self._running_lock:
+                    self._running.discard(run)
+            if not attempts.more(result):
+                return attempts.final(result), run
+            attempts.record(result)
 
     def _pump(self, futures: list[Future]) -> None:
         """Hand events to the reporters, on this thread, until every scenario is done."""
@@ -313,7 +360,8 @@ def exit_code(result: ScenarioResult, error: YeRunError | None) -> int:
     """A scenario's own exit code: its error's, else what its outcome means."""
     if error is not None:
         return error.exit_code
-    return {Outcome.PASSED: ExitCode.PASSED, Outcome.SEEDED: ExitCode.PASSED, Outcome.FAILED: ExitCode.FAILED,
+    return {Outcome.PASSED: ExitCode.PASSED, Outcome.SEEDED: ExitCode.PASSED, Outcome.FLAKY: ExitCode.PASSED,
+            Outcome.FAILED: ExitCode.FAILED,
             Outcome.INTERRUPTED: ExitCode.INTERRUPTED, Outcome.NOT_RUN: ExitCode.PASSED}.get(
         Outcome(result.outcome), ExitCode.BUG)
 
@@ -340,9 +388,3 @@ def pending_note(conn) -> list[str]:  # type: ignore[no-untyped-def]
     ready = sum(left <= 0 for _, left in found)
     return [f"{len(found)} earlier run(s) kept rows while the pipeline might still work on them ({ready} ready now): "
             "ye-run cleanup --pending removes them"]
-
-
-def not_run(scenario: Scenario, why: str) -> ScenarioResult:
-    result = ScenarioResult(scenario.name, str(scenario.path), "", outcome=Outcome.NOT_RUN, error=None)
-    result.note = why
-    return result

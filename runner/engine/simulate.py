@@ -16,6 +16,7 @@ import psycopg2.extensions
 
 from runner.db import failures
 from runner.db.catalog import Catalog
+from runner.db.connect import autocommitted
 from runner.db.registry import SeededJob
 from runner.scenario.model import Simulation
 
@@ -58,10 +59,13 @@ class ImgGenSimulator:
         while self._queue and self._queue[0][0] <= now:
             _, _, writes = self._queue[0]
             try:
-                with self.conn.cursor() as cur:
-                    for status, variant_ids in writes:
-                        before = (self.seed, "done") if status == "running" else (self.step, "running")
-                        cur.execute(self._sql, (self.step, status, variant_ids, *before))
+                params: list = []
+                for status, variant_ids in writes:
+                    before = (self.seed, "done") if status == "running" else (self.step, "running")
+                    params += [self.step, status, variant_ids, *before]
+                with autocommitted(self.conn), self.conn.cursor() as cur:  # one message: one implicit transaction
+                    if writes:
+                        cur.execute("; ".join([self._sql] * len(writes)), params)
                 self.conn.commit()
             except psycopg2.Error as exc:
                 with contextlib.suppress(psycopg2.Error):

@@ -4,12 +4,13 @@ expected, the error that stopped it, and the outcome they add up to."""
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import replace
 
 from runner.durations import format_seconds
 from runner.engine import messages
 from runner.engine.events import AssertionFailed, Emitter, Note, ScenarioRef
-from runner.engine.results import JobResult, Outcome, ScenarioResult, summarise
+from runner.engine.results import JobResult, Outcome, ScenarioResult, StepLatency, summarise
 from runner.engine.tracker import Tracker
 from runner.errors import YeRunError
 from runner.outcomes import FailureKind
@@ -59,20 +60,24 @@ class Verdict:
                                                f"expected the checker to report {detection}; it did not")
                 self.failed(replace(missing, expectation=f"$.expect.detect[{index}]"))
 
-    def latency(self, latencies: dict[str, array[float]]) -> None:
-        """The latency table, and expect.latency's limits held to it."""
+    def latency(self, latencies: dict[str, array[float]], job_latencies: Sequence[float] = ()) -> None:
+        """The latency table, and expect.latency's limits (a step's own, else the default's) held to it; then the
+        jobs end to end, and expect.job_latency's limits."""
         self.result.latency = summarise(latencies)
-        for step, limits in self.scenario.expect.latency:
-            measured = self.result.latency.get(step)
-            if measured is None:
-                continue
-            for name in ("p50", "p95", "max"):
-                limit, actual = getattr(limits, name), getattr(measured, name)
-                if limit is not None and actual > limit:
-                    self.failed(Failure(FailureKind.LATENCY_LIMIT, f"{self.scenario.name} › {step}: {name} latency "
-                                        f"{format_seconds(actual)} is over the limit {format_seconds(limit)} "
-                                        f"(n={measured.n})", step=step, spent=actual, limit=limit,
-                                        expectation=f"$.expect.latency.{step}.{name}"))
+        for step, measured in self.result.latency.items():
+            for level, limit, path in self.scenario.expect.latency_limits(step):
+                self._held(f"{step}: {level}", getattr(measured, level), limit, measured.n, path, step)
+        self.result.job_latency = StepLatency.of(job_latencies) if job_latencies else None
+        measured_jobs = self.result.job_latency
+        for level, limit in self.scenario.expect.job_latency.given() if measured_jobs else ():
+            self._held(f"job end to end: {level}", getattr(measured_jobs, level), limit, measured_jobs.n,
+                       f"$.expect.job_latency.{level}")
+
+    def _held(self, what: str, actual: float, limit: float, n: int, path: str, step: str | None = None) -> None:
+        if actual > limit:
+            self.failed(Failure(FailureKind.LATENCY_LIMIT, f"{self.scenario.name} › {what} latency "
+                                f"{format_seconds(actual)} is over the limit {format_seconds(limit)} (n={n})",
+                                step=step, spent=actual, limit=limit, expectation=path))
 
     def outcome(self, stopped: bool) -> Outcome:
         """What the run adds up to: an error or a seed-only run as they are; else interrupted, failed or passed."""

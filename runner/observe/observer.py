@@ -55,6 +55,9 @@ class ObserveSettings:
     reconcile: float = 2.0
     """Seconds between reads of every tracked row (the safety net for lost notifications)."""
     max_backoff: float = 2.0
+    coalesce: float = 0.0
+    """History mode: seconds a read waits after the previous one while notifications keep coming, so a burst of
+    writes costs one read, not one per wake-up; a notification the `urgent` test picks is read at once."""
 
 
 @dataclass
@@ -90,8 +93,13 @@ class Observer:
     scenario, or one of its own); reads go through the hub's connection."""
 
     def __init__(self, database: Database, settings: ObserveSettings, name: str = "ye-run listen",
-                 cursor_factory: type | None = None, hub: ListenHub | None = None):
+                 cursor_factory: type | None = None, hub: ListenHub | None = None,
+                 urgent: Callable[[Notified], bool] | None = None):
         self.database = database
+        self._urgent = urgent
+        """Which notifications are read at once despite `coalesce` (a state a job may be judged in)."""
+        self._hurry = False
+        self._last_read = -float("inf")
         self._cursor_factory = cursor_factory
         self.settings = settings
         self.name = name
@@ -214,14 +222,28 @@ class Observer:
         # before the notifications taken with it are applied (older ones than what was read are then dropped).
         out += self._catch_up_read()
         out += self._apply_notifications(notes)
-        if self._dirty and self.settings.method == "history":
-            dirty, self._dirty = list(self._dirty), set()
+        if self._dirty and self.settings.method == "history" and self._coalesced(timeout):
+            dirty, self._dirty, self._hurry = list(self._dirty), set(), False
+            self._last_read = time.monotonic()
             out += self._read_history(dirty)
         now = time.monotonic()
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.settings.reconcile
             out += self._reader(list(self._rows))
         return out
+
+    def _coalesced(self, timeout: float) -> bool:
+        """Whether the dirty rows are read now: at once when urgent, else once `coalesce` has passed since the last
+        read (waiting for it within `timeout`, taking in what arrives meanwhile). False: the next poll reads."""
+        due = self._last_read + self.settings.coalesce
+        until = min(due, time.monotonic() + max(0.0, timeout))
+        while not self._hurry and not self._catch_up and time.monotonic() < until:
+            self._wake.wait(until - time.monotonic())
+            self._wake.clear()
+            with self._inbox_lock:
+                notes, self._inbox = self._inbox, []
+            self._pending += self._apply_notifications(notes)
+        return self._hurry or self._catch_up or time.monotonic() >= due
 
     def _catch_up_read(self) -> list[Transition]:
         """After a reconnect: every tracked row read again (it stays pending while the connection is gone)."""
@@ -242,6 +264,7 @@ class Observer:
                 continue
             if self.settings.method == "history":
                 self._dirty.add(note.row_id)
+                self._hurry = self._hurry or self._urgent is None or self._urgent(note)
             elif _older(note.db_time, row.at):
                 continue  # sent before the state a reconciling read already gave: applying it would go back
             elif row.state != (note.step, note.status):

@@ -1,21 +1,45 @@
 """Night over night: two JSON reports compared, verdict by verdict and step latency by step latency.
 
-A regression is a step that got slower by more than a threshold *and* significantly so: the
-step's latencies of the two runs are compared with a one-sided Mann-Whitney U test (scipy; no
-statistics written by hand), so noise alone rarely raises an alarm, and a real slowdown of a
-step with enough samples rarely goes unseen. Latencies are taken from the traces themselves
+A regression is a step that got slower by more than two floors (a share of its median and an
+amount of time) *and* significantly so: the step's latencies of the two runs are compared with a
+one-sided Mann-Whitney U test (scipy; no statistics written by hand), so noise alone rarely
+raises an alarm, and a real slowdown of a step with enough samples rarely goes unseen. Latencies are taken from the traces themselves
 (previous `done` to this step's `done`, on the database's clock), not from the summaries.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from runner.durations import format_seconds
 from runner.errors import InputError
 from runner.outcomes import Outcome
-from runner.stats import median, percentile
+from runner.stats import median
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """What makes a slower step a regression: significantly slower (p < alpha) *and* slower at the median by more
+    than both floors, so a 1 ms step that took 1.25 ms (+25%, and significant over many samples) is noise."""
+
+    alpha: float = 0.01
+    slowdown: float = 0.2
+    """The relative floor: the median's change (0.2 is 20%)."""
+    delta: float = 0.010
+    """The absolute floor, in seconds: how much longer the median must take."""
+
+    def regressed(self, p_value: float | None, change: float | None, delta: float | None) -> bool:
+        """Whether a step's change clears the test and both floors."""
+        return (p_value is not None and p_value < self.alpha and (change or 0.0) > self.slowdown
+                and (delta or 0.0) > self.delta)
+
+    def describe(self) -> str:
+        """The rule in words, as every view states it."""
+        return (f"slower at the median by more than {self.slowdown * 100:.0f}% and {format_seconds(self.delta)}, "
+                f"at p < {self.alpha:g}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +52,7 @@ class StepChange:
     """One-sided: the new latencies are larger. None when a side has too few samples."""
     effect: float | None
     """Common-language effect size: the probability a new latency exceeds a base one (0.5: no change)."""
+    regression: bool = False
 
     @property
     def change(self) -> float | None:
@@ -36,17 +61,32 @@ class StepChange:
             return None
         return median(self.new) / median(self.base) - 1
 
+    @property
+    def delta(self) -> float | None:
+        """The change of the median in seconds; None when a side has no sample."""
+        if not self.base or not self.new:
+            return None
+        return median(self.new) - median(self.base)
+
 
 @dataclass
 class Comparison:
     newly_failing: list[str] = field(default_factory=list)
+    still_failing: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)
     not_run: list[str] = field(default_factory=list)
     """Scenarios the new report holds but did not run (--fail-fast, an interrupt): no verdict, so never fixed."""
     new: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     steps: list[StepChange] = field(default_factory=list)
-    regressions: list[StepChange] = field(default_factory=list)
+    """Regressions first (the largest change first), then every other step in its scenario's order."""
+    trend: dict[tuple[str, str], tuple[float | None, ...]] = field(default_factory=dict)
+    """Over more than two reports: each (scenario, step) of the newest report's p50 in every report, oldest first
+    (None where that report has no sample of it)."""
+
+    @property
+    def regressions(self) -> list[StepChange]:
+        return [change for change in self.steps if change.regression]
 
     @property
     def failed(self) -> bool:
@@ -56,11 +96,11 @@ class Comparison:
     @property
     def verdicts(self) -> list[tuple[str, list[str]]]:
         """The verdict changes, titled, in the order every view lists them."""
-        return [("newly failing", self.newly_failing), ("fixed", self.fixed), ("not run", self.not_run),
-                ("new", self.new), ("removed", self.removed)]
+        return [("newly failing", self.newly_failing), ("still failing", self.still_failing), ("fixed", self.fixed),
+                ("not run", self.not_run), ("new", self.new), ("removed", self.removed)]
 
 
-def compare(base: dict[str, Any], new: dict[str, Any], max_slowdown: float = 0.2, alpha: float = 0.01,
+def compare(base: dict[str, Any], new: dict[str, Any], thresholds: Thresholds = Thresholds(),
             sources: tuple[str, str] = ("base report", "new report")) -> Comparison:
     """Verdict changes and step regressions of two reports, matched by scenario name (`sources` name the files)."""
     result = Comparison()
@@ -70,11 +110,32 @@ def compare(base: dict[str, Any], new: dict[str, Any], max_slowdown: float = 0.2
     for name in sorted(set(before) & set(after)):
         old_samples, new_samples = samples(before[name]), samples(after[name])
         for step in [s for s in new_samples if s in old_samples]:
-            change = _test(name, step, old_samples[step], new_samples[step])
-            result.steps.append(change)
-            if change.p_value is not None and change.p_value < alpha and (change.change or 0) > max_slowdown:
-                result.regressions.append(change)
+            result.steps.append(_test(name, step, old_samples[step], new_samples[step], thresholds))
+    result.steps.sort(key=lambda c: (not c.regression, -(c.change or 0.0) if c.regression else 0.0))
     return result
+
+
+def history(docs: Sequence[dict[str, Any]], sources: Sequence[str], thresholds: Thresholds = Thresholds()
+            ) -> Comparison:
+    """The last two reports compared; given more, every compared step's p50 in each report as well (its trend)."""
+    result = compare(docs[-2], docs[-1], thresholds, (sources[-2], sources[-1]))
+    if len(docs) > 2:
+        runs = [by_name(doc, source) for doc, source in zip(docs, sources)]
+        wanted = {(c.scenario, c.step) for c in result.steps}
+        p50s = [_p50s(run, wanted) for run in runs]
+        result.trend = {(c.scenario, c.step): tuple(run.get((c.scenario, c.step)) for run in p50s)
+                        for c in result.steps}
+    return result
+
+
+def _p50s(run: dict[str, dict[str, Any]], wanted: set[tuple[str, str]]) -> dict[tuple[str, str], float]:
+    """One report's p50 of each wanted (scenario, step), from the traces as `compare` reads them."""
+    out = {}
+    for name in {scenario for scenario, _ in wanted} & set(run):
+        for step, values in samples(run[name]).items():
+            if (name, step) in wanted and values:
+                out[(name, step)] = median(values)
+    return out
 
 
 def by_name(doc: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
@@ -102,6 +163,8 @@ def _verdict(result: Comparison, name: str, before: dict[str, Any] | None, after
         result.newly_failing.append(name)
     elif _failing(before) and _outcome(after).passing:
         result.fixed.append(name)
+    elif _failing(before) and _failing(after):
+        result.still_failing.append(name)
 
 
 def _outcome(scenario: dict[str, Any]) -> Outcome:
@@ -115,14 +178,15 @@ def _failing(scenario: dict[str, Any]) -> bool:
     return not outcome.passing and outcome != Outcome.NOT_RUN
 
 
-def _test(scenario: str, step: str, base: list[float], new: list[float]) -> StepChange:
+def _test(scenario: str, step: str, base: list[float], new: list[float], thresholds: Thresholds) -> StepChange:
     if len(base) < 3 or len(new) < 3:
         return StepChange(scenario, step, tuple(base), tuple(new), None, None)
     from scipy.stats import mannwhitneyu
 
     test = mannwhitneyu(new, base, alternative="greater")
-    return StepChange(scenario, step, tuple(base), tuple(new), float(test.pvalue),
-                      float(test.statistic) / (len(new) * len(base)))
+    change = StepChange(scenario, step, tuple(base), tuple(new), float(test.pvalue),
+                        float(test.statistic) / (len(new) * len(base)))
+    return replace(change, regression=thresholds.regressed(change.p_value, change.change, change.delta))
 
 
 def samples(scenario: dict[str, Any]) -> dict[str, list[float]]:
@@ -159,61 +223,3 @@ def _seconds(earlier: dict[str, Any], later: dict[str, Any]) -> float:
         delta = datetime.fromisoformat(later["db_time"]) - datetime.fromisoformat(earlier["db_time"])
         return max(0.0, delta.total_seconds())
     return max(0.0, later["since_seed"] - earlier["since_seed"])
-
-
-def render(result: Comparison, max_slowdown: float, alpha: float) -> list[str]:
-    """The console table."""
-    from runner.durations import format_seconds
-
-    def seconds(value: float | None) -> str:
-        return "-" if value is None else format_seconds(value)
-
-    lines = []
-    for title, names in result.verdicts:
-        if names:
-            lines.append(f"{title}: {', '.join(names)}")
-    lines.append(f"{'scenario':24} {'step':18} {'n':>9} {'p50':>15} {'p95':>15} {'change':>8} {'p':>8} {'effect':>6}")
-    for change in result.steps:
-        flag = "  REGRESSION" if change in result.regressions else ""
-        delta = "-" if change.change is None else f"{change.change * 100:+.0f}%"
-        p = "-" if change.p_value is None else f"{change.p_value:.3g}"
-        effect = "-" if change.effect is None else f"{change.effect:.2f}"
-        lines.append(f"{change.scenario[:24]:24} {change.step[:18]:18} {len(change.base):>4}/{len(change.new):<4} "
-                     f"{seconds(median(change.base)):>7}>{seconds(median(change.new)):<7} "
-                     f"{seconds(percentile(change.base, 0.95)):>7}>{seconds(percentile(change.new, 0.95)):<7} "
-                     f"{delta:>8} {p:>8} {effect:>6}{flag}")
-    lines.append(f"{len(result.regressions)} regression(s) (slower by more than {max_slowdown * 100:.0f}% at "
-                 f"p < {alpha}); {len(result.newly_failing)} newly failing, {len(result.fixed)} fixed, "
-                 f"{len(result.not_run)} not run")
-    return lines
-
-
-def render_html(result: Comparison, base_name: str, new_name: str, max_slowdown: float, alpha: float) -> str:
-    """The comparison as a self-contained page: both runs' distributions of each step side by side."""
-    import jinja2
-
-    from runner.durations import format_seconds
-    from runner.report.charts import histogram
-
-    def seconds(value: float | None) -> str:
-        return "-" if value is None else format_seconds(value)
-
-    by_scenario: dict[str, list[dict[str, Any]]] = {}
-    for change in result.steps:
-        low = min(change.base + change.new) if change.base + change.new else 0.0
-        high = max(change.base + change.new) if change.base + change.new else 1.0
-        by_scenario.setdefault(change.scenario, []).append({
-            "step": change.step, "n": f"{len(change.base)} → {len(change.new)}",
-            "p50": f"{seconds(median(change.base))} → {seconds(median(change.new))}",
-            "p95": f"{seconds(percentile(change.base, 0.95))} → {seconds(percentile(change.new, 0.95))}",
-            "change": "-" if change.change is None else f"{change.change * 100:+.0f}%",
-            "p": "-" if change.p_value is None else f"{change.p_value:.3g}",
-            "effect": "-" if change.effect is None else f"{change.effect:.2f}",
-            "before": histogram(list(change.base), span=(low, high)),
-            "after": histogram(list(change.new), span=(low, high)),
-            "regression": change in result.regressions})
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("runner.report", "templates"), autoescape=True)
-    return environment.get_template("compare.html.j2").render(
-        regressions=result.regressions, failed=result.failed, base_name=base_name, new_name=new_name,
-        threshold=f"{max_slowdown * 100:.0f}%", alpha=alpha, steps=list(by_scenario.items()),
-        verdicts=result.verdicts)

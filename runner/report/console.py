@@ -23,7 +23,7 @@ from runner.engine.events import (AssertionFailed, CleanupFinished, Event, JobFi
                                   TransitionObserved)
 from runner.engine.results import Outcome
 from runner.report import safe
-from runner.report.summary import cleanup_lines, verdict
+from runner.report.summary import cleanup_lines, details, failing, heading
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -157,10 +157,10 @@ class ConsoleReporter:
         if result.outcome == Outcome.NOT_RUN:
             self._line(1, f"{result.name}: NOT RUN - {result.note}", stamp=False)
             return
-        head, *rest = verdict(result)
-        bad = result.outcome in (Outcome.FAILED, Outcome.ERROR, Outcome.INTERRUPTED)
-        self._line(0 if bad else 1, head, stamp=False)
-        for line in rest:
+        level = 0 if failing(result) else 1
+        for line in heading(result):
+            self._line(level, line, stamp=False)
+        for line in details(result):
             self._line(1, line, stamp=False)
 
     def _on_CleanupFinished(self, event: CleanupFinished) -> None:

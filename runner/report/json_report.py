@@ -12,8 +12,10 @@ from typing import IO, Any
 
 from runner import __version__
 from runner.db.registry import RunRecord
-from runner.engine.results import JobResult, ScenarioResult
+from runner.engine.narrow import Shard
+from runner.engine.results import JobResult, ScenarioResult, StepLatency
 from runner.report.filereporter import FileReporter
+from runner.report.summary import summary
 from runner.trace import Failure, Transition
 
 FORMAT_VERSION = 1
@@ -31,9 +33,9 @@ class Lazy:
 
 
 def document(results: list[ScenarioResult], exit_code: int, started: datetime, finished: datetime,
-             error: str | None = None, lazy: bool = False) -> dict:
+             error: str | None = None, lazy: bool = False, shard: Shard | None = None) -> dict:
     """The report as a dict; with `lazy`, each scenario's jobs (and the record's keys) are `Lazy`: read once."""
-    return {
+    doc = {
         "format": FORMAT_VERSION,
         "error": error,
         "ye_run_version": __version__,
@@ -42,6 +44,10 @@ def document(results: list[ScenarioResult], exit_code: int, started: datetime, f
         "exit_code": exit_code,
         "scenarios": [_scenario(r, lazy) for r in results],
     }
+    if shard is not None:
+        doc["shard"] = {"index": shard.index, "count": shard.count, "balanced_by": shard.balanced_by,
+                        "selection": list(shard.selection)}
+    return doc
 
 
 class JsonReporter(FileReporter):
@@ -56,7 +62,8 @@ def session_document(outcome, lazy: bool = False, error: str | None = None) -> d
     what stopped the session, as a reporter heard it (a refused suite), else the outcome's error."""
     if error is None and outcome.error is not None:
         error = str(outcome.error)
-    doc = document(outcome.results, outcome.exit_code, outcome.started, outcome.finished, error, lazy=lazy)
+    doc = document(outcome.results, outcome.exit_code, outcome.started, outcome.finished, error, lazy=lazy,
+                   shard=outcome.shard)
     doc["totals"] = dataclasses.asdict(outcome.totals)
     return doc
 
@@ -107,9 +114,14 @@ def _scenario(result: ScenarioResult, lazy: bool = False) -> dict[str, Any]:
     return {
         "name": result.name,
         "file": result.path,
+        "description": result.description,
+        "invalid": result.invalid,
         "outcome": result.outcome,
         "error": result.error,
         "note": result.note or None,
+        "attempts": [{"run_id": a.run_id, "outcome": a.outcome, "duration": a.duration, "failures": list(a.failures)}
+                     for a in result.attempts],
+        "worker": result.worker,
         "run": {"run_id": result.run_id, "record": _record(result.record, lazy)},
         "database": {"url": result.database, "embedded": result.embedded},
         "started_at": _time(result.started_at),
@@ -122,7 +134,8 @@ def _scenario(result: ScenarioResult, lazy: bool = False) -> dict[str, Any]:
             "notifications": observation.notifications, "queries": observation.queries, "notes": observation.notes},
         "jobs": Lazy(jobs) if lazy else list(jobs),
         "failures": [_failure(f) for f in result.failures],
-        "latency": {step: {"n": s.n, "p50": s.p50, "p95": s.p95, "max": s.max} for step, s in result.latency.items()},
+        "latency": {step: _latency(s) for step, s in result.latency.items()},
+        "job_latency": _latency(result.job_latency) if result.job_latency is not None else None,
         "cleanup": {"policy": result.cleanup_policy, "applied": result.cleanup is not None,
                     "counts": result.cleanup.counts if result.cleanup else {},
                     "notes": result.cleanup.notes if result.cleanup else [], "error": result.cleanup_error,
@@ -130,7 +143,12 @@ def _scenario(result: ScenarioResult, lazy: bool = False) -> dict[str, Any]:
         "pipeline_restarts": result.pipeline_restarts,
         "delayed_creations": result.delayed_creations,
         "statements": result.statements,
+        "summary": summary(result),
     }
+
+
+def _latency(s: StepLatency) -> dict[str, float]:
+    return {"n": s.n, "p50": s.p50, "p95": s.p95, "p99": s.p99, "max": s.max}
 
 
 def _record(record: RunRecord | None, lazy: bool) -> dict[str, Any] | None:
@@ -156,8 +174,8 @@ def _job(job: JobResult) -> dict[str, Any]:
                       "trace": [_transition(t, job) for t in trace.transitions]}
                      for trace in sorted(job.variants.values(), key=lambda v: v.creation_order)],
         "job_retries": job.retries.get(0, {}),
-        "failures": [_failure(f) for f in job.failures],
-        "detected": [_failure(f) for f in job.detected],
+        "failures": [_failure(f, job.seeded_mono) for f in job.failures],
+        "detected": [_failure(f, job.seeded_mono) for f in job.detected],
     }
 
 
@@ -166,12 +184,14 @@ def _transition(t: Transition, job: JobResult) -> dict[str, Any]:
             "seen_time": _time(t.seen_time), "since_seed": round(t.seen_mono - job.seeded_mono, 6), "source": t.source}
 
 
-def _failure(f: Failure) -> dict[str, Any]:
+def _failure(f: Failure, seeded_mono: float | None = None) -> dict[str, Any]:
+    """A failure; of a job's (`seeded_mono` given), `at` is when the write that broke the rule was seen."""
     origin = None if f.origin is None else {"file": f.origin.file, "line": f.origin.line, "col": f.origin.col,
                                             "path": f.expectation or "$"}
+    at = None if seeded_mono is None or f.seen_mono is None else round(max(0.0, f.seen_mono - seeded_mono), 6)
     return {"kind": f.kind, "message": f.message, "detail": f.detail, "job_ordinal": f.job_ordinal,
             "job_id": f.job_id, "creation_order": f.creation_order, "variant_id": f.variant_id, "step": f.step,
-            "spent": f.spent, "limit": f.limit, "origin": origin}
+            "spent": f.spent, "limit": f.limit, "origin": origin, "at": at}
 
 
 def _time(value: datetime | None) -> str | None:

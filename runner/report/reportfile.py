@@ -152,3 +152,19 @@ def _date_time(value: object) -> bool:
 @cache
 def _validator() -> Draft202012Validator:
     return resources.validator("report.schema.json").evolve(format_checker=_DATES)
+
+
+FAILING = ("failed", "error", "interrupted")
+"""Outcomes `--last-failed-from` runs again."""
+TIMED = ("passed", "failed", "seeded", "flaky")
+"""Outcomes of scenarios that ran their course: their durations balance `--shard`."""
+
+
+def failed(doc: dict[str, Any]) -> frozenset[str]:
+    """The scenarios that failed in a report, and the files that failed to load there (by file name)."""
+    return frozenset(s["file"] if s.get("invalid") else s["name"] for s in doc["scenarios"] if s["outcome"] in FAILING)
+
+
+def durations(doc: dict[str, Any]) -> dict[str, float]:
+    """Seconds each scenario took in a report, of those that ran their course."""
+    return {s["name"]: s["duration"] for s in doc["scenarios"] if s["outcome"] in TIMED and not s.get("invalid")}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runner.durations import format_seconds
-from runner.engine.results import ScenarioResult
+from runner.engine.results import ScenarioResult, StepLatency
 from runner.outcomes import Outcome
 
 
@@ -14,13 +14,31 @@ def summary(result: ScenarioResult) -> list[str]:
 
 def verdict(result: ScenarioResult) -> list[str]:
     """Outcome, counts, observation, latency table: what the console prints as soon as the jobs are judged."""
+    return heading(result) + details(result)
+
+
+def heading(result: ScenarioResult) -> list[str]:
+    """The verdict's line; when it did not pass, what the scenario is about and its earlier attempts; for a file that
+    failed to load, its located problems. What a console shows even with -q when the verdict is bad."""
+    if result.invalid:
+        return [f"{result.name}: ERROR - the file failed to load (none of its scenarios ran)"] + \
+            [f"  {line}" for line in (result.error or "").splitlines()]
     tally = result.jobs.tally()
     passed, failed = tally.outcomes[Outcome.PASSED], tally.outcomes[Outcome.FAILED]
     unfinished = tally.outcomes[Outcome.INTERRUPTED] + tally.outcomes[Outcome.RUNNING]
     head = (f"{result.name}: {result.outcome.upper()} - {len(result.jobs)} job(s): {passed} passed, {failed} failed"
             + (f", {unfinished} unfinished" if unfinished else "")
             + f"; {tally.variants} variants; {format_seconds(result.duration)}")
-    lines = [head]
+    about = [f"  description: {result.description}"] if result.description and failing(result) else []
+    return [head] + about + attempt_lines(result)
+
+
+def details(result: ScenarioResult) -> list[str]:
+    """The error, how it was observed, retries seen and the latency table."""
+    if result.invalid:
+        return []
+    tally = result.jobs.tally()
+    lines = []
     if result.error:
         lines.append(f"  error: {result.error}")
     if result.observation is not None:
@@ -29,12 +47,46 @@ def verdict(result: ScenarioResult) -> list[str]:
         lines.append(f"  observed: {obs.description}{extra}")
     if tally.retries:
         lines.append("  retries seen: " + ", ".join(f"{step} {n}" for step, n in tally.retries.items()))
-    if result.latency:
-        lines.append(f"  {'step':18}{'n':>5}{'p50':>10}{'p95':>10}{'max':>10}")
-        for step, lat in result.latency.items():
-            lines.append(f"  {step:18}{lat.n:>5}{format_seconds(lat.p50):>10}{format_seconds(lat.p95):>10}"
-                         f"{format_seconds(lat.max):>10}")
-    return lines
+    return lines + latency_table(result)
+
+
+JOBS_ROW = "jobs end to end"
+"""The latency table's last row: each job from seeding to its last write (`expect.job_latency`)."""
+
+
+def latency_table(result: ScenarioResult) -> list[str]:
+    """Per step n, p50, p95, p99 and max, then the jobs end to end; each with the limits it was held to, so a
+    limit that held is seen to be checked."""
+    rows = [(step, lat, result.plan.get("latency_limits", {}).get(step, {})) for step, lat in result.latency.items()]
+    if result.job_latency is not None:
+        rows.append((JOBS_ROW, result.job_latency, result.plan.get("job_latency_limits", {})))
+    if not rows:
+        return []
+    width = max(18, *(len(name) + 1 for name, _, _ in rows))
+    limited = any(limits for _, _, limits in rows)
+    head = f"  {'step':{width}}{'n':>5}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}" + ("  limit" if limited else "")
+    return [head] + [f"  {name:{width}}{lat.n:>5}" + "".join(f"{format_seconds(value):>10}" for value in (
+        lat.p50, lat.p95, lat.p99, lat.max)) + _limits(lat, limits) for name, lat, limits in rows]
+
+
+def _limits(lat: StepLatency, limits: dict[str, float]) -> str:
+    """`  p95 <= 100ms ok, max <= 1s OVER`: each limit and whether it held."""
+    cells = [f"{level} <= {format_seconds(limit)} {'OVER' if getattr(lat, level) > limit else 'ok'}"
+             for level, limit in limits.items()]
+    return "  " + ", ".join(cells) if cells else ""
+
+
+def failing(result: ScenarioResult) -> bool:
+    """Whether the verdict is one a reader acts on: failed, error, interrupted, or flaky."""
+    return result.outcome in (Outcome.FAILED, Outcome.ERROR, Outcome.INTERRUPTED, Outcome.FLAKY)
+
+
+def attempt_lines(result: ScenarioResult) -> list[str]:
+    """The earlier attempts of a scenario run again (--reruns), each with what failed first."""
+    total = len(result.attempts) + 1
+    return [f"  attempt {number} of {total} (run {attempt.run_id}): {attempt.outcome}"
+            + (f" - {attempt.failures[0]}" if attempt.failures else "")
+            for number, attempt in enumerate(result.attempts, 1)]
 
 
 def cleanup_lines(result: ScenarioResult) -> list[str]:

@@ -14,6 +14,7 @@ from runner.resources import default_images_dir
 from runner.scenario import model
 from runner.scenario.semantics import expected_steps, resolve_image
 from runner.scenario.yamlsource import Located, join_path, locate, path_text
+from runner.sqlvalue import PERCENT, TESTS, ValueTest
 
 
 def scenario(doc: dict[str, Any], root: Located, path: Path, definition: Definition = DEFAULT) -> model.Scenario:
@@ -117,7 +118,10 @@ def _expect(doc: dict[str, Any], root: Located, definition: Definition) -> model
                      for d in expect.get("detect", ())),
         failures=tuple(_failure(f) for f in expect.get("failures", ()) if definition.level(f["step"]) == "variant"),
         job_failures=tuple(_failure(f) for f in expect.get("failures", ()) if definition.level(f["step"]) == "job"),
-        latency=tuple((step, _latency(limits)) for step, limits in expect.get("latency", {}).items()),
+        latency=tuple((step, _latency(limits)) for step, limits in expect.get("latency", {}).items()
+                      if step != "default"),
+        latency_default=_latency(expect.get("latency", {}).get("default", {})),
+        job_latency=_latency(expect.get("job_latency", {})),
         sql=tuple(_sql(check, _origin(root, ["expect", "sql", i, "query"]))
                   for i, check in enumerate(expect.get("sql", ()))),
     )
@@ -148,8 +152,23 @@ def _latency(limits: dict[str, str]) -> model.LatencyLimit:
 
 
 def _sql(check: dict[str, Any], origin: model.Origin) -> model.SqlCheck:
-    return model.SqlCheck(name=check["name"], query=check["query"], equals=check.get("equals"),
-                          rows=check.get("rows"), compare_value="equals" in check, origin=origin)
+    return model.SqlCheck(name=check["name"], query=check["query"], rows=check.get("rows"),
+                          value=_value_test(check), origin=origin)
+
+
+def _value_test(check: dict[str, Any]) -> ValueTest | None:
+    """The check's test of its value (validation saw to it that there is at most one)."""
+    test = next((key for key in TESTS if key in check), None)
+    if test is None:
+        return None
+    given = check[test]
+    if test == "between":
+        return ValueTest(test, (given[0], given[1]))
+    if test != "approx":
+        return ValueTest(test, given)
+    tolerance = given["tolerance"]
+    percent = PERCENT.match(tolerance) if isinstance(tolerance, str) else None
+    return ValueTest(test, given["value"], float(percent.group(1)) if percent else tolerance, percent is not None)
 
 
 def _origin(root: Located, parts: list[str | int]) -> model.Origin:

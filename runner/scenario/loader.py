@@ -19,45 +19,63 @@ from runner.pipeline import config as pipeline_config
 from runner.definition import DEFAULT, Definition
 from runner.scenario import bounds, build, definitions, expand, schema_errors, semantics, yamlsource
 from runner.scenario.model import Scenario
+from runner.scenario.pipelines import Definitions, InForce
 from runner.scenario.yamlsource import Located, Mark
 
 MAX_EXTENDS = 8
 
 
-def load(path: str | Path, definition: Definition = DEFAULT, values: Mapping[str, str] | None = None) -> Scenario:
+def load(path: str | Path, definition: Definition | InForce = DEFAULT, values: Mapping[str, str] | None = None,
+         definitions: Definitions | None = None) -> Scenario:
     """The Scenario in `path`, checked against `definition`; raises ScenarioError listing every problem found.
     A file with a matrix of more than one instance is loaded with `load_instances`."""
-    found = load_instances(path, definition, values)
+    found = load_instances(path, definition, values, definitions)
     if len(found) != 1:
         raise ScenarioError([Problem(str(path), 1, 1, "$.matrix", f"the matrix makes {len(found)} scenarios; "
                                                                   "load them with load_instances")])
     return found[0]
 
 
-def load_instances(path: str | Path, definition: Definition = DEFAULT,
-                   values: Mapping[str, str] | None = None) -> list[Scenario]:
+def load_instances(path: str | Path, definition: Definition | InForce = DEFAULT,
+                   values: Mapping[str, str] | None = None, definitions: Definitions | None = None) -> list[Scenario]:
     """Every scenario a file makes (one, or one per matrix combination), variables resolved from `values`
-    (`--var`) and the environment; ScenarioError listing every problem of every instance."""
+    (`--var`) and the environment; ScenarioError listing every problem of every instance. An instance naming its
+    own `pipeline_file:` is read with that definition (from `definitions`, which reads each file once)."""
     display = str(path)
     root = _read_with_extends(Path(path), display, chain=())
     problems = expand.substitute(root, expand.variables(values))
     if problems:
         raise ScenarioError(problems)
+    fallback = definition if isinstance(definition, InForce) else InForce(definition, _given(definition))
+    definitions = definitions or Definitions(load_definition)
     loaded: list[Scenario] = []
     found: dict[str, Problem] = {}
     for label, tree in expand.instances(root):
-        doc = yamlsource.to_plain(tree)
-        problems = check_document(doc, tree, "scenario.schema.json", definition)
-        if not problems:
-            problems = semantics.Checker(doc, tree, definition).run() + bounds.problems(doc, tree)
+        try:
+            in_force = definitions.own(tree, fallback)
+        except ScenarioError as exc:
+            problems = exc.problems
+        else:
+            problems = _instance_problems(tree, in_force)
         for problem in problems:
             found.setdefault(str(problem), problem)
         if not problems:
-            scenario = build.scenario(doc, tree, Path(path), definition)
+            scenario = build.scenario(yamlsource.to_plain(tree), tree, Path(path), in_force.definition)
             loaded.append(dataclasses.replace(scenario, name=f"{scenario.name}[{label}]") if label else scenario)
     if found:
         raise ScenarioError(list(found.values()))
     return loaded
+
+
+def _given(definition: Definition) -> str:
+    return "" if definition is DEFAULT else "the definition given"
+
+
+def _instance_problems(tree: Located, in_force: InForce) -> list[Problem]:
+    """Schema problems, else semantic ones and bounds, of one instance against the definition in force."""
+    doc, definition = yamlsource.to_plain(tree), in_force.definition
+    problems = check_document(doc, tree, "scenario.schema.json", definition, in_force.hint())
+    return problems or semantics.Checker(doc, tree, definition).run() + bounds.problems(doc, tree)
 
 
 def load_pipeline_config(path: str | Path, definition: Definition = DEFAULT) -> PipelineConfig:
@@ -73,11 +91,13 @@ def load_pipeline_config(path: str | Path, definition: Definition = DEFAULT) -> 
     return pipeline_config.build(doc)
 
 
-def check_document(doc: Any, root: Located, schema_name: str, definition: Definition = DEFAULT) -> list[Problem]:
-    """Located schema problems of a document against one of the shipped schemas."""
+def check_document(doc: Any, root: Located, schema_name: str, definition: Definition = DEFAULT,
+                   step_hint: str = "") -> list[Problem]:
+    """Located schema problems of a document against one of the shipped schemas; `step_hint` ends the message
+    of an unknown step (which definition is in force, how to choose another)."""
     validator = resources.validator(schema_name, definition)
     return schema_errors.translate(validator.iter_errors(doc), root, _resolver(schema_name, definition),
-                                   definition.names)
+                                   definition.names, step_hint)
 
 
 def _resolver(schema_name: str, definition: Definition):

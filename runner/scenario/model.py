@@ -13,6 +13,7 @@ from typing import Literal
 from runner.definition import DEFAULT, STEP_TIMEOUT, Definition, Scalar, SeedRow
 from runner.outcomes import FailureKind
 from runner.pipeline.config import PipelineConfig
+from runner.sqlvalue import ValueTest
 
 RowRefKind = Literal["none", "any", "id"]
 ModeType = Literal["once", "wait_for_completion", "interval"]
@@ -96,11 +97,20 @@ class ExpectedFailure:
         return self.variants is None or creation_order in self.variants
 
 
+LATENCY_LEVELS = ("p50", "p95", "p99", "max")
+"""The order statistics a latency limit may hold, in order (each at most the next)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LatencyLimit:
     p50: float | None = None
     p95: float | None = None
+    p99: float | None = None
     max: float | None = None
+
+    def given(self) -> tuple[tuple[str, float], ...]:
+        """The limits written, as (level, seconds), in LATENCY_LEVELS order."""
+        return tuple((level, getattr(self, level)) for level in LATENCY_LEVELS if getattr(self, level) is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +148,24 @@ class SourceMap:
 class SqlCheck:
     name: str
     query: str
-    equals: Scalar = None
     rows: int | None = None
-    compare_value: bool = False
-    """True when `equals` was given (it may legitimately be null)."""
+    """The number of rows expected, when the check counts rows rather than testing a value."""
+    value: ValueTest | None = None
+    """What the first column of the only row is held to (`equals`, `at_least`, ..., `matches`)."""
     origin: Origin | None = None
     """Where the query was written; None for checks built by hand."""
+
+    @property
+    def compare_value(self) -> bool:
+        """True when the check tests a value (an `equals` of null included), not a row count."""
+        return self.value is not None
+
+    @property
+    def equals(self) -> Scalar:
+        """The value of an `equals` test (None for any other check)."""
+        if self.value is None or self.value.test != "equals":
+            return None
+        return self.value.expected  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +209,10 @@ class Expectations:
     retries: tuple[tuple[str, Retries], ...] = ()
     failures: tuple[ExpectedFailure, ...] = ()
     latency: tuple[tuple[str, LatencyLimit], ...] = ()
+    latency_default: LatencyLimit = field(default_factory=LatencyLimit)
+    """`expect.latency.default`: the limits of every step measured, where its own entry does not replace them."""
+    job_latency: LatencyLimit = field(default_factory=LatencyLimit)
+    """`expect.job_latency`: limits on a job's end-to-end latency."""
     sql: tuple[SqlCheck, ...] = ()
     final_variant_given: bool = False
     job_steps: tuple[str, ...] = ()
@@ -194,6 +220,14 @@ class Expectations:
     job_failures: tuple[ExpectedFailure, ...] = ()
     """Failures declared at job-level steps: the job row's, never a variant's."""
     detect: tuple[Detection, ...] = ()
+
+    def latency_limits(self, step: str) -> tuple[tuple[str, float, str], ...]:
+        """The limits `step` is held to, as (level, seconds, JSON path written): its own, else the default's."""
+        own = dict(dict(self.latency).get(step, LatencyLimit()).given())
+        default = dict(self.latency_default.given())
+        return tuple((level, own[level], f"$.expect.latency.{step}.{level}") if level in own else
+                     (level, default[level], f"$.expect.latency.default.{level}")
+                     for level in LATENCY_LEVELS if level in own or level in default)
 
     def retries_at(self, step: str) -> int:
         """The most retries of `step` allowed."""

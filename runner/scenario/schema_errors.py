@@ -19,6 +19,8 @@ from runner.scenario.yamlsource import Located, locate, path_text
 
 _STEPS: ContextVar[tuple[str, ...]] = ContextVar("step_names", default=())
 """The step names in force while one document's errors are translated."""
+_STEP_HINT: ContextVar[str] = ContextVar("step_hint", default="")
+"""What ends an unknown step's message while one document's errors are translated: the definition in force."""
 
 _TYPE_WORDS = {
     "object": "a mapping",
@@ -32,37 +34,46 @@ _TYPE_WORDS = {
 
 
 def translate(errors: Iterable[ValidationError], root: Located, resolve: Callable[[str], dict],
-              step_names: Sequence[str] = ()) -> list[Problem]:
+              step_names: Sequence[str] = (), step_hint: str = "") -> list[Problem]:
     """Every schema error as a Problem at the offending key or value, without duplicates.
 
-    `step_names` are the pipeline definition's steps: an enum of exactly those is worded as a step.
+    `step_names` are the pipeline definition's steps: an enum of exactly those is worded as a step, its message
+    ended by `step_hint`.
     """
     problems: dict[tuple, Problem] = {}
-    token = _STEPS.set(tuple(step_names))
+    tokens = _STEPS.set(tuple(step_names)), _STEP_HINT.set(step_hint)
     try:
         found = [p for error in errors for p in _translate(error, root, resolve)]
     finally:
-        _STEPS.reset(token)
+        _STEPS.reset(tokens[0])
+        _STEP_HINT.reset(tokens[1])
     for problem in found:
         problems.setdefault((problem.line, problem.col, problem.path, problem.message), problem)
     return list(problems.values())
 
 
 def _translate(error: ValidationError, root: Located, resolve: Callable[[str], dict]) -> list[Problem]:
+    parts = list(error.absolute_path)
+    if "propertyNames" in error.absolute_schema_path:
+        key = str(error.instance)
+        return [_at(root, parts + [key], _message(_key_error(error), is_key=True), at_key=True)]
     if error.validator in ("anyOf", "oneOf"):
         branch = _matching_branch(error, resolve)
         if branch is not None:
             return [p for sub in branch for p in _translate(sub, root, resolve)]
         return [_at(root, list(error.absolute_path), _describe_choices(error, resolve))]
-    parts = list(error.absolute_path)
-    if "propertyNames" in error.absolute_schema_path:
-        key = str(error.instance)
-        return [_at(root, parts + [key], _message(error, is_key=True), at_key=True)]
     if error.validator == "additionalProperties":
         return _unknown_keys(error, root, parts)
     if error.validator == "required":
         return [_at(root, parts, _message(error))]
     return [_at(root, parts, _message(error))]
+
+
+def _key_error(error: ValidationError) -> ValidationError:
+    """A key `propertyNames` refused; where it allows a choice (a step, or `default`), the list's error."""
+    if error.validator not in ("anyOf", "oneOf"):
+        return error
+    return next((sub for sub in error.context or () if sub.validator == "enum"), error)
 
 
 def _at(root: Located, parts: list[str | int], message: str, at_key: bool = False) -> Problem:
@@ -134,7 +145,7 @@ def _enum(error: ValidationError, is_key: bool) -> str:
     value = error.instance
     if options and tuple(options) == _STEPS.get():
         what = "step name" if is_key else "step"
-        return f"unknown {what} {value!r}{_suggest(str(value), options)}"
+        return f"unknown {what} {value!r}{_suggest(str(value), options)}{_STEP_HINT.get()}"
     rendered = ", ".join(repr(o) for o in options)
     suggestion = _suggest(str(value), [str(o) for o in options]) if isinstance(value, str) else ""
     if suggestion.startswith("; did you mean"):
@@ -154,6 +165,8 @@ def _pattern(error: ValidationError, is_key: bool) -> str:
         return f"{value!r} is not a valid tenant id: letters, digits, _ . : -, at most 63 characters"
     if pattern.startswith("^[a-z0-9]"):
         return f"{value!r} is not a valid tag: lowercase letters, digits, _ and -"
+    if pattern.endswith("%$"):
+        return f"{value!r} is not a tolerance: write a number (0.5) or a percentage (5%)"
     return f"{value!r} does not match {pattern}"
 
 

@@ -4,13 +4,16 @@ Selection runs after every file was loaded and validated, so an invalid file tha
 selected is still an error. What tags and `-k` keep must have unique names, checked before
 sharding (scenarios of one name on two machines would still meet in the merged reports).
 Sharding is deterministic: the selected scenarios, sorted by file and name, are dealt
-round-robin, so N machines run disjoint parts whose union is the suite.
+round-robin, so N machines run disjoint parts whose union is the suite. Given past durations
+(`balanced`), the longest is dealt first, each to the machine with the least time so far, so the
+slowest shard ends sooner; the same durations give every machine the same split.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from runner.errors import InputError, ScenarioError
@@ -51,6 +54,28 @@ def shard(scenarios: Sequence[Scenario], k: int, n: int) -> list[Scenario]:
     ordered = sorted(scenarios, key=lambda s: (str(s.path), s.name))
     chosen = {id(s) for s in ordered[k - 1::n]}
     return [s for s in scenarios if id(s) in chosen]
+
+
+def balanced(scenarios: Sequence[Scenario], k: int, n: int, durations: Mapping[str, float]) -> list[Scenario]:
+    """Shard K of N by past durations (seconds by name); without any, `shard`. In the scenarios' given order."""
+    if not durations:
+        return shard(scenarios, k, n)
+    chosen = {id(s) for s in partition(scenarios, n, durations)[k - 1]}
+    return [s for s in scenarios if id(s) in chosen]
+
+
+def partition(scenarios: Sequence[Scenario], n: int, durations: Mapping[str, float]) -> list[list[Scenario]]:
+    """N parts, longest first to the least loaded (ties: the lowest part); a scenario with no past duration counts
+    as the median of those known."""
+    typical = statistics.median(durations.values()) if durations else 1.0
+    cost = {id(s): durations.get(s.name, typical) for s in scenarios}
+    parts: list[list[Scenario]] = [[] for _ in range(n)]
+    loads = [0.0] * n
+    for scenario in sorted(scenarios, key=lambda s: (-cost[id(s)], str(s.path), s.name)):
+        lightest = min(range(n), key=lambda i: (loads[i], i))
+        parts[lightest].append(scenario)
+        loads[lightest] += cost[id(scenario)]
+    return parts
 
 
 def parse_shard(text: str) -> tuple[int, int]:

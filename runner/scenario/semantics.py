@@ -13,17 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runner import durations, sqlsafety
 from runner.definition import DEFAULT, Definition
 from runner.errors import Problem
-from runner.scenario.yamlsource import Located, Mark, locate, path_text
+from runner.scenario.measures import latency_problems, sql_problems
+from runner.scenario.yamlsource import Located, locate, path_text
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 PLACEHOLDER_NAMES = re.compile(r"^(job\.id|tenant\.id|image\.id|variant\.([1-9][0-9]*)\.id|scenario\.ad_copy)$")
-SQL_PARAMS = ("job_id", "tenant_id")
 SEEDED_JOB_INPUT_COLUMNS = ("job_id", "img_asset_id", "tone_style_id", "desc_kor", "created_at", "updated_at")
 MISSING_IMAGE = "이미지 파일을 찾을 수 없습니다"
-_LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
 
 
 class Checker:
@@ -169,7 +167,7 @@ class Checker:
         for parts in sections:
             section = _dig(self.doc, parts) or {}
             for step in section:
-                if step not in expected:
+                if step not in expected and not (step == "default" and parts[-1] == "latency"):
                     self.add(parts + [step], f"{step!r} is not one of this scenario's expected steps "
                              f"({', '.join(expected)})", at_key=True)
 
@@ -244,27 +242,10 @@ class Checker:
                      "job-level steps follow the variant steps")
 
     def latency(self) -> None:
-        for step, limits in self.doc.get("expect", {}).get("latency", {}).items():
-            values = [(k, durations.parse(limits[k])) for k in ("p50", "p95", "max") if k in limits]
-            for (low_key, low), (high_key, high) in zip(values, values[1:]):
-                if low > high:
-                    self.add(["expect", "latency", step, high_key],
-                             f"{high_key} ({limits[high_key]}) is below {low_key} ({limits[low_key]})")
+        latency_problems(self.doc.get("expect", {}), self.add)
 
     def sql(self) -> None:
-        for i, check in enumerate(self.doc.get("expect", {}).get("sql", [])):
-            if ("equals" in check) == ("rows" in check):
-                self.add(["expect", "sql", i], "give exactly one of 'equals' or 'rows'")
-            parts: list[str | int] = ["expect", "sql", i, "query"]
-            analysis = sqlsafety.analyze(check["query"])
-            for refusal in analysis.problems:
-                mark, where = point_into(locate(self.root, parts), check["query"], refusal.position)
-                self.problems.append(Problem(mark.file, mark.line, mark.col, path_text(parts),
-                                             refusal.message + where))
-            for name in analysis.params:
-                if name not in SQL_PARAMS:
-                    self.add(parts, f"unknown parameter :{name}; available: "
-                             + ", ".join(f":{p}" for p in SQL_PARAMS))
+        self.problems.extend(sql_problems(self.doc.get("expect", {}), self.root, self.add))
 
     def fixtures(self) -> None:
         for i, fixture in enumerate(self.doc.get("fixtures", [])):
@@ -356,33 +337,6 @@ def expected_steps(doc: dict[str, Any], definition: Definition = DEFAULT) -> lis
     if stop in following:
         return following[: following.index(stop) + 1]
     return following
-
-
-def point_into(mark: Mark, query: str, position: int | None) -> tuple[Mark, str]:
-    """Where character `position` of a query is: inside the YAML value when the file shows it as is
-    on one line, else at the value, with " (at character N)" (1-based, as PostgreSQL counts) to add."""
-    if position is None:
-        return mark, ""
-    start = _inline_start(mark, query)
-    if start is None:
-        return mark, f" (at character {position + 1})"
-    return Mark(mark.file, mark.line, start + position), ""
-
-
-def _inline_start(mark: Mark, query: str) -> int | None:
-    """The column of a query's first character when its line holds it verbatim (plain or quoted, no escapes)."""
-    if not query or _LINE_BREAK.search(query):
-        return None
-    try:
-        line = _LINE_BREAK.split(Path(mark.file).read_text(encoding="utf-8-sig"))[mark.line - 1]
-    except (OSError, UnicodeDecodeError, IndexError):
-        return None
-    text = line[mark.col - 1:]
-    if text[:1] not in ("'", '"'):
-        return mark.col if text.startswith(query) else None
-    quote = text[0]
-    verbatim = quote not in query and (quote == "'" or "\\" not in query)
-    return mark.col + 1 if verbatim and text.startswith(quote + query + quote) else None
 
 
 def resolve_image(root: Located, index: int) -> Path:

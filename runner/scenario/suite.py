@@ -9,14 +9,16 @@ reporter as its first event, as it hands them a scenario's verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.definition import DEFAULT, Definition
-from runner.errors import InputError, Interrupted, ScenarioError, YeRunError
+from runner.errors import InputError, Interrupted, Problem, ScenarioError, YeRunError
 from runner.scenario.model import Scenario
+from runner.scenario.pipelines import Definitions, Folder
 from runner.scenario.names import UniqueNames
 
 INTERRUPTED = "interrupted before the run started (nothing was seeded)"
@@ -35,6 +37,14 @@ class Request:
     shard: str | None = None
     side_by_side: bool = False
     """The scenarios will run at once (-j N > 1): two that would seed one literal row are refused."""
+    keep_going: bool = False
+    """`run`: a file that fails to load is an error entry of its own and the others still run (a night is not
+    stopped by one bad file), unless no file loaded at all (then the located messages are all there is to say);
+    else (`list`, `validate`) it refuses the suite."""
+    folders: tuple[Folder, ...] = ()
+    """Folders whose scenarios are written for a definition of their own (the project config's `[pipelines]`)."""
+    pipeline_by: str = "named by --pipeline-file"
+    """What gave `pipeline_file`, for messages naming the definition in force."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +56,23 @@ class Suite:
     loaded: int = 0
     """How many scenarios the files held, before selection."""
     error: YeRunError | None = None
+    invalid: tuple[Problem, ...] = ()
+    """With `keep_going`: the located problems of the files that failed to load (their scenarios do not run)."""
 
 
 def suite(request: Request) -> Suite:
     """The suite a request selects; a YeRunError becomes its error (a KeyboardInterrupt is the caller's)."""
     try:
-        loaded = load_all(list(request.paths), request.pipeline_file, request.variables)
-        chosen = choose(loaded, request.tags, request.skip_tags, request.keyword, request.shard)
+        loaded, invalid = load_valid(list(request.paths), request.pipeline_file, request.variables,
+                                     definitions_in_force(request.pipeline_file, request.pipeline_by,
+                                                          request.folders))
+        if invalid and (not request.keep_going or not loaded):
+            raise ScenarioError(invalid)
+        chosen = choose(loaded, request.tags, request.skip_tags, request.keyword, request.shard,
+                        required=not invalid)
     except YeRunError as exc:
         return Suite(error=exc)
-    return of(chosen, request.side_by_side, len(loaded))
+    return dataclasses.replace(of(chosen, request.side_by_side, len(loaded)), invalid=tuple(invalid))
 
 
 def of(scenarios: Sequence[Scenario], side_by_side: bool = False, loaded: int | None = None) -> Suite:
@@ -71,6 +88,15 @@ def of(scenarios: Sequence[Scenario], side_by_side: bool = False, loaded: int | 
 def interrupted() -> Suite:
     """The suite of a run interrupted while it loaded: nothing run, nothing seeded, exit 130."""
     return Suite(error=Interrupted(INTERRUPTED))
+
+
+def definitions_in_force(pipeline_file: Path | None = None, by: str = "named by --pipeline-file",
+                         folders: tuple[Folder, ...] = ()) -> Definitions:
+    """The definitions of one loading: the run's (read now: an invalid one refuses it), the folders', and those
+    the scenarios name (each read once)."""
+    from runner.scenario import loader
+
+    return Definitions(loader.load_definition, pipeline_file, by, folders)
 
 
 def definition(path: Path | None) -> Definition:
@@ -96,8 +122,10 @@ def parse_variables(given: tuple[str, ...] | list[str]) -> dict[str, str]:
 class Loader:
     """One front end's reading of scenario files: the definition and the variables read once, then file by file."""
 
-    def __init__(self, pipeline_file: Path | None = None, variables: tuple[str, ...] | list[str] = ()):
-        self.definition = definition(pipeline_file)
+    def __init__(self, pipeline_file: Path | None = None, variables: tuple[str, ...] | list[str] = (),
+                 definitions: Definitions | None = None):
+        self.definitions = definitions or definitions_in_force(pipeline_file)
+        self.definition = self.definitions.default.definition
         self.values = parse_variables(variables)
         self._names = UniqueNames()
 
@@ -105,7 +133,7 @@ class Loader:
         """Every scenario (matrix instance) of one file; ScenarioError lists every problem in it."""
         from runner.scenario import loader
 
-        return loader.load_instances(file, self.definition, self.values)
+        return loader.load_instances(file, self.definitions.for_file(file), self.values, self.definitions)
 
     def unique(self, file: str | Path) -> list[Scenario]:
         """As `instances`, and a scenario whose name a file read before has is a problem at its `name:` line
@@ -117,32 +145,42 @@ class Loader:
         return found
 
 
-def load_all(paths: list[str], pipeline_file: Path | None, variables: tuple[str, ...] = ()) -> list[Scenario]:
-    """Every scenario (every matrix instance) in `paths`, validated against the definition in force, variables
-    resolved; ScenarioError lists every problem of every file at once (nothing is touched then)."""
-    from runner.scenario import discover
-
-    reader = Loader(pipeline_file, variables)
-    loaded: list[Scenario] = []
-    problems = []
-    for file in discover.scenario_files(paths):
-        try:
-            loaded.extend(reader.instances(file))
-        except ScenarioError as exc:
-            problems.extend(exc.problems)
+def load_all(paths: list[str], pipeline_file: Path | None, variables: tuple[str, ...] = (),
+             definitions: Definitions | None = None) -> list[Scenario]:
+    """Every scenario (every matrix instance) in `paths`, validated against the definition in force for it,
+    variables resolved; ScenarioError lists every problem of every file at once (nothing is touched then)."""
+    loaded, problems = load_valid(paths, pipeline_file, variables, definitions)
     if problems:
         raise ScenarioError(problems)
     return loaded
 
 
+def load_valid(paths: list[str], pipeline_file: Path | None, variables: tuple[str, ...] = (),
+               definitions: Definitions | None = None) -> tuple[list[Scenario], list[Problem]]:
+    """Every scenario of the files that load, and every located problem of those that do not, file by file (the
+    problems of a definition several files name, once)."""
+    from runner.scenario import discover
+
+    reader = Loader(pipeline_file, variables, definitions)
+    loaded: list[Scenario] = []
+    problems: dict[str, Problem] = {}
+    for file in discover.scenario_files(paths):
+        try:
+            loaded.extend(reader.instances(file))
+        except ScenarioError as exc:
+            problems.update((str(p), p) for p in exc.problems)
+    return loaded, list(problems.values())
+
+
 def choose(loaded: list[Scenario], tags: tuple[str, ...], skip_tags: tuple[str, ...], keyword: str | None,
-           shard: str | None) -> list[Scenario]:
-    """The selected scenarios (after validation of every file, so an unselected invalid file still counts)."""
+           shard: str | None, required: bool = True) -> list[Scenario]:
+    """The selected scenarios (after validation of every file, so an unselected invalid file still counts);
+    `required`: selecting none is refused (not when invalid files are the suite's entries)."""
     from runner.scenario import select
 
     chosen = select.select(loaded, select.Selection(tuple(tags), tuple(skip_tags), keyword,
                                                     select.parse_shard(shard) if shard else None))
-    if not chosen and not shard:
+    if not chosen and not shard and required:
         raise InputError(f"no scenario selected out of {len(loaded)} (check --tag, --skip-tag and -k)")
     return chosen
 

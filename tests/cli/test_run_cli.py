@@ -74,6 +74,25 @@ def test_failing_run_exits_one_with_the_failure_in_every_report(db: Database, tm
     assert doc["exit_code"] == 1 and doc["scenarios"][0]["jobs"][0]["failures"][0]["kind"] == "skipped_step"
 
 
+def test_a_failed_scenarios_description_is_in_every_report(db: Database, tmp_path: Path):
+    """The reader of a failure learns what the scenario proves, from the console to the HTML page."""
+    about = "variant 2 must never skip object detection"
+    path = scenario(tmp_path, "described", f"description: {about}\nsimulate_img_gen: true\n"
+                    "reference_pipeline: {faults: [{kind: skip, step: yolo_detect, variants: [2]}]}\n")
+    junit, report, page = tmp_path / "junit.xml", tmp_path / "report.json", tmp_path / "report.html"
+    result = invoke("run", path, "--database-url", url(db), "--reference-pipeline", "--junit", str(junit),
+                    "--json", str(report), "--html", str(page))
+    assert result.exit_code == 1
+    assert f"  description: {about}" in result.stdout.splitlines()
+    properties = JUNIT_XSD.to_dict(str(junit))["testsuite"][0]["properties"]["property"]
+    assert {"@name": "description", "@value": about} in properties
+    assert json.loads(report.read_text())["scenarios"][0]["description"] == about
+    assert about in page.read_text()
+    passing = invoke("run", scenario(tmp_path, "quiet-about", f"description: {about}\nsimulate_img_gen: true\n"),
+                     "--database-url", url(db), "--reference-pipeline")
+    assert passing.exit_code == 0 and about not in passing.stdout  # said with a failure, not on every pass
+
+
 def test_every_report_names_the_line_of_the_broken_expectation(db: Database, tmp_path: Path):
     path = scenario(tmp_path, "placed", "simulate_img_gen: true\nreference_pipeline: {faults: "
                                         "[{kind: skip, step: yolo_detect, variants: [2]}]}\n"
@@ -115,13 +134,33 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path: Path):
     assert "steps:      img_gen -> vlm_analyze" in plan and "timeouts:   step 1m, stall 1m, job 5m" in plan
 
 
-def test_invalid_scenario_exits_two_and_seeds_nothing(db: Database, tmp_path: Path):
+def test_dry_run_names_the_embedded_directory_in_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("YE_EMBEDDED_DIR", str(tmp_path / "my-pg"))
+    result = invoke("run", "--dry-run", str(ROOT / "scenarios" / "smoke.yaml"))
+    assert result.exit_code == 0, result.output
+    assert f"database:   embedded PostgreSQL ({tmp_path / 'my-pg'})" in result.stdout
+    assert not (tmp_path / "my-pg").exists()  # named, not created: a dry run touches nothing
+
+
+def test_an_invalid_file_is_an_error_entry_and_the_valid_scenarios_still_run(db: Database, tmp_path: Path):
     good = scenario(tmp_path, "good", "simulate_img_gen: true\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nvariants: lots\n")
+    report = tmp_path / "report.json"
+    result = invoke("run", good, str(bad), "--database-url", url(db), "--reference-pipeline", "--json", str(report))
+    assert result.exit_code == 2
+    assert f"  {bad}:2:11: $.variants: expected a whole number, got a string ('lots')" in result.stdout.splitlines()
+    assert result.stdout.strip().splitlines()[-1].startswith("2 scenarios: 1 passed, 0 failed, 1 errors (1 invalid file)")
+    doc = json.loads(report.read_text())
+    assert {s["name"]: s["outcome"] for s in doc["scenarios"]} == {"good": "passed", str(bad): "error"}
+
+
+def test_a_lone_invalid_file_is_one_located_line_and_seeds_nothing(db: Database, tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nvariants: lots\n")
     with contextlib.closing(db.connect()) as conn:
         before = count(conn, "select count(*) from jobs")
-    result = invoke("run", good, str(bad), "--database-url", url(db), "--reference-pipeline")
+    result = invoke("run", str(bad), "--database-url", url(db), "--reference-pipeline")
     assert result.exit_code == 2
     assert result.stderr.strip() == f"{bad}:2:11: $.variants: expected a whole number, got a string ('lots')"
     with contextlib.closing(db.connect()) as conn:

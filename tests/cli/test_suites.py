@@ -107,23 +107,37 @@ def test_junit_names_are_stable_across_runs(db: Database, tmp_path: Path):
                             for c in s["testcase"]))
         ids.append(sorted(p["@value"] for s in doc["testsuite"] for p in s["properties"]["property"]
                           if p["@name"] == "job 1.job_id"))
-    assert names[0] == names[1] == [("healthy", "ye-run.healthy", "job 1"), ("skip-two", "ye-run.skip-two", "job 1")]
+    # the "scenario checks" testcase is there every night, failed or not: the set of testcases never depends on
+    # what failed, so a CI's history of each testcase holds across nights
+    assert names[0] == names[1] == [("healthy", "ye-run.healthy", "job 1"), ("healthy", "ye-run.healthy", "scenario checks"),
+                                    ("skip-two", "ye-run.skip-two", "job 1"),
+                                    ("skip-two", "ye-run.skip-two", "scenario checks")]
     assert ids[0] and ids[1] and set(ids[0]).isdisjoint(ids[1])
 
 
-def test_an_invalid_file_still_gets_the_reports_written(tmp_path: Path):
+def test_an_invalid_file_is_an_error_entry_in_every_report_and_the_night_goes_on(db: Database, tmp_path: Path):
+    from runner.report import html
+
     suite = write_suite(tmp_path, {"healthy": FAULTS["healthy"]})
-    (suite / "broken.yaml").write_text("name: broken\nvariants: lots\n")
-    junit, report = tmp_path / "junit.xml", tmp_path / "report.json"
-    result = invoke("run", str(suite), "--database-url", "postgresql://nobody@127.0.0.1:1/x", "--junit", str(junit),
-                    "--json", str(report))
-    assert result.exit_code == 2
+    broken = suite / "broken.yaml"
+    broken.write_text("name: broken\nvariants: lots\n")
+    junit, report, page = tmp_path / "junit.xml", tmp_path / "report.json", tmp_path / "report.html"
+    result = invoke("run", str(suite), "--database-url", url(db), "--reference-pipeline", "--junit", str(junit),
+                    "--json", str(report), "--html", str(page))
+    assert result.exit_code == 2, result.output
+    assert result.stdout.strip().splitlines()[-1].startswith("2 scenarios: 1 passed, 0 failed, 1 errors (1 invalid")
     JUNIT_XSD.validate(str(junit))
-    (case,) = [c for s in JUNIT_XSD.to_dict(str(junit))["testsuite"] for c in s["testcase"]]
-    assert case["@name"].endswith("broken.yaml") and "$.variants" in case["error"][0]["@message"]
+    cases = {(s["@name"], c["@name"]): c for s in JUNIT_XSD.to_dict(str(junit))["testsuite"] for c in s["testcase"]}
+    (broken_case,) = [c for (suite_name, _), c in cases.items() if suite_name.endswith("broken.yaml")]
+    assert "$.variants" in broken_case["error"][0]["@message"]
+    assert "failure" not in cases[("healthy", "job 1")] and "error" not in cases[("healthy", "job 1")]
     doc = json.loads(report.read_text())
     resources.validator("report.schema.json").validate(doc)
-    assert doc["exit_code"] == 2 and "broken.yaml:2:11: $.variants" in doc["error"]
+    by_name = {s["name"]: s for s in doc["scenarios"]}
+    assert doc["exit_code"] == 2 and by_name["healthy"]["outcome"] == "passed"
+    assert by_name[str(broken)]["outcome"] == "error" and "broken.yaml:2:11: $.variants" in by_name[str(broken)]["error"]
+    text = page.read_text()
+    assert "broken.yaml:2:11: $.variants" in text and html.render(doc) == text
 
 
 def test_a_report_that_cannot_be_written_is_one_error_and_the_others_still_land(db: Database, tmp_path: Path):
@@ -137,8 +151,8 @@ def test_a_report_that_cannot_be_written_is_one_error_and_the_others_still_land(
     assert "cannot write" in result.output and "report.json" in result.output
     assert "Traceback" not in result.output
     JUNIT_XSD.validate(str(junit))
-    (case,) = [c for s in JUNIT_XSD.to_dict(str(junit))["testsuite"] for c in s["testcase"]]
-    assert "failure" not in case and "error" not in case
+    cases = [c for s in JUNIT_XSD.to_dict(str(junit))["testsuite"] for c in s["testcase"]]
+    assert len(cases) == 2 and all("failure" not in case and "error" not in case for case in cases)
 
 
 def test_ctrl_c_with_four_workers_stops_cleanly(db: Database, tmp_path: Path):
@@ -173,19 +187,18 @@ def test_ctrl_c_with_four_workers_stops_cleanly(db: Database, tmp_path: Path):
 LITERAL_ROW = "fixtures: [{table: tone_styles, rows: [{tone_style_id: ye_suite_tone, name: calm}]}]\n"
 
 
-def test_an_invalid_file_reaches_the_html_report_too(tmp_path: Path):
-    """Load problems reach every reporter as the session's first event: the page says ERROR with the located line,
-    as the JSON report does, and the console adds nothing to the one line on stderr."""
+def test_a_lone_invalid_file_reaches_the_html_report_too(tmp_path: Path):
+    """With no valid file, the load problems are the session's first event: the page says ERROR with the located
+    line, as the JSON report does, and the console adds nothing to the one line on stderr."""
     from runner.report import html
 
-    suite = write_suite(tmp_path, {"healthy": FAULTS["healthy"]})
-    (suite / "broken.yaml").write_text("name: broken\nvariants: lots\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\nvariants: lots\n")
     page, report = tmp_path / "report.html", tmp_path / "report.json"
-    result = invoke("run", str(suite), "--database-url", "postgresql://nobody@127.0.0.1:1/x", "--html", str(page),
+    result = invoke("run", str(broken), "--database-url", "postgresql://nobody@127.0.0.1:1/x", "--html", str(page),
                     "--json", str(report))
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr.strip() == f"{suite / 'broken.yaml'}:2:11: $.variants: expected a whole number, got a " \
-                                    "string ('lots')"
+    assert result.stderr.strip() == f"{broken}:2:11: $.variants: expected a whole number, got a string ('lots')"
     text = page.read_text()
     assert 'id="verdict">ERROR<' in text and "broken.yaml:2:11: $.variants" in text
     assert html.render(json.loads(report.read_text())) == text

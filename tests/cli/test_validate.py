@@ -33,7 +33,9 @@ def test_invalid_file_prints_the_precise_line(runner: CliRunner, monkeypatch: py
     result = runner.invoke(cli, ["validate", "unknown_step.yaml"])
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
-        "unknown_step.yaml:3:20: $.expect.steps[1]: unknown step 'vlm_analyse'; did you mean 'vlm_analyze'?"
+        "unknown_step.yaml:3:20: $.expect.steps[1]: unknown step 'vlm_analyse'; did you mean 'vlm_analyze'? (steps "
+        "of the built-in pipeline definition; to use another: `pipeline_file: FILE` in the scenario, "
+        "--pipeline-file FILE, or the project config)"
     ]
 
 

@@ -258,7 +258,7 @@ def test_ctrl_c_while_the_scenarios_load_still_writes_every_report(tmp_path: Pat
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(suite, "load_all", interrupted)
+    monkeypatch.setattr(suite, "load_valid", interrupted)
     junit, report, options = _reports(tmp_path)
     page = tmp_path / "report.html"
     with pytest.raises(click.exceptions.Abort):  # click's form of it; main() prints one line and exits 130

@@ -90,3 +90,56 @@ def test_latency_limits(db, tmp_path: Path):
     failure = outcome.failure("latency_limit")
     assert failure.message.startswith("slow-planner › planner: max latency") and "over the limit 10ms" in failure.message
     assert failure.spent >= 0.06 and outcome.result.latency["planner"].n == 3
+
+
+def test_sql_checks_test_the_value_and_show_it(db, tmp_path: Path):
+    """A comparison, a range, a tolerance and a pattern each say what they wanted and the value they got; a
+    comparison written in SQL says how to see its value."""
+    variants = "select count(*) from jobs_variants where job_id = :job_id"
+    step = "select current_step from jobs where job_id = :job_id"
+    text = f"""name: values
+{OK}expect:
+  sql:
+    - {{name: at least, query: "{variants}", at_least: 3}}
+    - {{name: too few, query: "{variants}", at_least: 4}}
+    - {{name: in range, query: "{variants}", between: [1, 3]}}
+    - {{name: below, query: "{variants}", less_than: 3}}
+    - {{name: close, query: "select 3.05::numeric", approx: {{value: 3, tolerance: 2%}}}}
+    - {{name: not close, query: "select 3.05::numeric", approx: {{value: 3, tolerance: 0.01}}}}
+    - {{name: last step, query: "{step}", matches: "^instagram_"}}
+    - {{name: other step, query: "{step}", matches: "^iou"}}
+    - {{name: in sql, query: "select count(*) > 3 from jobs_variants where job_id = :job_id", equals: true}}
+    - {{name: two rows, query: "select 1 union all select 2", at_most: 5}}
+"""
+    outcome = run(db, tmp_path, text)
+    found = {f.message.split("sql check ", 1)[1]: f for f in outcome.result.all_failures}
+    assert sorted(found) == [
+        "'below': expected < 3, got 3",
+        "'in sql': expected true, got false",
+        "'not close': expected 3 ± 0.01, got 3.05",
+        "'other step': expected matching '^iou', got 'instagram_feed_gen'",
+        "'too few': expected >= 4, got 3",
+        "'two rows': expected one row with a value <= 5, got 2 rows",
+    ]
+    assert "test it with at_least, at_most" in found["'in sql': expected true, got false"].detail
+    assert found["'too few': expected >= 4, got 3"].expectation == "$.expect.sql[1]"
+
+
+def test_latency_default_p99_and_jobs_end_to_end(db, tmp_path: Path):
+    """`default` holds for every step a step's own entry does not replace; p99 is a limit like the others; a job's
+    end-to-end latency has limits of its own."""
+    text = (f"name: slow\n{OK}reference_pipeline: {{latency: {{steps: {{planner: 300ms}}}}}}\n"
+            "expect: {latency: {default: {p99: 250ms}, overlay: {p99: 30s}},\n"
+            "         job_latency: {max: 250ms}}\n")
+    outcome = run(db, tmp_path, text)
+    limits = {f.step or "job": f for f in outcome.result.all_failures if f.kind == "latency_limit"}
+    assert "planner" in limits and "overlay" not in limits
+    assert limits["planner"].expectation == "$.expect.latency.default.p99"
+    assert limits["planner"].message.startswith("slow › planner: p99 latency")
+    assert limits["job"].expectation == "$.expect.job_latency.max"
+    assert limits["job"].message.startswith("slow › job end to end: max latency")
+    assert limits["job"].message.endswith("is over the limit 250ms (n=1)")
+    assert outcome.result.job_latency.n == 1 and outcome.result.job_latency.max >= 0.3
+    assert outcome.result.plan["latency_limits"]["overlay"] == {"p99": 30.0}
+    assert outcome.result.plan["latency_limits"]["planner"] == {"p99": 0.25}
+    assert outcome.result.plan["job_latency_limits"] == {"max": 0.25}

@@ -48,7 +48,7 @@ def test_a_run_that_spills_its_judged_jobs_reports_every_job_whole(db: Database,
     assert len(doc["scenarios"][0]["run"]["record"]["rows"]["jobs"]) == 10
 
     junit.write(tmp_path / "junit.xml", [result])
-    assert (tmp_path / "junit.xml").read_text().count("<testcase ") == 10
+    assert (tmp_path / "junit.xml").read_text().count("<testcase ") == 10 + 1  # every job, and "scenario checks"
 
 
 def test_failures_of_spilled_jobs_still_decide_the_verdict_and_reach_every_report(db: Database, tmp_path: Path,

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from runner.cli.main import cli
 from runner.db.connect import Database
 from runner.engine.results import Outcome
-from runner.report import compare, json_report
+from runner.report import compare, compare_view, json_report
+from runner.report.compare import Thresholds
 from tests.report.test_junit import NOW, job, scenario
 
 START = datetime(2026, 11, 28, tzinfo=timezone.utc)
@@ -44,7 +45,7 @@ def test_the_same_distribution_rarely_raises_an_alarm():
     for _ in range(100):
         base = report({step: draw(rng, 30, 0.2) for step in STEPS})
         new = report({step: draw(rng, 30, 0.2) for step in STEPS})
-        alarms += bool(compare.compare(base, new, 0.2, 0.01).regressions)
+        alarms += bool(compare.compare(base, new, Thresholds(alpha=0.01, slowdown=0.2)).regressions)
     assert alarms <= 2, alarms
 
 
@@ -54,7 +55,7 @@ def test_a_30_percent_slowdown_with_30_samples_is_caught():
     for _ in range(100):
         base = report({"vlm_analyze": draw(rng, 30, 0.2), "planner": draw(rng, 30, 0.5)})
         new = report({"vlm_analyze": draw(rng, 30, 0.2), "planner": draw(rng, 30, 0.65)})
-        found = compare.compare(base, new, 0.2, 0.01).regressions
+        found = compare.compare(base, new, Thresholds(alpha=0.01, slowdown=0.2)).regressions
         caught += [(c.scenario, c.step) for c in found] == [("nightly", "planner")]
     assert caught >= 95, caught
 
@@ -104,19 +105,19 @@ def test_a_scenario_that_did_not_run_is_not_run_never_fixed(tmp_path: Path):
     page = tmp_path / "compare.html"
     shown = CliRunner().invoke(cli, ["compare", base, new, "--fail-on-regression", "--html", str(page)])
     assert shown.exit_code == 0, shown.output  # nothing got worse that anyone saw: listed, not a regression
-    lines = shown.stdout.splitlines()
-    assert "not run: was-failing, was-passing" in lines and "fixed: was-erroring" in lines
-    assert lines[-1].endswith("0 newly failing, 1 fixed, 2 not run")
+    out = shown.stdout
+    assert "not run (2):\n  was-failing\n  was-passing\n" in out and "fixed (1):\n  was-erroring\n" in out
+    assert out.splitlines()[-1].endswith("0 newly failing, 0 still failing, 1 fixed, 2 not run")
     text = page.read_text()
-    assert "<strong>not run:</strong> was-failing, was-passing" in text
-    assert "<strong>fixed:</strong> was-erroring</p>" in text
+    assert '<h3>not run (2)</h3><ul><li>was-failing</li><li>was-passing</li></ul>' in text
+    assert '<h3>fixed (1)</h3><ul><li>was-erroring</li></ul>' in text
 
 
 def test_not_run_then_failing_is_newly_failing(tmp_path: Path):
     base = saved(tmp_path / "base.json", ("flaky", Outcome.NOT_RUN), ("stuck", Outcome.PASSED))
     new = saved(tmp_path / "new.json", ("flaky", Outcome.FAILED), ("stuck", Outcome.INTERRUPTED))
     result = CliRunner().invoke(cli, ["compare", base, new, "--fail-on-regression"])
-    assert result.exit_code == 1 and "newly failing: flaky, stuck" in result.stdout.splitlines()
+    assert result.exit_code == 1 and "newly failing (2):\n  flaky\n  stuck\n" in result.stdout
 
 
 SLOW = ("name: nightly\ntenant: {{id: ye_compare_test, isolate: true}}\nsimulate_img_gen: true\nvariants: 5\n"
@@ -137,7 +138,7 @@ def test_compare_two_real_nights(db: Database, tmp_path: Path):
         assert result.exit_code == 0, result.output
         reports.append(str(out))
     quiet = CliRunner().invoke(cli, ["compare", reports[0], reports[0], "--fail-on-regression"])
-    assert quiet.exit_code == 0 and "0 regression(s)" in quiet.stdout
+    assert quiet.exit_code == 0 and "0 regression(s)" in quiet.stdout, quiet.output
     page = tmp_path / "compare.html"
     slower = CliRunner().invoke(cli, ["compare", *reports, "--fail-on-regression", "--html", str(page)])
     assert slower.exit_code == 1, slower.output
@@ -148,8 +149,8 @@ def test_compare_two_real_nights(db: Database, tmp_path: Path):
     assert rows[0].count("<svg") == 2  # both nights' distributions, side by side
     assert "default-src 'none'" in text and not re.search(r"(?:src|href)=\"(?:https?:)?//", text)
     # other steps keep their 30 ms; a loaded machine may still slow one of them for real, so only planner is asserted
-    flagged = {tuple(l.split()[:3]) for l in slower.stdout.splitlines() if "REGRESSION" in l}
-    assert ("nightly", "planner", "30/30") in flagged
+    flagged = {tuple(l.split()[:5]) for l in slower.stdout.splitlines() if "REGRESSION" in l}
+    assert ("nightly", "planner", "30", "→", "30") in flagged
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"scenarios": "no"}))
     refused = CliRunner().invoke(cli, ["compare", str(bad), reports[0]])
@@ -180,7 +181,7 @@ def test_compare_shows_the_p50_the_json_report_holds():
     doc = json.loads(json.dumps(json_report.document([result], 0, NOW, NOW)))
     p50 = format_seconds(doc["scenarios"][0]["latency"]["planner"]["p50"])
     assert p50 == "2s"
-    (row,) = [line for line in compare.render(compare.compare(doc, doc), 0.2, 0.01) if " planner " in line]
-    assert f"{p50}>{p50}" in row.replace(" ", ""), row
-    page = compare.render_html(compare.compare(doc, doc), "a", "b", 0.2, 0.01)
+    (row,) = [line for line in compare_view.render(compare.compare(doc, doc), Thresholds()) if " planner " in line]
+    assert f" {p50} → {p50} " in row, row
+    page = compare_view.render_html(compare.compare(doc, doc), ["a", "b"], Thresholds())
     assert f"{p50} → {p50}" in page

@@ -22,7 +22,9 @@ ALTER TABLE ye_run_runs
     ADD COLUMN IF NOT EXISTS seen_at      timestamptz,
     ADD COLUMN IF NOT EXISTS stale_after  interval,
     -- A run's cleanup that waits for the pipeline: after this, `ye-run cleanup --pending` removes its rows.
-    ADD COLUMN IF NOT EXISTS cleanup_pending_until timestamptz;
+    ADD COLUMN IF NOT EXISTS cleanup_pending_until timestamptz,
+    -- Rows its cleanup deleted (seeded and dependent), for `ye-run runs`; NULL: not cleaned, or by tenant.
+    ADD COLUMN IF NOT EXISTS rows_deleted bigint;
 
 -- Every row a run seeded, by table and primary key (JSON array of the key's values).
 CREATE TABLE IF NOT EXISTS ye_run_seeded (
