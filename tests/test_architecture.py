@@ -18,6 +18,7 @@ LAYERS = [
     ("observe", ["runner.observe"]),
     ("engine", ["runner.engine"]),
     ("report", ["runner.report"]),
+    ("watch", ["runner.watch"]),
     ("cli", ["runner.cli", "runner.__main__", "runner.pytest_plugin"]),
 ]
 

@@ -23,7 +23,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "runs": ("runner.cli.database", "runs", "List the runs in the run registry, and what they kept."),
     "pipeline": ("runner.cli.pipeline", "pipeline", "Run the reference pipeline (a stand-in for the YE/YH parts)."),
     "compare": ("runner.cli.compare", "compare", "Compare two JSON reports: verdicts, and step latency regressions."),
-    "report": ("runner.cli.report", "report", "Render a saved JSON report as the HTML report."),
+    "report": ("runner.cli.report", "report", "Render a saved JSON report as HTML; merge shards' reports into one."),
+    "watch": ("runner.cli.watch", "watch", "Judge every job a live database runs against the pipeline definition."),
 }
 """Commands are imported only when used, so `ye-run --help` does not load SQLAlchemy, psycopg2 or Pillow."""
 
