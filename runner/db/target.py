@@ -10,12 +10,14 @@ from runner.db.connect import Database, parse_url
 
 
 @contextlib.contextmanager
-def open_database(url: str | None, ephemeral: bool = False) -> Iterator[Database]:
-    """The external database at `url` (checked by connecting once), else the embedded server."""
+def open_database(url: str | None, ephemeral: bool = False, probe: bool = True) -> Iterator[Database]:
+    """The external database at `url` (checked by connecting once, unless the caller's first connection will
+    say the same at once: `probe=False`), else the embedded server."""
     if url:
         database = Database(parse_url(url))
-        with contextlib.closing(database.connect("ye-run probe")):
-            pass
+        if probe:
+            with contextlib.closing(database.connect("ye-run probe")):
+                pass
         yield database
         return
     with embedded.server(ephemeral=ephemeral) as database:

@@ -83,17 +83,21 @@ def observe_method(snapshot: catalog_module.Catalog, settings: RunSettings) -> M
     return "history" if available and settings.observe != "listen" else "listen"
 
 
-def preflight(scenarios: list[Scenario], database: Database, settings: RunSettings) -> dict[int, str]:
+def preflight(scenarios: list[Scenario], database: Database, settings: RunSettings,
+              conn: psycopg2.extensions.connection | None = None) -> dict[int, str]:
     """Prepare every scenario before any runs, so a refusal (a guard, a catalog check, an image) stops the whole
     suite before anything is seeded, like a validation error; raises one error listing them all. Returns, by
-    position, why a scenario is not run here: the target lacks a table it needs (with nothing like it)."""
+    position, why a scenario is not run here: the target lacks a table it needs (with nothing like it). `conn`: the
+    caller's connection (left open, its transaction rolled back), else one of its own for the checks."""
     refusals: list[YeRunError] = []
     unavailable: dict[int, str] = {}
-    with contextlib.closing(database.connect("ye-run preflight")) as conn:
+    opened = contextlib.nullcontext(conn) if conn is not None else \
+        contextlib.closing(database.connect("ye-run preflight"))
+    with opened as checking:
         for index, scenario in enumerate(scenarios):
             try:
                 record = registry.new_record(scenario.name, scenario.tenant.id, scenario.tenant.isolate)
-                prepare(conn, scenario, database, settings, record, StatementCounter()).checks.close()
+                prepare(checking, scenario, database, settings, record, StatementCounter()).checks.close()
             except Unavailable as exc:
                 unavailable[index] = f"not run: {exc}"
             except YeRunError as exc:
@@ -102,7 +106,7 @@ def preflight(scenarios: list[Scenario], database: Database, settings: RunSettin
                 refusals.append(failures.describe(exc, f"checking scenario {scenario.name!r}"))
             finally:
                 with contextlib.suppress(psycopg2.Error):
-                    conn.rollback()
+                    checking.rollback()
     if refusals:
         raise Refused(refusals)
     return unavailable

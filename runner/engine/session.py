@@ -193,7 +193,7 @@ class Session:
                 self._dispatch(SessionStarted(len(invalid), self.options.parallel, "", False, tuple(notes)))
                 return self._entries(invalid)
         opened = contextlib.nullcontext(self.database) if self.database is not None else \
-            open_database(self.options.database_url, self.options.ephemeral)
+            open_database(self.options.database_url, self.options.ephemeral, probe=False)
         with opened as database:
             if narrowing.needs_database:
                 notes = self._narrow(narrow(self.scenarios, database, narrowing), outcome)
@@ -218,12 +218,15 @@ class Session:
         self._skip = {i: why for i, s in enumerate(self.scenarios)
                       if (why := applicable.not_run_here(s, settings.reference_pipeline))}
         runnable = [s for i, s in enumerate(self.scenarios) if i not in self._skip]
-        unavailable = preflight(runnable, database, settings)
-        by_position = [i for i in range(len(self.scenarios)) if i not in self._skip]
-        self._skip.update({by_position[i]: why for i, why in unavailable.items()})
         workers = min(options.parallel, max(1, len(self.scenarios)))
         try:
-            notes = [n for n in (self._plan_connections(database, settings),) if n]
+            conn = self._session_connection(database)
+            unavailable = preflight(runnable, database, settings, conn)
+            conn.rollback()
+            conn.autocommit = True  # from here on it reads the server's slots, outside any transaction
+            by_position = [i for i in range(len(self.scenarios)) if i not in self._skip]
+            self._skip.update({by_position[i]: why for i, why in unavailable.items()})
+            notes = [n for n in (self._plan_connections(conn, settings),) if n]
             self._dispatch(SessionStarted(len(self.scenarios) + len(invalid), options.parallel, database.display,
                                           database.embedded, tuple(narrowed + notes + self._pending)))
             self._entries(invalid)
@@ -242,12 +245,17 @@ class Session:
                 with contextlib.suppress(psycopg2.Error):
                     close()
 
-    def _plan_connections(self, database, settings: RunSettings) -> str:  # type: ignore[no-untyped-def]
+    def _session_connection(self, database):  # type: ignore[no-untyped-def]
+        """The session's one connection of its own, held to the end: it checks every scenario before any is seeded,
+        then reads the server's slots for the budget (the first to connect: its error is the session's)."""
+        conn = database.connect("ye-run session")
+        self._close_later.append(conn.close)
+        return conn
+
+    def _plan_connections(self, conn, settings: RunSettings) -> str:  # type: ignore[no-untyped-def]
         """Read the server's slots, and hand scenarios connections under the budget (the gate looks at the server
         again while they wait); refuse a scenario that could never fit, even on a server of its own. Returns the
         line the console shows when the budget holds -j back."""
-        conn = database.connect("ye-run budget", autocommit=True)
-        self._close_later.append(conn.close)
         self.budget = budget_module.Budget.of(budget_module.read(conn), ours=1, cap=self.options.max_connections)
         self._pending = pending_note(conn)
         shared = footprint.SHARED_LISTEN + footprint.BUDGET_PROBE if any(s.observe for s in self.scenarios) \

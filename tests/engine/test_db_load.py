@@ -71,3 +71,20 @@ def test_a_smoke_run_stays_light_on_the_database(db: Database, tmp_path: Path, o
     own = result.statements - result.observation.queries
     assert own <= 10, own
     assert _Counted.committed <= 3, _Counted.committed  # seed and cleanup; single statements commit on their own
+
+
+def test_a_one_scenario_suite_opens_three_connections_at_most(db: Database, tmp_path: Path,
+                                                              opened: list[str]) -> None:
+    """The session's own (it checks every scenario, then reads the server's slots), the scenario's, the shared
+    LISTEN one: no probe, no preflight or budget connection of their own."""
+    from click.testing import CliRunner
+
+    from runner.cli.main import cli
+
+    path = tmp_path / "load.yaml"
+    path.write_text(SMOKE, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", str(path), "--reference-pipeline",
+                                      "--database-url", db.url.render_as_string(hide_password=False)])
+    assert result.exit_code == 0, result.output
+    assert len(opened) <= 3, opened
+    assert "ye-run session" in opened
