@@ -160,11 +160,13 @@ def test_a_retry_to_an_earlier_step_queued_is_picked_up(db: Database, tmp_path: 
 
 
 def test_a_decided_failure_is_judged_after_the_grace_not_at_a_timeout(db: Database, tmp_path: Path):
-    """Variant 1 goes past the last expected step at once; variant 2 then hangs at overlay. The job is judged a
-    grace after the first failure, root cause first, not when overlay's 10-minute limit runs out."""
+    """Variants 1 and 3 go past the last expected step at once; variant 2 hangs before it (at yolo_detect), so the
+    job never finishes on its own. It is judged a grace after the first failure, root cause first, not when
+    yolo_detect's 10-minute limit runs out. (A hang after the last expected step would race: a job whose
+    variants all reached it may be judged, as passed, before a write past it arrives — stop_after's scope.)"""
     text = ("name: decided\nsimulate_img_gen: true\nexpect: {stop_after: planner}\n"
             "timeouts: {step: 10m, stall: 10m, job: 30m, grace: 300ms}\n"
-            "reference_pipeline: {faults: [{kind: hang, step: overlay, variants: [2]}]}\n")
+            "reference_pipeline: {faults: [{kind: hang, step: yolo_detect, variants: [2]}]}\n")
     outcome = run(db, tmp_path, text)
     (job,) = outcome.result.jobs
     assert job.outcome == "failed"
