@@ -7,6 +7,7 @@ interrupt), and render it with the results, so a CI job finds a report whatever 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from runner.engine.session import SessionOutcome
 
 
-class FileReporter:
+class FileReporter(ABC):
     """Started and handed events like every reporter; writes its file once, at the end, whatever ended the run."""
 
     def __init__(self, path: Path):
@@ -34,9 +35,9 @@ class FileReporter:
     def finish(self, outcome: SessionOutcome) -> None:
         self.save(outcome)
 
+    @abstractmethod
     def save(self, outcome: SessionOutcome) -> None:
-        """The whole file, from the outcome and what the events said."""
-        raise NotImplementedError
+        """The whole file, from the outcome and what the events said (each reporter its own format)."""
 
     def error(self, outcome: SessionOutcome) -> str | None:
         """What stopped the session, in words: the refusal its first event carried, else the outcome's error."""
