@@ -94,7 +94,8 @@ def cleanup_run(conn: psycopg2.extensions.connection, catalog: Catalog, record: 
                 notes.append(_maybe_tenant(cur, catalog, closure, record.tenant_id))
             result = _delete(cur, closure, dry_run, [n for n in notes if n])
             if registry_available(catalog) and not dry_run:
-                registry_module.mark_cleaned(cur, record.run_id, result.total)
+                registry_module.mark_cleaned(  # an older registry has no rows_deleted column
+                    cur, record.run_id, result.total if catalog.has("ye_run_runs", "rows_deleted") else None)
         _finish(conn, dry_run)
         return result
     except psycopg2.Error as exc:

@@ -177,7 +177,12 @@ def finish(conn: psycopg2.extensions.connection, record: RunRecord, outcome: str
     conn.commit()
 
 
-def mark_cleaned(cur: psycopg2.extensions.cursor, run_id: str, deleted: int) -> None:
+def mark_cleaned(cur: psycopg2.extensions.cursor, run_id: str, deleted: int | None) -> None:
+    """`deleted`: None where the registry predates its rows_deleted column (installed by an older ye-run)."""
+    if deleted is None:
+        cur.execute("UPDATE ye_run_runs SET cleaned_at = now(), cleanup_pending_until = NULL WHERE run_id = %s",
+                    (run_id,))
+        return
     cur.execute("UPDATE ye_run_runs SET cleaned_at = now(), cleanup_pending_until = NULL, rows_deleted = %s "
                 "WHERE run_id = %s", (deleted, run_id))
 
@@ -274,7 +279,7 @@ def runs(conn: psycopg2.extensions.connection, kept_only: bool = False) -> list[
     with conn.cursor() as cur:
         cur.execute("SELECT r.run_id, r.scenario, r.tenant_id, extract(epoch FROM now() - r.started_at)::float8, "
                     "r.outcome, CASE WHEN r.cleaned_at IS NULL THEN (SELECT count(*) FROM ye_run_seeded s "
-                    "WHERE s.run_id = r.run_id) ELSE 0 END, r.rows_deleted FROM ye_run_runs r "
+                    "WHERE s.run_id = r.run_id) ELSE 0 END, (to_jsonb(r) ->> 'rows_deleted')::bigint FROM ye_run_runs r "
                     "WHERE NOT %s OR r.cleaned_at IS NULL ORDER BY r.started_at DESC", (kept_only,))
         rows = cur.fetchall()
         states = liveness.statuses(cur, [row[0] for row in rows])

@@ -41,3 +41,19 @@ def test_runs_lists_what_was_kept_and_older_than_removes_it(database_with, tmp_p
     assert int(deleted.group(1)) > 4  # more than the root rows it kept: variants, inputs, what the pipeline wrote
     bad = CliRunner().invoke(cli, ["cleanup", "--older-than", "soon", "--database-url", url])
     assert bad.exit_code == 2 and "--older-than 'soon'" in bad.stderr
+
+
+def test_a_registry_from_an_older_ye_run_still_cleans_up_and_lists(database_with, tmp_path: Path):
+    """A registry installed before `rows_deleted` existed (no `db init` since): cleanup and `runs` still work."""
+    database = database_with()
+    with contextlib.closing(database.connect()) as conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE ye_run_runs DROP COLUMN rows_deleted")
+        conn.commit()
+    url = database.url.render_as_string(hide_password=False)
+    kept = run(database, tmp_path, "name: old-registry\nsimulate_img_gen: true\n").result
+    cleaned = CliRunner().invoke(cli, ["cleanup", "--run", kept.run_id, "--database-url", url])
+    assert cleaned.exit_code == 0, cleaned.output
+    listed = CliRunner().invoke(cli, ["runs", "--database-url", url])
+    assert listed.exit_code == 0, listed.output
+    (line,) = [l for l in listed.stdout.splitlines() if l.startswith(kept.run_id)]
+    assert line.split()[-2:] == ["0", "finished"]  # nothing kept; the rows deleted unknown to this registry
