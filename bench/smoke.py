@@ -5,6 +5,10 @@ again (server start, schema already there). The reference pipeline has zero late
 is ye-run's own overhead: interpreter start, imports, the server, seeding, observing, judging.
 
     python bench/smoke.py [--warm N]
+
+Then the floor, each the median of as many runs in a new process: the interpreter alone, the
+interpreter importing what `ye-run run` imports, and the embedded server started and stopped
+on the same (warm) directory with nothing else (`embedded.server()`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,22 @@ def once(data: Path) -> float:
     return took
 
 
+def _timed(code: str, data: Path) -> float:
+    env = {**os.environ, "YE_EMBEDDED_DIR": str(data)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+FLOOR = {
+    "interpreter alone": "pass",
+    "interpreter + the run's imports": "import runner.cli.run, runner.engine.session, runner.engine.run, "
+                                       "runner.report.console, runner.db.embedded",
+    "interpreter + embedded server start and stop": "from runner.db import embedded\n"
+                                                    "with embedded.server():\n    pass",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warm", type=int, default=10)
@@ -42,9 +62,12 @@ def main() -> None:
         data = Path(tmp) / "pg"
         cold = once(data)
         warm = [once(data) for _ in range(args.warm)]
+        floor = {name: statistics.median(_timed(code, data) for _ in range(args.warm)) for name, code in FLOOR.items()}
     print(f"cold (initdb + schema + run): {cold:.2f}s")
     print(f"warm ({args.warm} runs): median {statistics.median(warm):.2f}s, min {min(warm):.2f}s, "
           f"max {max(warm):.2f}s")
+    for name, took in floor.items():
+        print(f"floor: {name}: median {took:.2f}s")
 
 
 if __name__ == "__main__":

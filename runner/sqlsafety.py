@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pglast
-from pglast import ast
-from pglast.parser import ParseError, scan
+if TYPE_CHECKING:
+    from pglast import ast
+    from pglast.parser import ParseError
 
 KIND = "an SQL check is one read-only query (SELECT, VALUES or TABLE)"
 
@@ -91,6 +91,7 @@ class Analysis:
 
 def analyze(query: str) -> Analysis:
     """Parameters, parse, and every reason the query is not one read-only plain query."""
+    parse_sql, ParseError, scan = _pglast()
     try:
         tokens = scan(query)
     except ParseError as exc:
@@ -100,13 +101,30 @@ def analyze(query: str) -> Analysis:
     texts = _substitute(query, tokens)
     base = Analysis(query, texts.parse_text, texts.exec_text, texts.params, origins=texts.origins)
     try:
-        statements = pglast.parse_sql(texts.parse_text)
+        statements = parse_sql(texts.parse_text)
     except ParseError as exc:
         return replace(base, problems=(_syntax(exc, base.original),))
     inspection = _Inspection(base, scan(texts.parse_text))
     inspection.statements(statements)
     return replace(base, functions=tuple(inspection.functions), operators=tuple(inspection.operators),
                  problems=tuple(sorted(set(inspection.problems + positional), key=_order)))
+
+
+def _pglast():  # type: ignore[no-untyped-def]
+    """pglast, loaded at first use (it cost every run's start 50 ms, and few scenarios have SQL checks), and held:
+    its parser is a C extension that keeps the `ast` module it first saw, so `ast` must stay that one even if
+    the import system forgets pglast (pytest's pytester restores sys.modules after an in-process run)."""
+    global ast
+    if "ast" not in globals():
+        import pglast
+        import pglast.parser
+        from pglast import ast
+
+        _LOADED.extend((pglast.parse_sql, pglast.parser.ParseError, pglast.parser.scan))
+    return _LOADED
+
+
+_LOADED: list[Any] = []
 
 
 def _order(refusal: Refusal) -> tuple[int, str]:

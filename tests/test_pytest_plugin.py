@@ -203,7 +203,7 @@ def test_a_scenario_the_connection_budget_cannot_hold_is_an_error_as_in_the_cli(
     result.assert_outcomes(passed=1, errors=1)
     out = result.stdout.str()
     assert "ERROR at setup of ye-run scenario: wide" in out
-    assert "scenario 'wide' needs 260 connections at once" in out and "Traceback" not in out
+    assert "scenario 'wide' needs 259 connections at once" in out and "Traceback" not in out
 
 
 LITERAL_ROW = "fixtures: [{{table: tone_styles, rows: [{{tone_style_id: ye_plugin_tone, name: calm}}]}}]\n"

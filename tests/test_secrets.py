@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy.engine import URL
-
 from runner.cli.main import cli
 from runner.db.connect import Database
+from runner.db.url import URL
 
 ROOT = Path(__file__).resolve().parents[1]
 YE_RUN = ROOT / ".venv" / "bin" / "ye-run"

@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "report": ("runner.cli.report", "report", "Render a saved JSON report as HTML; merge shards' reports into one."),
     "watch": ("runner.cli.watch", "watch", "Judge every job a live database runs against the pipeline definition."),
 }
-"""Commands are imported only when used, so `ye-run --help` does not load SQLAlchemy, psycopg2 or Pillow."""
+"""Commands are imported only when used, so `ye-run --help` does not load psycopg2, jsonschema or Pillow."""
 
 
 class ShortcutGroup(click.Group):

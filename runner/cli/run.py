@@ -10,22 +10,22 @@ import sys
 import threading
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 
 from runner import durations
-from runner.cli import config, history, options
+from runner.cli import config, options
 from runner.cli.common import EXIT_CODES_HELP, handle_errors
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
-from runner.engine import plan as plan_module
-from runner.engine.run import RunSettings
-from runner.engine.narrow import Narrowing
-from runner.engine.session import Session, SessionOptions
 from runner.errors import InputError, YeRunError
-from runner.report.console import ConsoleReporter
-from runner.report.json_report import JsonReporter
-from runner.report.junit import JUnitReporter
-from runner.scenario import suite as suite_module
-from runner.scenario.suite import Suite
+
+if TYPE_CHECKING:
+    from runner.engine.narrow import Narrowing
+    from runner.engine.run import RunSettings
+    from runner.engine.session import SessionOptions
+    from runner.scenario import suite as suite_module
+    from runner.scenario.suite import Suite
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -105,6 +105,14 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
       ye-run run scenarios/ --shard 2/4          # the second of four CI machines
       ye-run run scenarios/ --last-failed --reruns 2
     """
+    if not database_url and not dry_run and not ephemeral:
+        from runner.db import embedded
+
+        embedded.start_early()  # the server starts while the engine loads
+        click.get_current_context().call_on_close(embedded.forget_early)  # not claimed (bad input): left
+    from runner.engine.session import SessionOptions
+    from runner.scenario import suite as suite_module
+
     request = suite_module.Request(scenarios, pipeline_file, variables, tags, skip_tags, keyword, None,
                                    side_by_side=parallel > 1, keep_going=True, folders=project.folders,
                                    pipeline_by=project.pipeline_by)
@@ -112,6 +120,8 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
     suite = _select(request, reporters)
     narrowing, suite = _narrowing(suite, shard, last_failed, last_failed_from, shard_durations)
     if dry_run and suite.error is None:
+        from runner.cli import history
+
         suite = handle_errors(history.for_dry_run)(suite, narrowing)
         _dry_run(suite, database_url, ephemeral, project)
         history.exit_for_invalid(suite)
@@ -128,6 +138,9 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
 def _narrowing(suite: Suite, shard: str | None, last_failed: bool, last_failed_from: Path | None,
                shard_durations: Path | None) -> tuple[Narrowing, Suite]:
     """--last-failed and --shard as the session applies them; a bad one refuses the suite, in every report."""
+    from runner.cli import history
+    from runner.engine.narrow import Narrowing
+
     if suite.error is not None:
         return Narrowing(), suite
     try:
@@ -138,6 +151,9 @@ def _narrowing(suite: Suite, shard: str | None, last_failed: bool, last_failed_f
 
 def _select(request: suite_module.Request, reporters: list) -> Suite:  # type: ignore[type-arg]
     """The suite to run; Ctrl+C while the files load still reaches every report (exit 130, nothing seeded)."""
+    from runner.engine.session import Session, SessionOptions
+    from runner.scenario import suite as suite_module
+
     try:
         return suite_module.suite(request)
     except KeyboardInterrupt:
@@ -147,6 +163,8 @@ def _select(request: suite_module.Request, reporters: list) -> Suite:  # type: i
 
 def _dry_run(suite: Suite, database_url: str | None, ephemeral: bool, project: config.Applied) -> None:
     """The project config in force, then each scenario's plan; nothing is touched."""
+    from runner.engine import plan as plan_module
+
     for line in project.lines():
         click.echo(line)
     label = handle_errors(_database_label)(database_url, ephemeral)
@@ -158,6 +176,8 @@ def _settings(observe: str, variant_channel: str, job_channel: str, tenant_patte
               asset_base_url: str | None, asset_dir: Path | None, job_settle: str,
               reconnect_window: str) -> RunSettings:
     """What every scenario run is told (InputError for a duration that does not parse)."""
+    from runner.engine.run import RunSettings
+
     settings = RunSettings(observe=observe, variant_channel=variant_channel, job_channel=job_channel,
                            tenant_pattern=tenant_pattern, force=force, asset_base_url=asset_base_url,
                            job_settle=_duration("--job-settle", job_settle),
@@ -168,6 +188,10 @@ def _settings(observe: str, variant_channel: str, job_channel: str, tenant_patte
 def _reporters(junit_path: Path | None, json_path: Path | None, html_path: Path | None, verbose: int,
                quiet: bool) -> list:  # type: ignore[type-arg]
     """The console (and the log) at the verbosity asked for, then each report file asked for."""
+    from runner.report.console import ConsoleReporter
+    from runner.report.json_report import JsonReporter
+    from runner.report.junit import JUnitReporter
+
     _configure_logging(verbose)
     console = ConsoleReporter(sys.stdout, 0 if quiet else 1 + verbose,
                               tty=sys.stdout.isatty() and not os.environ.get("CI"))
@@ -183,6 +207,8 @@ def _reporters(junit_path: Path | None, json_path: Path | None, html_path: Path 
 
 def _run_session(suite: Suite, options_: SessionOptions, reporters: list) -> int:  # type: ignore[type-arg]
     """The session, under the signal handlers; its error (a refused suite's too) is raised for handle_errors."""
+    from runner.engine.session import Session
+
     stop, hurry = threading.Event(), threading.Event()
     restore = _install_signals(stop, hurry)
     try:

@@ -1,7 +1,7 @@
 """Connecting to PostgreSQL: URLs, masked display, raw psycopg2 connections, clear failures.
 
-A database is given as a SQLAlchemy URL or as a libpq keyword DSN (`host=... dbname=...`);
-both become one SQLAlchemy URL, whose psycopg2 connect arguments the hot paths use with raw
+A database is given as a URL (SQLAlchemy's form, read by `runner.db.url`) or as a libpq keyword
+DSN (`host=... dbname=...`); both become one URL, whose psycopg2 connect arguments the hot paths use with raw
 psycopg2 connections. A password is never printed, in any form: `mask` and `mask_text` hide
 it in URL userinfo, in `?password=` / `?sslpassword=` query parameters and in keyword DSNs.
 A connection failure becomes one InfrastructureError line that says what went wrong.
@@ -17,9 +17,8 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
+from runner.db.url import URL, UnparsableURL, make_url
 from runner.errors import InfrastructureError, InputError
 
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -65,11 +64,11 @@ def parse_url(text: str) -> URL:
 
 def _from_uri(text: str) -> URL:
     userinfo, hostpart = _split_userinfo(text)
-    if userinfo is not None and "@" in userinfo.partition(":")[2]:  # SQLAlchemy would split at its first '@'
+    if userinfo is not None and "@" in userinfo.partition(":")[2]:  # the URL grammar would split at its first '@'
         raise InputError(f"cannot read the database URL {_mask_url(text)}: {_ENCODE}")
     try:
         return make_url(text)
-    except ArgumentError:
+    except UnparsableURL:
         raise InputError(f"not a database URL: {_mask_url(text)} ({_EXPECTED})") from None
     except ValueError:  # int(port)
         raise InputError(f"bad port {_port_text(hostpart)!r} in {_mask_url(text)}: {_PORTS}") from None
@@ -146,7 +145,7 @@ def _last(value: str | tuple[str, ...]) -> str:
 
 def mask(url: URL) -> str:
     """The URL as it may be printed: its password, and every ?password= or ?sslpassword=, is ***."""
-    if url.username is None and url.password is not None:  # SQLAlchemy would drop it unseen
+    if url.username is None and url.password is not None:  # rendering would drop it unseen
         url = url.set(username="")
     return _QUERY_SECRET.sub(rf"\g<1>{HIDDEN}", url.render_as_string(hide_password=True))
 

@@ -6,19 +6,26 @@ never init it at once), or in a temporary directory with `--ephemeral`. The refe
 and ye-run's own objects are installed into a `ye_run` database on first start. Processes
 using one data directory share its server (the library lists their pids; the last to leave
 stops it): concurrent `ye-run`s, or pytest-xdist workers, start one server, not one each.
+A command that knows early that it will use the server starts it in the background
+(`start_early`) while it loads the rest of itself.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
+import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import platformdirs
@@ -32,6 +39,8 @@ DATABASE = "ye_run"
 ENV_DATA_DIR = "YE_EMBEDDED_DIR"
 SPEED_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 """A throwaway test server: durability is traded for speed (never used for an external URL)."""
+STOP_WAIT = 60.0
+"""How long the last user waits for the server to stop before leaving it to the library (pg_ctl's default)."""
 
 
 def default_data_dir() -> Path:
@@ -40,6 +49,56 @@ def default_data_dir() -> Path:
     if override:
         return Path(override).expanduser()
     return platformdirs.user_cache_path("ye-run") / "pg"
+
+
+_EARLY: dict[Path, Future] = {}  # type: ignore[type-arg]
+"""Servers being started in the background for a `server()` to come, by data directory."""
+_IN_PROCESS = threading.RLock()
+"""The library's inter-process lock is one object per process and not thread-safe (a second thread's
+`with` takes it again, and the first one's release then fails): starts and stops in this process go one
+at a time."""
+
+
+def start_early(data_dir: Path | None = None) -> None:
+    """Start the embedded server in the background, for the `server()` this process opens next: its start
+    (about 0.15 s) then overlaps the loading of the rest of the command. A failure here is not reported: that
+    `server()` starts it again and reports its own. A start never claimed is stopped at exit."""
+    pgdata = data_dir or default_data_dir()
+    if pgdata in _EARLY:
+        return
+    future: Future = Future()  # type: ignore[type-arg]
+
+    def begin() -> None:
+        try:
+            future.set_result(_open(pgdata, "stop"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the server() that claims it
+            future.set_exception(exc)
+
+    _EARLY[pgdata] = future
+    atexit.register(_unclaimed, pgdata)
+    threading.Thread(target=begin, name="ye-run embedded start", daemon=True).start()
+
+
+def _unclaimed(pgdata: Path) -> None:
+    """At exit: a start nobody claimed (the command ended before it needed the server) is waited for, then left."""
+    future = _EARLY.pop(pgdata, None)
+    if future is not None and future.exception() is None:
+        _leave(future.result()[0])
+
+
+def forget_early() -> None:
+    """Leave every background start nobody claimed: the command that asked for it is over (in a process that
+    goes on, like a test run, it would otherwise hold the server until that process exits)."""
+    for pgdata in list(_EARLY):
+        _unclaimed(pgdata)
+
+
+def _claim(pgdata: Path):  # type: ignore[no-untyped-def]
+    """The background start's (handle, database), or None when there was none or it failed."""
+    future = _EARLY.pop(pgdata, None)
+    if future is None or future.exception() is not None:
+        return None
+    return future.result()
 
 
 @contextlib.contextmanager
@@ -51,18 +110,46 @@ def server(ephemeral: bool = False, data_dir: Path | None = None) -> Iterator[Da
     else:
         holder = None
         pgdata = data_dir or default_data_dir()
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
     handle = None
     try:
-        with _file_lock(pgdata.parent / f".{pgdata.name}.lock"):
-            handle = _start(pgdata, "delete" if ephemeral else "stop")
-            database = _prepare(handle.get_uri())
+        handle, database = (None if ephemeral else _claim(pgdata)) or \
+            _open(pgdata, "delete" if ephemeral else "stop")
         yield database
     finally:
         if handle is not None:
-            handle.cleanup()
+            _leave(handle)
         if holder is not None:
             shutil.rmtree(holder, ignore_errors=True)
+
+
+def _leave(handle) -> None:  # type: ignore[no-untyped-def]
+    """Leave the server; the last user stops it. The library's `pg_ctl -w stop` looks every 100 ms, and a
+    fast shutdown of this server takes about 15: the last user asks the postmaster for it itself, under the
+    library's lock (nobody joins meanwhile), and waits, as pg_ctl does, for its pid file to go (not for the
+    process: where PID 1 is slow to reap, it stays a zombie for a second); the library is then told so."""
+    with _IN_PROCESS, contextlib.suppress(Exception), _library_lock():
+        if json.loads((handle.pgdata / HANDLES).read_text()) == [os.getpid()]:
+            pid_file = handle.pgdata / "postmaster.pid"
+            handle.get_postmaster_info().process.send_signal(signal.SIGINT)  # fast shutdown, pg_ctl's default
+            deadline = time.monotonic() + STOP_WAIT
+            while pid_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.002)
+            if not pid_file.exists():
+                handle._postmaster_info = None  # stopped: nothing left for the library to stop
+    with _IN_PROCESS:
+        handle.cleanup()
+
+
+def _open(pgdata: Path, cleanup_mode: str):  # type: ignore[no-untyped-def]
+    """(the library's handle, the `ye_run` database), the server started or joined under the directory's lock."""
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with _IN_PROCESS, _file_lock(pgdata.parent / f".{pgdata.name}.lock"):
+        handle = _start(pgdata, cleanup_mode)
+        try:
+            return handle, _prepare(handle.get_uri())
+        except BaseException:
+            handle.cleanup()
+            raise
 
 
 HANDLES = ".handle_pids.json"

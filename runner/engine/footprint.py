@@ -6,10 +6,9 @@ from runner.scenario.model import Scenario
 
 RUN = 1
 """The run's own connection: seeding, the job rows, the registry, cleanup (held from start to verdict)."""
-SHARED_LISTEN = 1
-"""The session's one LISTEN connection (`observe.hub`), shared by every scenario."""
-BUDGET_PROBE = 1
-"""The session's connection through which the gate looks at the server's connections while scenarios wait."""
+SESSION = 1
+"""The session's one connection: it checks every scenario and reads the budget, then LISTENs for every
+scenario (`observe.hub`); through it the gate looks at the server's connections while scenarios wait."""
 
 
 def connections(scenario: Scenario, reference_pipeline: bool) -> int:

@@ -39,7 +39,7 @@ from runner.engine.reruns import Attempts
 from runner.engine.results import Outcome, ScenarioResult, Totals, invalid_entries, not_run
 from runner.engine.run import RunSettings, ScenarioRun, preflight
 from runner.errors import ExitCode, InputError, YeRunError
-from runner.observe.hub import ListenHub
+from runner.observe.hub import ListenHub, Lost
 from runner.scenario import suite as suite_module
 from runner.scenario.model import Scenario
 from runner.scenario.suite import Suite
@@ -230,9 +230,9 @@ class Session:
             self._dispatch(SessionStarted(len(self.scenarios) + len(invalid), options.parallel, database.display,
                                           database.embedded, tuple(narrowed + notes + self._pending)))
             self._entries(invalid)
-            if any(s.observe for s in self.scenarios):
+            if any(s.observe for s in self.scenarios):  # the session's connection goes on as the LISTEN one
                 self._hub = ListenHub(database, (settings.variant_channel, settings.job_channel), settings.heartbeat)
-                self._hub.start()
+                self._hub.start(conn)
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scenario") as pool:
                 futures = [pool.submit(self._skipped, s, self._skip[i]) if i in self._skip else
                            pool.submit(self._one, s, database, settings) for i, s in enumerate(self.scenarios)]
@@ -247,7 +247,8 @@ class Session:
 
     def _session_connection(self, database):  # type: ignore[no-untyped-def]
         """The session's one connection of its own, held to the end: it checks every scenario before any is seeded,
-        then reads the server's slots for the budget (the first to connect: its error is the session's)."""
+        reads the server's slots for the budget, then becomes the LISTEN connection every scenario shares (the
+        first to connect: its error is the session's)."""
         conn = database.connect("ye-run session")
         self._close_later.append(conn.close)
         return conn
@@ -258,20 +259,29 @@ class Session:
         line the console shows when the budget holds -j back."""
         self.budget = budget_module.Budget.of(budget_module.read(conn), ours=1, cap=self.options.max_connections)
         self._pending = pending_note(conn)
-        shared = footprint.SHARED_LISTEN + footprint.BUDGET_PROBE if any(s.observe for s in self.scenarios) \
-            else footprint.BUDGET_PROBE
+        shared = footprint.SESSION
         running = [s for i, s in enumerate(self.scenarios) if i not in self._skip]
         costs = [footprint.connections(s, settings.reference_pipeline) for s in running]
         worst = max(costs, default=0)
         if worst > self.budget.ceiling - shared:  # it could never fit, even with nobody else on the server
             name = running[costs.index(worst)].name
             raise self.budget.refuse(worst + shared, f"scenario {name!r}")
-        self._gate = budget_module.Gate(self.budget.ceiling - shared, self.budget, lambda: _in_use(conn))
+        self._gate = budget_module.Gate(self.budget.ceiling - shared, self.budget, lambda: self._in_use(conn))
         at_once = max(1, (self.budget.limit - shared) // max(1, worst))
         if self.options.parallel > at_once and len(self.scenarios) > at_once:
             return (f"{self.budget.describe()}: -j {self.options.parallel} runs at most {at_once} scenario(s) at "
                     f"once ({worst} connection(s) each); the others wait their turn")
         return ""
+
+    def _in_use(self, conn) -> int | None:  # type: ignore[no-untyped-def]
+        """Every client connection on the server now, read on the session's connection: the hub's once it
+        LISTENs on it (None while the hub has none)."""
+        if self._hub is None:
+            return _in_use(conn)
+        try:
+            return self._hub.query(_in_use)
+        except Lost:
+            return None
 
     def _skipped(self, scenario: Scenario, why: str) -> ScenarioResult:
         """Not run against this target: said in every report, counted as not run."""

@@ -65,9 +65,10 @@ class ListenHub:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> None:
-        """LISTEN before anything is seeded; a database that cannot be reached now is the caller's error."""
-        self._conn = self._connect()
+    def start(self, conn: psycopg2.extensions.connection | None = None) -> None:
+        """LISTEN before anything is seeded, on `conn` (an autocommit connection handed over, which the hub then
+        owns) or a new one; a database that cannot be reached now is the caller's error."""
+        self._conn = self._connect() if conn is None else self._listen_on(conn, rename=True)
         self._thread = threading.Thread(target=self._serve, name="ye-run-listen", daemon=True)
         self._thread.start()
 
@@ -93,11 +94,17 @@ class ListenHub:
         return conn.get_backend_pid() if conn is not None else None
 
     def _connect(self) -> psycopg2.extensions.connection:
-        conn = self.database.connect(self.name, autocommit=True, keepalives=True)
+        return self._listen_on(self.database.connect(self.name, autocommit=True, keepalives=True))
+
+    def _listen_on(self, conn: psycopg2.extensions.connection, rename: bool = False) -> psycopg2.extensions.connection:
+        """The hub's settings and LISTENs on `conn`, in one message (a handed-over one is renamed for
+        pg_stat_activity)."""
+        statements = [sql.SQL("SET statement_timeout = '15s'")]
+        if rename:
+            statements.append(sql.SQL("SET application_name = {}").format(sql.Literal(self.name[:63])))
+        statements += [sql.SQL("LISTEN {}").format(sql.Identifier(channel)) for channel in self.channels]
         with conn.cursor() as cur:
-            cur.execute("SET statement_timeout = '15s'")
-            for channel in self.channels:
-                cur.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            cur.execute(sql.SQL("; ").join(statements))
         self._last_traffic = time.monotonic()
         return conn
 

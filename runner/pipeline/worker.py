@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import queue
 import select
 import threading
@@ -65,7 +66,9 @@ class Worker:
         self.stopping = threading.Event()
         self.crash: WorkerCrashed | None = None
         self.reconnects = 0
-        self._queue: queue.Queue[Task] = queue.Queue()
+        self._queue: queue.Queue[Task | None] = queue.Queue()
+        self._wake: tuple[int, int] | None = None
+        """A pipe whose write end stop() writes to, so a dispatcher waiting in select() ends at once."""
         self._in_flight: set[tuple[str, str]] = set()
         self._ignore: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -79,6 +82,7 @@ class Worker:
     def start(self) -> None:
         with contextlib.closing(self.database.connect(self.name)) as conn:
             self._rows = RowWriter(catalog_module.read(conn), conn, self.config)
+        self._wake = os.pipe()
         self._threads = [threading.Thread(target=self._dispatch, name="pipeline-dispatch", daemon=True)]
         self._threads += [threading.Thread(target=self._slot, name=f"pipeline-slot-{i}", daemon=True)
                           for i in range(self.config.slots)]
@@ -86,10 +90,21 @@ class Worker:
             thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop now: the slots and the dispatcher are woken rather than left to notice at their next timeout."""
         self.stopping.set()
+        for _ in range(self.config.slots):
+            self._queue.put(None)
+        if self._wake is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._wake[1], b"x")
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
+        if not any(t.is_alive() for t in self._threads):
+            with self._lock:  # stop() may run twice at once (the host, and its supervisor after a crash)
+                wake, self._wake = self._wake, None
+            for end in wake or ():
+                os.close(end)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker stops (Ctrl+C or crash); True if it stopped."""
@@ -133,7 +148,10 @@ class Worker:
         return conn
 
     def _receive(self, conn: psycopg2.extensions.connection, timeout: float) -> None:
-        if select.select([conn], [], [], timeout)[0]:
+        ready = select.select([conn] if self._wake is None else [conn, self._wake[0]], [], [], timeout)[0]
+        if self.stopping.is_set():
+            return
+        if conn in ready:
             conn.poll()
         while conn.notifies:
             note = conn.notifies.pop(0)
@@ -235,6 +253,8 @@ class Worker:
             try:
                 task = self._queue.get(timeout=0.1)
             except queue.Empty:
+                continue
+            if task is None or self.stopping.is_set():  # stop()'s wake-up, or a task left when it came
                 continue
             try:
                 if conn is None:

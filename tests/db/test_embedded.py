@@ -129,3 +129,64 @@ def _ye_run_for(user: str) -> list[str]:
             return [candidate, "-c", boot]
     pytest.skip(f"{sys.executable} is not executable by an unprivileged user (a private directory on its path) "
                 f"and no system {version} is")
+
+
+def _postmaster_running(data: Path) -> bool:
+    pid_file = data / "postmaster.pid"
+    if not pid_file.is_file():
+        return False
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        os.kill(int(pid_file.read_text().split()[0]), 0)
+        return True
+    return False
+
+
+def test_a_server_started_early_is_the_one_the_run_uses_and_stopped_when_it_leaves(tmp_path: Path):
+    data = tmp_path / "pg"
+    embedded.start_early(data)
+    embedded.start_early(data)  # asked twice: one start
+    future = embedded._EARLY[data]
+    with embedded.server(data_dir=data) as database, contextlib.closing(database.connect()) as conn:
+        assert future.done() and future.exception() is None
+        handle, early = future.result()
+        assert database == early  # claimed, not started a second time
+        assert data not in embedded._EARLY
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_postmaster_start_time() IS NOT NULL")
+            assert cur.fetchone() == (True,)
+    assert not _postmaster_running(data)  # its last user stopped it
+
+
+def test_a_server_started_early_and_never_claimed_is_stopped_at_exit(tmp_path: Path):
+    """A command that ends before it needs the server (bad input, every file invalid) leaves nothing running."""
+    data = tmp_path / "pg"
+    script = (f"from pathlib import Path\nfrom runner.db import embedded\n"
+              f"embedded.start_early(Path({str(data)!r}))\nraise SystemExit(2)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr
+    assert (data / "PG_VERSION").is_file()  # it did start (the exit waited for it)
+    assert not _postmaster_running(data)
+
+
+def test_a_failed_early_start_is_reported_by_the_server_that_claims_it(tmp_path: Path):
+    data = tmp_path / "not-a-dir"
+    data.write_text("a file where the data directory should be")
+    embedded.start_early(data)
+    with pytest.raises(Exception) as raised:
+        with embedded.server(data_dir=data):
+            pass
+    assert str(data) in str(raised.value)  # the server()'s own error, naming the directory
+    assert data not in embedded._EARLY
+
+
+def test_the_last_user_stops_the_server_and_a_second_user_keeps_it(tmp_path: Path):
+    data = tmp_path / "pg"
+    with embedded.server(data_dir=data):
+        script = ("import sys\nfrom pathlib import Path\nfrom runner.db import embedded\n"
+                  f"with embedded.server(data_dir=Path({str(data)!r})):\n    pass\n")
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stderr
+        assert _postmaster_running(data)  # the other process left; this one still uses it
+    assert not _postmaster_running(data)

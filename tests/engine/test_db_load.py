@@ -73,10 +73,10 @@ def test_a_smoke_run_stays_light_on_the_database(db: Database, tmp_path: Path, o
     assert _Counted.committed <= 3, _Counted.committed  # seed and cleanup; single statements commit on their own
 
 
-def test_a_one_scenario_suite_opens_three_connections_at_most(db: Database, tmp_path: Path,
-                                                              opened: list[str]) -> None:
-    """The session's own (it checks every scenario, then reads the server's slots), the scenario's, the shared
-    LISTEN one: no probe, no preflight or budget connection of their own."""
+def test_a_one_scenario_suite_opens_two_connections_at_most(db: Database, tmp_path: Path,
+                                                            opened: list[str]) -> None:
+    """The session's own (it checks every scenario, reads the server's slots, then LISTENs for every scenario)
+    and the scenario's: no probe, no preflight, budget or LISTEN connection of their own."""
     from click.testing import CliRunner
 
     from runner.cli.main import cli
@@ -86,5 +86,6 @@ def test_a_one_scenario_suite_opens_three_connections_at_most(db: Database, tmp_
     result = CliRunner().invoke(cli, ["run", str(path), "--reference-pipeline",
                                       "--database-url", db.url.render_as_string(hide_password=False)])
     assert result.exit_code == 0, result.output
-    assert len(opened) <= 3, opened
+    assert len(opened) <= 2, opened
     assert "ye-run session" in opened
+    assert "ye-run listen" not in opened  # the session's connection LISTENs

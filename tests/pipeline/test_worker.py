@@ -248,3 +248,32 @@ def rig_rows(rig: Rig, query: str, params: tuple) -> list[tuple]:
     from tests.db.helpers import rows
 
     return rows(rig.conn, query, params)
+
+
+def test_stop_ends_every_thread_and_twice_at_once_is_safe(db: Database, tmp_path: Path, stack):
+    """stop() wakes the dispatcher (its pipe) and the slots (a None each) instead of waiting for their timeouts;
+    the host and its supervisor may both call it at once: the pipe is closed exactly once."""
+    import threading
+
+    rig = Rig(db, tmp_path, stack, variants=1)
+    worker = run_worker(rig, stack, slots=3)
+    rig.img_gen()
+    rig.job_reaches(DONE)
+    assert worker._wake is not None
+    errors: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            worker.stop()
+        except BaseException as exc:  # an fd closed twice is EBADF here
+            errors.append(exc)
+
+    stoppers = [threading.Thread(target=stop) for _ in range(2)]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join(30)
+    assert errors == []
+    assert not any(t.is_alive() for t in worker._threads)
+    assert worker._wake is None
+    worker.stop()  # again, after: nothing left to do
