@@ -104,3 +104,29 @@ def test_a_deployment_without_the_ad_copy_tables_is_not_given_them(database_with
         after = catalog.read(conn)
     assert not result.reference_installed
     assert not after.has("txt_ad_copy_generations") and not after.has("instagram_feeds")
+
+
+RUNNER_SQL = {"ye-run schema 4": "f60431c4fc6820e70a3ce8a05ce586907bf4ef912984af0b1add0910e0c28500"}
+"""runner.sql's sha256 at each SCHEMA_VERSION: a change to runner.sql without a new version would never reach a
+registry an older ye-run installed (the embedded default's, reused run after run)."""
+
+
+def test_runner_sql_does_not_change_without_a_new_schema_version() -> None:
+    import hashlib
+
+    from runner import resources
+
+    digest = hashlib.sha256(resources.sql("runner.sql").encode()).hexdigest()
+    assert RUNNER_SQL.get(schema.SCHEMA_VERSION) == digest, (
+        "runner.sql changed: bump schema.SCHEMA_VERSION, and record the new version and hash in RUNNER_SQL")
+
+
+def test_a_registry_an_older_ye_run_installed_gains_the_new_columns(database_with):
+    """The embedded default's registry, installed before `rows_deleted` existed, is brought up to date on start."""
+    database = database_with("ALTER TABLE ye_run_runs DROP COLUMN rows_deleted; "
+                             "COMMENT ON TABLE ye_run_runs IS 'ye-run schema 3'")
+    with contextlib.closing(database.connect()) as conn:
+        result = schema.install(conn)
+        after = catalog.read(conn)
+    assert result.runner_installed
+    assert after.has("ye_run_runs", "rows_deleted")
