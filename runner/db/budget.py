@@ -23,6 +23,8 @@ KEEP_FREE = 0.2
 """The share of the server's usable connections ye-run always leaves to others."""
 PROBE_EVERY = 0.5
 """Seconds between two looks at the server while scenarios wait at the gate."""
+WAIT_NOTE = 10.0
+"""Seconds between two notes that a scenario is still waiting for connections."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,8 @@ class Budget:
     """What ye-run may hold on this server with nobody else on it: the most a scenario can ever get."""
     others: int = 0
     """Connections of others when the budget was read (they may come and go: the gate looks again)."""
+    ours: int = 1
+    """Connections of this session outside what the gate hands out (its own), counted in `slots.in_use`."""
 
     @staticmethod
     def of(slots: ServerSlots, ours: int = 1, cap: int | None = None) -> Budget:
@@ -71,13 +75,22 @@ class Budget:
         others = max(0, slots.in_use - ours)
         allowed = slots.usable - math.ceil(KEEP_FREE * slots.usable)
         ceiling = max(0, allowed if cap is None else min(cap, allowed))
-        return Budget(max(0, min(ceiling, allowed - others)), slots, cap, ceiling, others)
+        return Budget(max(0, min(ceiling, allowed - others)), slots, cap, ceiling, others, ours)
 
-    def room(self, in_use: int, held: int) -> int:
+    @property
+    def allowed(self) -> int:
+        return self.slots.usable - math.ceil(KEEP_FREE * self.slots.usable)
+
+    def room(self, in_use: int, held: int, others: int | None = None) -> int:
         """How many more connections fit now: `in_use` is every client connection on the server (read now, ours
-        among them), `held` what this session has handed out (some of it perhaps not connected yet)."""
-        allowed = self.slots.usable - math.ceil(KEEP_FREE * self.slots.usable)
-        return allowed - max(in_use, self.others + held)
+        among them), `held` what this session has handed out (some of it perhaps not connected yet), `others`
+        the latest exact count of others' connections (default: the one read at the start)."""
+        return self.allowed - max(in_use, (self.others if others is None else others) + held)
+
+    def others_now(self, in_use: int, held: int) -> int | None:
+        """Others' connections, exactly, when nothing is handed out (every connection of ours but the session's
+        is closed); None otherwise (some of ours may still be connecting: the last exact count stands)."""
+        return max(0, in_use - self.ours) if held == 0 else None
 
     def describe(self) -> str:
         s = self.slots
@@ -102,6 +115,9 @@ class Gate:
         self._budget = budget
         self._probe = probe
         self._seen: tuple[float, int | None] = (-PROBE_EVERY, None)
+        self._others = budget.others if budget is not None else 0
+        """Others' connections, as last counted exactly: they leave too, and a scenario that did not fit beside
+        them at the start must fit once they have gone."""
         self._cond = threading.Condition()
         self._queue: deque[object] = deque()
 
@@ -113,18 +129,32 @@ class Gate:
         if time.monotonic() - at >= PROBE_EVERY:
             in_use = self._probe()
             self._seen = (time.monotonic(), in_use)
-        return in_use is None or self._budget.room(in_use, self.held) >= n
+            exact = self._budget.others_now(in_use, self.held) if in_use is not None else None
+            self._others = self._others if exact is None else exact
+        return in_use is None or self._budget.room(in_use, self.held, self._others) >= n
 
-    def acquire(self, n: int, *stops: threading.Event) -> bool:
+    def busy(self) -> str:
+        """Why a scenario waits, for the console: what the server had in use when last read, and the budget."""
+        in_use = self._seen[1]
+        seen = f"{in_use} connection(s) in use on the server" if in_use is not None else "the server not readable"
+        allowed = self._budget.allowed if self._budget is not None else self.limit
+        return f"{seen}, {self.held} held by this run, {allowed} allowed"
+
+    def acquire(self, n: int, *stops: threading.Event, waiting: Callable[[float], None] | None = None) -> bool:
         """Wait until it is this caller's turn and `n` connections fit; False when one of `stops` was set first
-        (an interrupt, --fail-fast)."""
+        (an interrupt, --fail-fast). `waiting(seconds)` is called every WAIT_NOTE seconds while it waits."""
         ticket = object()
+        since = next_note = time.monotonic()
+        next_note += WAIT_NOTE
         with self._cond:
             self._queue.append(ticket)
             try:
                 while self._queue[0] is not ticket or self.held + n > self.limit or not self._room(n):
                     if any(stop.is_set() for stop in stops):
                         return False
+                    if waiting is not None and time.monotonic() >= next_note:
+                        next_note += WAIT_NOTE
+                        waiting(time.monotonic() - since)
                     self._cond.wait(0.1)
                 self.held += n
                 self.peak = max(self.peak, self.held)

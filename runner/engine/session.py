@@ -33,7 +33,7 @@ from runner.db import budget as budget_module, catalog, registry, requirements
 from runner.db.connect import Database
 from runner.db.target import open_database
 from runner.engine import applicable, footprint
-from runner.engine.events import Event, Refusal, ScenarioFinished, SessionFinished, SessionStarted
+from runner.engine.events import Event, Note, Refusal, ScenarioFinished, ScenarioRef, SessionFinished, SessionStarted
 from runner.engine.narrow import Narrowed, Narrowing, Shard, narrow
 from runner.engine.reruns import Attempts
 from runner.engine.results import Outcome, ScenarioResult, Totals, invalid_entries, not_run
@@ -297,7 +297,11 @@ class Session:
             return result
         cost = footprint.connections(scenario, settings.reference_pipeline)
         assert self._gate is not None
-        if not self._gate.acquire(cost, self.stop, self._no_more):
+        def waiting(seconds: float) -> None:  # called with the gate's lock held: only a queue put
+            self._events.put(Note(ScenarioRef(scenario.name, ""), f"waiting {seconds:.0f}s for {cost} connection(s) "
+                                  f"under the budget ({self._gate.busy()})"))
+
+        if not self._gate.acquire(cost, self.stop, self._no_more, waiting=waiting):
             return self._one(scenario, database, settings)  # stopped while it waited: not run, said once
         try:
             result, run = self._attempts(scenario, database, settings)

@@ -79,6 +79,44 @@ def test_the_gate_waits_while_others_hold_the_room_it_counted_on():
     assert gate.held == 10
 
 
+def test_a_scenario_that_did_not_fit_beside_the_others_at_the_start_runs_once_they_have_left(monkeypatch):
+    """The others counted at the start are counted again, exactly, whenever nothing of ours is handed out: a
+    scenario too big for what was free then is not kept waiting for ever after they leave (it used to be)."""
+    monkeypatch.setattr(budget, "PROBE_EVERY", 0.0)
+    monkeypatch.setattr(budget, "WAIT_NOTE", 0.05)
+    crowded = budget.Budget.of(budget.ServerSlots(max_connections=100, reserved=3, in_use=60), ours=1)
+    assert crowded.others == 59 and crowded.room(60, 0) < 20  # 77 allowed: 59 others + 20 do not fit
+    crowd = [60]
+    gate = budget.Gate(crowded.ceiling, crowded, probe=lambda: crowd[0])
+    stop, admitted, noted = threading.Event(), threading.Event(), threading.Event()
+    notes: list[float] = []
+
+    def waiting(seconds: float) -> None:
+        notes.append(seconds)
+        noted.set()
+
+    def take() -> None:
+        if gate.acquire(20, stop, waiting=waiting):
+            admitted.set()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    assert noted.wait(10) and not admitted.is_set()  # still waiting, and it says so
+    crowd[0] = 2  # the session's own connection and one other left
+    assert admitted.wait(10)
+    thread.join()
+    assert gate.held == 20 and "2 connection(s) in use on the server" in gate.busy()
+
+
+def test_while_scenarios_hold_connections_the_others_counted_last_stand():
+    """With some of ours handed out (perhaps not connected yet), the server's count cannot tell ours from others':
+    the last exact count of others stands, so what is handed out is never counted as free."""
+    found = budget.Budget.of(SLOTS, ours=1)  # 9 others, 77 allowed
+    assert found.others_now(in_use=30, held=0) == 29
+    assert found.others_now(in_use=30, held=20) is None
+    assert found.room(in_use=12, held=20) == 77 - (9 + 20)  # 20 handed out, only 2 of them connected yet
+
+
 def test_fail_fast_stops_scenarios_waiting_at_the_gate():
     gate = budget.Gate(10)
     stop, no_more = threading.Event(), threading.Event()
