@@ -32,6 +32,14 @@ from runner.scenario.model import Fixture, RowRef, Scenario
 from runner.scenario.semantics import PLACEHOLDER
 
 IMAGE_TYPE = "generated"
+LOCK_WAIT = "SET LOCAL lock_timeout = '2s'"
+"""How long one try at seeding a job waits on a lock another session holds (a tenant row locked FOR UPDATE,
+a table locked by a migration): short, so the run stays responsive (Ctrl+C, its deadlines); the run tries
+again."""
+
+
+class LockBusy(Exception):
+    """Seeding waited LOCK_WAIT on another session's lock and was rolled back: nothing of the job was written."""
 _NOT_THE_SCENARIOS_FAULT = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.InsufficientPrivilege,
                             psycopg2.errors.ReadOnlySqlTransaction)
 """Seeding errors that say the database or the role is the problem (exit 3), not the scenario (exit 2)."""
@@ -98,13 +106,16 @@ class Seeder:
         tenant_created = False
         try:
             with self.conn.cursor() as cur:
+                first = [LOCK_WAIT]  # sent with the transaction's first statement, not on its own
                 if self._tenant is not None and not self.record.jobs:
-                    cur.execute(self._tenant.text, self._tenant.params(ids))
+                    cur.execute(";\n".join([*first, self._tenant.text]), self._tenant.params(ids))
+                    first = []
                     tenant_created = cur.fetchone() is not None
                     if tenant_created and self.registry:  # recorded with the job: cleanup --run finds it
                         cur.execute("UPDATE ye_run_runs SET tenant_created = true WHERE run_id = %s",
                                     (self.record.run_id,))
                 statements, params = self._core(ids, creates_asset, rows)
+                statements = [*first, *statements]
                 if self._fixtures:
                     cur.execute(";\n".join(statements), params)
                     statements, params = [], []
@@ -118,6 +129,11 @@ class Seeder:
                     params.extend(extra)
                 cur.execute(";\n".join(statements), params)
             self.conn.commit()
+        except psycopg2.errors.LockNotAvailable as exc:
+            _rollback(self.conn)
+            table = exc.diag.table_name
+            raise LockBusy(f"another session holds a lock seeding needs{f' (table {table})' if table else ''}") \
+                from None
         except psycopg2.Error as exc:
             _rollback(self.conn)
             raise _seed_error(exc, self.scenario) from None

@@ -22,11 +22,12 @@ import psycopg2
 
 from runner import bugs
 from runner.db import failures, registry
+from runner.db.registry import SeededJob
 from runner.db.connect import Database, StatementCounter
 from runner.db.failures import ConnectionLost
 from runner.db.reconnect import Notified
 from runner.db.reconnect import CONNECT_TIMEOUT
-from runner.db.seed import Seeder
+from runner.db.seed import JobIds, LockBusy, Seeder
 from runner.engine import plan as plan_module
 from runner.engine.connection import RunConnection
 from runner.engine.events import CleanupFinished, Emitter, JobSeeded, Note, ScenarioFinished, ScenarioRef, \
@@ -258,7 +259,9 @@ class ScenarioRun:
         ordinal, ids = len(self.result.jobs) + 1, seeder.new_ids()
         while True:
             try:
-                seeded = seeder.seed_job(ordinal, ids)
+                seeded = self._seed_job(seeder, ordinal, ids)
+                if seeded is None:
+                    return
                 break
             except ConnectionLost as exc:
                 self.connection.reconnect(exc, self.settings.reconnect_window, self.stop)
@@ -279,6 +282,22 @@ class ScenarioRun:
         if simulator is not None:
             simulator.schedule(seeded, now)
 
+    def _seed_job(self, seeder: Seeder, ordinal: int, ids: JobIds | None = None) -> SeededJob | None:
+        """One job seeded; tried again while another session's lock holds it (each try gives up after a short
+        lock_timeout, so an interrupt is seen within seconds, not when the other session lets go). None: the run
+        was stopped meanwhile, and nothing of the job was written."""
+        noted = False
+        while True:
+            try:
+                return seeder.seed_job(ordinal, ids)
+            except LockBusy as busy:
+                if self.stop.is_set():
+                    return None
+                if not noted:
+                    self.emit(Note(self.ref, f"job {ordinal}: {busy}; waiting for it"))
+                    noted = True
+                self.connection.heartbeat(time.monotonic())
+
     def _seed_only(self, seeder: Seeder) -> None:
         """observe: false — create the jobs the mode asks for and leave them (the original --once)."""
         schedule = JobSchedule(self.scenario.mode, time.monotonic())
@@ -286,7 +305,9 @@ class ScenarioRun:
             now = time.monotonic()
             self.connection.heartbeat(now)
             if schedule.due(now, 0):
-                seeded = seeder.seed_job(schedule.created + 1)
+                seeded = self._seed_job(seeder, schedule.created + 1)
+                if seeded is None:
+                    continue
                 job = JobResult(seeded, datetime.now(timezone.utc), now, {})
                 job.outcome = Outcome.SEEDED
                 self.result.jobs.append(job)
