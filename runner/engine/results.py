@@ -106,12 +106,16 @@ class Totals:
     def line(self, duration: float) -> str:
         """`N scenarios: P passed, F failed, E errors, S not run in T` — one greppable line (flaky, invalid files,
         interrupted and cleanups not done are said only when there are some)."""
+        return f"{self.counts()} in {format_seconds(duration)}"
+
+    def counts(self) -> str:
+        """The line without its time (the HTML report's headline adds its own)."""
         flaky = f", {self.flaky} flaky" if self.flaky else ""
         invalid = f" ({self.invalid} invalid file{'s' if self.invalid != 1 else ''})" if self.invalid else ""
         interrupted = f", {self.interrupted} interrupted" if self.interrupted else ""
         cleanup = f"; {self.cleanup_failed} cleanup(s) not done" if self.cleanup_failed else ""
         return (f"{self.scenarios} scenarios: {self.passed} passed{flaky}, {self.failed} failed, {self.errors} errors"
-                f"{invalid}{interrupted}, {self.not_run} not run{cleanup} in {format_seconds(duration)}")
+                f"{invalid}{interrupted}, {self.not_run} not run{cleanup}")
 
 
 @dataclass(frozen=True, slots=True)

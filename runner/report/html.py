@@ -90,9 +90,8 @@ def _totals(scenarios: list[dict[str, Any]]) -> dict[str, int]:
 
 def _totals_line(totals: dict[str, int], scenarios: list[dict[str, Any]], jobs: int) -> str:
     duration = sum(s.get("duration") or 0 for s in scenarios)
-    return (f"{totals['scenarios']} scenarios: {totals['passed']} passed, {totals['failed']} failed, "
-            f"{totals['errors']} errors, {totals['not_run']} not run · {jobs} job(s) · "
-            f"{format_seconds(duration)} of scenario time")
+    counts = Totals(**{f.name: totals.get(f.name, 0) for f in dataclasses.fields(Totals)}).counts()
+    return f"{counts} · {jobs} job(s) · {format_seconds(duration)} of scenario time"  # the console's words
 
 
 def _anchor(text: str) -> str:

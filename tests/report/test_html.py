@@ -276,3 +276,17 @@ def test_diff_lines_are_coloured_and_distributions_share_an_axis(report, chromiu
         axis = page.locator(f"#{anchor} table.latency svg.axis").get_attribute("aria-label")
         assert len(scales) == 1 and axis == "scale: " + scales.pop()
     assert blocked == [] and errors == []
+
+
+def test_the_headline_says_what_the_console_says(report):
+    """Interrupted, flaky, invalid files and cleanups not done are in the page's totals line as in the console's
+    (the page used to leave them out: after a double Ctrl+C it showed only '2 not run')."""
+    from runner.engine.results import Totals
+
+    doc = copy.deepcopy(report[0])
+    doc["totals"] = {"scenarios": 6, "passed": 0, "failed": 0, "errors": 0, "interrupted": 4, "not_run": 2,
+                     "cleanup_failed": 4, "flaky": 0, "invalid": 0}
+    rendered = html.render(doc)
+    expected = Totals(6, interrupted=4, not_run=2, cleanup_failed=4).counts()
+    assert expected == "6 scenarios: 0 passed, 0 failed, 0 errors, 4 interrupted, 2 not run; 4 cleanup(s) not done"
+    assert expected in rendered
