@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -105,6 +106,7 @@ def run(scenarios: tuple[str, ...], database_url: str | None, ephemeral: bool, p
       ye-run run scenarios/ --shard 2/4          # the second of four CI machines
       ye-run run scenarios/ --last-failed --reruns 2
     """
+    handle_errors(_writable)({"--junit": junit_path, "--json": json_path, "--html": html_path})
     if not database_url and not dry_run and not ephemeral:
         from runner.db import embedded
 
@@ -183,6 +185,28 @@ def _settings(observe: str, variant_channel: str, job_channel: str, tenant_patte
                            job_settle=_duration("--job-settle", job_settle),
                            reconnect_window=_duration("--reconnect-window", reconnect_window))
     return settings if asset_dir is None else dataclasses.replace(settings, asset_dir=asset_dir)
+
+
+def _writable(reports: dict[str, Path | None]) -> None:
+    """Each report can be written where it is asked for, and no two share a file: found now, not after the run
+    (InputError, exit 2, nothing seeded). A folder not there yet is made at the end, as the reports are written."""
+    seen: dict[Path, str] = {}
+    for option, path in reports.items():
+        if path is None:
+            continue
+        resolved = path.expanduser().resolve()
+        if resolved in seen:
+            raise InputError(f"{seen[resolved]} and {option} name the same file, {path}: give each its own")
+        seen[resolved] = option
+        if resolved.is_dir():
+            raise InputError(f"{option} {path}: a directory; give a file name")
+        folder = next((p for p in resolved.parents if p.exists()), None)
+        try:
+            if folder is None or not folder.is_dir():
+                raise OSError("no folder to write it in")
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            raise InputError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _reporters(junit_path: Path | None, json_path: Path | None, html_path: Path | None, verbose: int,

@@ -327,3 +327,21 @@ def test_sighup_stops_a_run_like_sigterm(db: Database, tmp_path: Path):
     doc = json.loads(report.read_text())
     assert doc["exit_code"] == 130 and doc["scenarios"][0]["outcome"] == "interrupted"
     assert doc["scenarios"][0]["cleanup"]["applied"]
+
+
+def test_a_report_that_cannot_be_written_is_refused_before_anything_runs(tmp_path: Path):
+    """Found now, not after the run has seeded and cleaned up (it used to print 'cannot write' after the total)."""
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: s\n")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    cases = [(["--junit", str(blocked / "r.xml")], f"--junit {blocked / 'r.xml'}: cannot write there"),
+             (["--junit", str(tmp_path / "r.xml"), "--json", str(tmp_path / "r.xml")],
+              "--junit and --json name the same file")]
+    for args, said in cases:
+        result = invoke("run", str(scenario), *args, "--dry-run")
+        assert result.exit_code == 2, result.output
+        assert said in result.stderr
+    assert not (tmp_path / "r.xml").exists()
+    made = invoke("run", str(scenario), "--json", str(tmp_path / "new" / "dir" / "r.json"), "--dry-run")
+    assert made.exit_code == 0, made.output  # a folder not there yet is made when the report is written
