@@ -31,6 +31,10 @@ from runner.scenario.model import Scenario
 
 POLL = 0.2
 """How often the rows are read while the pipeline may still be working on them."""
+AFTER_INTERRUPT = 5.0
+"""At most this long the cleanup of an interrupted run waits for a lost database: an interrupt asks for the
+reports soon (a container's stop gives 10 s before SIGKILL); the rows are then kept, and the run says how to
+remove them."""
 
 
 @dataclass
@@ -66,7 +70,9 @@ class Housekeeping:
         if self.hurry.is_set():
             self._skipped()
             return
-        window = reconnect.Window(self.reconnect_window, (self.hurry,))
+        patience = min(self.reconnect_window, AFTER_INTERRUPT) if outcome == Outcome.INTERRUPTED \
+            else self.reconnect_window
+        window = reconnect.Window(patience, (self.hurry,))
         try:
             reconnect.retry(lambda timeout: self._attempt(record, timeout), window,
                             lambda exc: isinstance(exc, ConnectionLost), self._waiting)
@@ -92,7 +98,7 @@ class Housekeeping:
         """Said every 5 s while the database is away; the transaction rolled back with the connection."""
         if window.elapsed >= self._next_note:
             self.emit(Note(self.ref, f"cleanup: database unreachable, retrying ({format_seconds(window.elapsed)} "
-                                     f"of {format_seconds(self.reconnect_window)}): {exc}"))
+                                     f"of {format_seconds(window.seconds)}): {exc}"))
             self._next_note = window.elapsed + 5.0
 
     def cut_short(self) -> None:

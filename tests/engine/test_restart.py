@@ -141,3 +141,35 @@ def test_a_restart_while_cleanup_waits_is_waited_out_and_the_cleanup_done(restar
     assert any(text.startswith("cleanup: database unreachable, retrying") for text in notes), notes
     with contextlib.closing(database.connect()) as conn:
         assert count(conn, "select count(*) from jobs where job_id = %s", (result.jobs[0].job_id,)) == 0
+
+
+def test_an_interrupted_runs_cleanup_waits_for_a_lost_database_briefly_not_the_whole_window(restartable,
+                                                                                            tmp_path: Path):
+    """Ctrl+C while the database is away: the reports are wanted soon (a container's stop gives 10 s), so the
+    cleanup waits AFTER_INTERRUPT, not the reconnect window, and the rows are kept for `ye-run cleanup`."""
+    from runner.engine.teardown import AFTER_INTERRUPT
+
+    database, handle = restartable
+    stop, down = threading.Event(), threading.Event()
+
+    def interrupt_with_the_server_down(event) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(event, JobSeeded) and event.job.ordinal == 1 and not down.is_set():
+            down.set()
+
+            def go() -> None:
+                control(handle, "stop")
+                stop.set()
+
+            threading.Thread(target=go, daemon=True).start()
+
+    try:
+        outcome = run(database, tmp_path, f"name: interrupted_down\ncleanup: always\n{INTERVAL}", stop=stop,
+                      handlers=[interrupt_with_the_server_down], reconnect_window=60.0)
+    finally:
+        handle.ensure_postgres_running()
+    notes = [e.text for e in outcome.events if isinstance(e, Note)]
+    waited = [text for text in notes if text.startswith("cleanup: database unreachable, retrying")]
+    assert outcome.result.outcome == "interrupted", outcome.result.error
+    assert waited and all(f"of {AFTER_INTERRUPT:g}s)" in text for text in waited), notes
+    error = outcome.run.housekeeping.error
+    assert error is not None and "the rows are kept" in str(error) and outcome.result.run_id in str(error)
