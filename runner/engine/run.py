@@ -329,8 +329,10 @@ class ScenarioRun:
         try:
             quick = CONNECT_TIMEOUT if self.hurry.is_set() else None  # a second signal
             registry.finish(self.connection.usable(quick), record, self.result.outcome)
-        except (InfrastructureError, psycopg2.Error):
-            self.emit(Note(self.ref, f"the run registry could not record the verdict (database unreachable): "
+        except (InfrastructureError, psycopg2.Error) as exc:
+            why = "database unreachable" if isinstance(exc, (InfrastructureError, psycopg2.OperationalError)) else \
+                str(failures.describe(exc)).splitlines()[0]
+            self.emit(Note(self.ref, f"the run registry could not record the verdict ({why}): "
                                      f"`ye-run runs` will show run {record.run_id} with no verdict; its rows are "
                                      f"still found by ye-run cleanup --run {record.run_id}"))
 
