@@ -54,7 +54,7 @@ def db_check(database_url: str | None) -> None:
 
 def _db_check(database_url: str | None) -> None:
     with open_database(database_url) as database, contextlib.closing(database.connect("ye-run db check")) as conn:
-        found = requirements.findings(catalog.read(conn))
+        found = requirements.findings(catalog.read(conn)) + [requirements.privileges(conn)]
     click.echo(database.display)
     for item in found:
         mark = "ok" if item.ok else ("MISSING" if item.required else "absent")

@@ -92,3 +92,28 @@ def findings(catalog: Catalog, variant_channel: str = VARIANT_CHANNEL,
                        "outdated: no run owners; `ye-run db init` updates it" if registry_outdated(catalog) else
                        "absent: runs are recorded in reports only"))
     return out
+
+
+PRIVILEGES = {**{table: ("SELECT", "INSERT", "UPDATE", "DELETE") for table in SEEDED_COLUMNS},
+              "ye_run_runs": ("SELECT", "INSERT", "UPDATE", "DELETE"), "ye_run_seeded": ("SELECT", "INSERT", "DELETE")}
+"""What a run does to each table: seeds (and simulates img_gen on) the pipeline's, records itself in the registry,
+and deletes what it seeded."""
+
+
+def privileges(conn) -> Finding:  # type: ignore[no-untyped-def]
+    """Whether this login may do what a run does, table by table (a read-only role used to pass `db check`, and
+    then every scenario failed on its first write)."""
+    pairs = [(table, privilege) for table, wanted in PRIVILEGES.items() for privilege in wanted]
+    with conn.cursor() as cur:
+        cur.execute("SELECT t, p FROM unnest(%s::text[], %s::text[]) AS x(t, p) "
+                    "WHERE to_regclass(t) IS NOT NULL AND NOT has_table_privilege(t, p)",
+                    ([t for t, _ in pairs], [p for _, p in pairs]))
+        refused = cur.fetchall()
+        cur.execute("SELECT current_user")
+        user = cur.fetchone()[0]
+    conn.rollback()
+    by_table: dict[str, list[str]] = {}
+    for table, privilege in refused:
+        by_table.setdefault(table, []).append(privilege)
+    detail = "; ".join(f"no {', '.join(p)} on {t}" for t, p in by_table.items()) or "may seed, record and clean up"
+    return Finding(f"privileges of {user}", not refused, True, detail)

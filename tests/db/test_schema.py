@@ -130,3 +130,29 @@ def test_a_registry_an_older_ye_run_installed_gains_the_new_columns(database_wit
         after = catalog.read(conn)
     assert result.runner_installed
     assert after.has("ye_run_runs", "rows_deleted")
+
+
+def test_check_refuses_a_role_that_may_not_write_what_a_run_writes(database_with):
+    """A read-only login passed `db check`, then every scenario failed at its first write."""
+    import uuid
+
+    database = database_with()
+    role = f"ye_reader_{uuid.uuid4().hex[:8]}"
+    with contextlib.closing(database.connect(autocommit=True)) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE ROLE "{role}" LOGIN')
+        cur.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+        cur.execute(f'GRANT INSERT, UPDATE ON jobs TO "{role}"')
+    try:
+        reader = database.url.set(username=role).render_as_string(hide_password=False)
+        result = CliRunner().invoke(cli, ["db", "check", "--database-url", reader])
+        assert result.exit_code == 3, result.output
+        line = next(line for line in result.stdout.splitlines() if f"privileges of {role}" in line)
+        assert line.split()[0] == "MISSING"
+        assert "no DELETE on jobs" in line and "no INSERT, UPDATE, DELETE on jobs_variants" in line
+        assert "privileges of" in result.stderr
+        full = CliRunner().invoke(cli, ["db", "check", "--database-url", _url(database)])
+        assert full.exit_code == 0 and "may seed, record and clean up" in full.stdout
+    finally:
+        with contextlib.closing(database.connect(autocommit=True)) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP OWNED BY "{role}"')
+            cur.execute(f'DROP ROLE "{role}"')
