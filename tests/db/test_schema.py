@@ -106,7 +106,7 @@ def test_a_deployment_without_the_ad_copy_tables_is_not_given_them(database_with
     assert not after.has("txt_ad_copy_generations") and not after.has("instagram_feeds")
 
 
-RUNNER_SQL = {"ye-run schema 4": "f60431c4fc6820e70a3ce8a05ce586907bf4ef912984af0b1add0910e0c28500"}
+RUNNER_SQL = {"ye-run schema 5": "3ee40a34aace9eaab850c742850efcd9fbf55e9108489dd2244c67917e0e13ee"}
 """runner.sql's sha256 at each SCHEMA_VERSION: a change to runner.sql without a new version would never reach a
 registry an older ye-run installed (the embedded default's, reused run after run)."""
 
@@ -154,5 +154,38 @@ def test_check_refuses_a_role_that_may_not_write_what_a_run_writes(database_with
         assert full.exit_code == 0 and "may seed, record and clean up" in full.stdout
     finally:
         with contextlib.closing(database.connect(autocommit=True)) as conn, conn.cursor() as cur:
+            cur.execute(f'DROP OWNED BY "{role}"')
+            cur.execute(f'DROP ROLE "{role}"')
+
+
+def test_the_applications_role_writes_its_rows_without_any_grant_on_the_history(database_with):
+    """Installing ye-run's history must not make the application's own writes fail: its triggers record as the
+    installer (SECURITY DEFINER), so a role with rights on the pipeline's tables only still writes, and is recorded."""
+    import uuid
+
+    database = database_with()
+    role = f"ye_app_{uuid.uuid4().hex[:8]}"
+    with contextlib.closing(database.connect(autocommit=True)) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE ROLE "{role}" LOGIN')
+        cur.execute(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO "{role}"')
+        cur.execute(f'REVOKE ALL ON ye_run_history, ye_run_runs, ye_run_seeded FROM "{role}"')
+        cur.execute("INSERT INTO tenants (tenant_id) VALUES ('ye_app_test') ON CONFLICT DO NOTHING")
+    app = database.__class__(database.url.set(username=role))
+    job = str(uuid.uuid4())
+    try:
+        with contextlib.closing(app.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT has_table_privilege('ye_run_history', 'INSERT')")
+            assert cur.fetchone() == (False,)
+            cur.execute("INSERT INTO jobs (job_id, tenant_id, status, current_step) "
+                        "VALUES (%s, 'ye_app_test', 'done', 'user_img_input')", (job,))
+            cur.execute("UPDATE jobs SET current_step = 'img_gen', status = 'running' WHERE job_id = %s", (job,))
+            conn.commit()
+        with contextlib.closing(database.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT current_step, status FROM ye_run_history WHERE job_id = %s ORDER BY id", (job,))
+            assert cur.fetchall() == [("user_img_input", "done"), ("img_gen", "running")]
+    finally:
+        with contextlib.closing(database.connect(autocommit=True)) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM ye_run_history WHERE job_id = %s", (job,))
+            cur.execute("DELETE FROM jobs WHERE job_id = %s", (job,))
             cur.execute(f'DROP OWNED BY "{role}"')
             cur.execute(f'DROP ROLE "{role}"')

@@ -51,8 +51,11 @@ CREATE TABLE IF NOT EXISTS ye_run_history (
 CREATE INDEX IF NOT EXISTS ye_run_history_row_idx ON ye_run_history (row_id, id);
 CREATE INDEX IF NOT EXISTS ye_run_history_job_idx ON ye_run_history (job_id);
 
+-- SECURITY DEFINER (with the installer's search_path, fixed): whoever writes jobs or jobs_variants (the
+-- application's own role) records the history without any grant on ye-run's table, so installing it can never
+-- make the application's writes fail with "permission denied".
 CREATE OR REPLACE FUNCTION ye_run_record_variant() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO ye_run_history (kind, row_id, job_id, current_step, status, retry_count)
     VALUES ('v', NEW.job_variants_id, NEW.job_id, NEW.current_step, NEW.status,
@@ -61,7 +64,7 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION ye_run_record_job() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO ye_run_history (kind, row_id, job_id, current_step, status)
     VALUES ('j', NEW.job_id, NEW.job_id, NEW.current_step, NEW.status);
