@@ -100,10 +100,14 @@ PRIVILEGES = {**{table: ("SELECT", "INSERT", "UPDATE", "DELETE") for table in SE
 and deletes what it seeded."""
 
 
-def privileges(conn) -> Finding:  # type: ignore[no-untyped-def]
+SEEDING = {table: ("INSERT",) for table in SEEDED_COLUMNS}
+"""What every scenario needs: a run refuses a login without it before seeding anything."""
+
+
+def privileges(conn, wanted: dict[str, tuple[str, ...]] = PRIVILEGES) -> Finding:  # type: ignore[no-untyped-def]
     """Whether this login may do what a run does, table by table (a read-only role used to pass `db check`, and
     then every scenario failed on its first write)."""
-    pairs = [(table, privilege) for table, wanted in PRIVILEGES.items() for privilege in wanted]
+    pairs = [(table, privilege) for table, asked in wanted.items() for privilege in asked]
     with conn.cursor() as cur:
         cur.execute("SELECT t, p FROM unnest(%s::text[], %s::text[]) AS x(t, p) "
                     "WHERE to_regclass(t) IS NOT NULL AND NOT has_table_privilege(t, p)",

@@ -94,6 +94,11 @@ def preflight(scenarios: list[Scenario], database: Database, settings: RunSettin
     opened = contextlib.nullcontext(conn) if conn is not None else \
         contextlib.closing(database.connect("ye-run preflight"))
     with opened as checking:
+        if scenarios:
+            seeding = requirements.privileges(checking, requirements.SEEDING)
+            if not seeding.ok:  # one line for the suite, not the same error once per scenario
+                raise Refused([InfrastructureError(f"{seeding.what}: {seeding.detail}; every scenario seeds these "
+                                                   "tables: grant INSERT, or use a login that may")])
         for index, scenario in enumerate(scenarios):
             try:
                 record = registry.new_record(scenario.name, scenario.tenant.id, scenario.tenant.isolate)

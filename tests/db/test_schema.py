@@ -132,8 +132,9 @@ def test_a_registry_an_older_ye_run_installed_gains_the_new_columns(database_wit
     assert after.has("ye_run_runs", "rows_deleted")
 
 
-def test_check_refuses_a_role_that_may_not_write_what_a_run_writes(database_with):
-    """A read-only login passed `db check`, then every scenario failed at its first write."""
+def test_check_refuses_a_role_that_may_not_write_what_a_run_writes(database_with, tmp_path):
+    """A read-only login passed `db check`, then every scenario failed at its first write; now `db check` says so,
+    and a run refuses it once, before anything is seeded."""
     import uuid
 
     database = database_with()
@@ -152,6 +153,14 @@ def test_check_refuses_a_role_that_may_not_write_what_a_run_writes(database_with
         assert "privileges of" in result.stderr
         full = CliRunner().invoke(cli, ["db", "check", "--database-url", _url(database)])
         assert full.exit_code == 0 and "may seed, record and clean up" in full.stdout
+        for name in ("a", "b"):
+            (tmp_path / f"{name}.yaml").write_text(f"name: {name}\n")
+        run = CliRunner().invoke(cli, ["run", str(tmp_path), "--database-url", reader, "--no-reference-pipeline"])
+        assert run.exit_code == 3, run.output
+        assert run.stderr.count(f"privileges of {role}: ") == 1 and "grant INSERT" in run.stderr
+        with contextlib.closing(database.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM jobs")
+            assert cur.fetchone() == (0,)
     finally:
         with contextlib.closing(database.connect(autocommit=True)) as conn, conn.cursor() as cur:
             cur.execute(f'DROP OWNED BY "{role}"')
