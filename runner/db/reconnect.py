@@ -80,7 +80,8 @@ class Window:
     def connect_timeout(self) -> int:
         """An attempt's connect timeout: short (a hung server must not hold a loop past its window, nor past a
         signal), and never past the window."""
-        return max(2, min(CONNECT_TIMEOUT, math.ceil(self.seconds - self.elapsed)))
+        left = self.seconds - self.elapsed
+        return max(2, CONNECT_TIMEOUT if not math.isfinite(left) else min(CONNECT_TIMEOUT, math.ceil(left)))
 
     def pause(self) -> None:
         """The next backoff, cut short by the window's end or a stop signal."""

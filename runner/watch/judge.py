@@ -17,6 +17,7 @@ id is kept, in a bounded set, so writes it makes later are not taken for a new j
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +34,9 @@ from runner.watch.source import JobFacts, Write
 
 REMEMBER = 100_000
 """Judged job ids kept (about 10 MB): a write of one of them is not a new job."""
+AFTER_END = 10_000
+"""Jobs judged within the contract whose rows' last states are kept: a write to one of them afterwards (the
+double-triggered job-level step running again once the job has ended) is a violation, reported then."""
 SETTLE = 10.0
 """Seconds the job row may lag behind its variants once they are all at rest (the aggregate trigger's work)."""
 
@@ -55,6 +59,8 @@ class JobVerdict:
     retries: dict[int, dict[str, int]] = field(default_factory=dict)
     broke: list[str] = field(default_factory=list)
     """Per violation, what it broke: `definition: $.path` (or the watch option)."""
+    after_end: str | None = None
+    """Set when a write came after the job had been judged: the outcome it had then (this verdict replaces it)."""
 
     @property
     def violated(self) -> bool:
@@ -77,11 +83,12 @@ def contract(definition: Definition, max_retries: int = 2) -> Scenario:
 
 
 def transition(write: Write) -> Transition:
-    """A history row as the checker takes it: its database time is also the clock deadlines run on."""
+    """A write as the checker takes it: its database time is also the clock deadlines run on; its source says
+    whether writes before it may be missing (`reconcile`: a jump is not judged as a skip)."""
     stamp = write.changed_at
     return Transition(write.row_id, write.job_id, write.kind, write.step if write.step is not None else "NULL",
                       write.status if write.status is not None else "NULL", stamp, stamp, stamp.timestamp(),
-                      write.retry_count, "history")
+                      write.retry_count, write.source)
 
 
 class Bounded:
@@ -102,6 +109,9 @@ class Bounded:
 
     def get(self, key: str) -> object:
         return self._items.get(key)
+
+    def discard(self, key: str) -> None:
+        self._items.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -126,6 +136,8 @@ class WatchJudge:
         self.seeded = 0
         self.late = 0
         """Writes to jobs already judged (a violated job going on; ignored)."""
+        self.ended = Bounded(AFTER_END)
+        """Jobs judged completed or failed: their verdict, and each row's states (job row: every terminal one)."""
 
     # --- following ----------------------------------------------------------------------
 
@@ -165,13 +177,15 @@ class WatchJudge:
     def apply(self, writes: list[Write], now: float) -> list[JobVerdict]:
         """Take the writes (in id order) of followed jobs; the verdicts they decide."""
         followed = []
+        out = []
         for write in writes:
             if write.job_id in self.facts:
                 followed.append(transition(write))
+            elif write.job_id in self.ended:
+                out.append(self._after_end(write))
             elif write.job_id in self.judged:
                 self.late += 1
         touched = list(dict.fromkeys(job.job_id for job, _, _ in self.tracker.apply(followed)))
-        out = []
         for job_id in touched:
             verdict = self._review(job_id, now)
             if verdict is not None:
@@ -318,6 +332,11 @@ class WatchJudge:
                              facts.first_at or (min(stamps) if stamps else None), max(stamps) if stamps else None,
                              self._job_state(job_id), self.tracker.retries(job_id),
                              [self.broke(f) for f in violations])
+        if outcome != "violated":
+            states: dict[str, set[tuple[str, str]]] = {
+                vid: {(t.step, t.status) for t in trace.transitions[-1:]} for vid, trace in job.variants.items()}
+            states[job_id] = {(t.step, t.status) for t in job.job_trace if t.status in ("done", "failed")}
+            self.ended.add(job_id, (verdict, job.ordinal, states))
         self.tracker.mark_judged(job_id)
         self._settle.pop(job_id, None)
         self.judged.add(job_id)
@@ -326,6 +345,25 @@ class WatchJudge:
         for failure in violations:
             self.kinds[str(failure.kind)] += 1
         return verdict
+
+    def _after_end(self, write: Write) -> JobVerdict:
+        """A write to a job already judged completed or failed: judged again, violated (reported once)."""
+        verdict, ordinal, states = self.ended.get(write.job_id)  # type: ignore[misc]
+        self.ended.discard(write.job_id)
+        state = (write.step, write.status)
+        seen = states.get(write.row_id, set())
+        kind = FailureKind.DUPLICATE_TERMINAL if state in seen else \
+            FailureKind.UNKNOWN_STEP if not self.definition.has(write.step) else FailureKind.BACKWARDS
+        row = "job row" if write.kind == "j" else f"variant {write.row_id}"
+        what = (f"{row} wrote ({write.step}, {write.status}) after the job had ended ({verdict.outcome}, job row at "
+                f"{'(%s, %s)' % verdict.end_state if verdict.end_state else 'no state'})"
+                + (": the same state again, a step run twice" if kind == FailureKind.DUPLICATE_TERMINAL else ""))
+        failure = messages.job_failure(self.scenario.name, ordinal, write.job_id, kind, what, step=write.step)
+        self.outcomes[verdict.outcome] -= 1
+        self.outcomes["violated"] += 1
+        self.kinds[str(kind)] += 1
+        return dataclasses.replace(verdict, outcome="violated", violations=[failure], broke=[self.broke(failure)],
+                                   last_write=write.changed_at, after_end=verdict.outcome)
 
     # --- where a violation is placed ----------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""One watch: the history read forward, each write handed to the judge, each verdict to the sinks.
+"""One watch: the history read forward (without it: the notifications and reconciling reads), each write handed to
+the judge, each verdict to the sinks.
 
 One thread, one connection. The loop sleeps until a notification, the next deadline a job has
 (on the database's clock), or a second, whichever is first; so its load on the database is one
@@ -18,7 +19,8 @@ from runner.db.connect import Database
 from runner.definition import DEFAULT, Definition
 from runner.watch.judge import REMEMBER, SETTLE, Bounded, JobVerdict, WatchJudge
 from runner.watch.output import Totals
-from runner.watch.source import HistorySource, JobFacts, Write
+from runner.watch.listen import ListenSource
+from runner.watch.source import HistorySource, JobFacts, NoHistory, Write
 
 IDLE = 1.0
 """The longest wait between two reads: a lost notification costs at most this much lag."""
@@ -38,6 +40,8 @@ class WatchOptions:
     settle: float = SETTLE
     remember: int = REMEMBER
     read_only: bool = True
+    source: str = "auto"
+    """history, listen (notifications + reconciling reads), or auto: the history table where there is one."""
 
 
 class Watch:
@@ -48,19 +52,34 @@ class Watch:
         self.options = options
         self.sinks = sinks
         self.stop = stop or threading.Event()
-        self.source = HistorySource(database, read_only=options.read_only,
-                                    reconnect_window=30.0 if options.once and reconnect_window is None
-                                    else reconnect_window)
         self.judge = WatchJudge(options.definition, options.max_retries, options.settle, options.remember)
+        self.database = database
+        self.reconnect_window = 30.0 if options.once and reconnect_window is None else reconnect_window
+        self.source: HistorySource | ListenSource = self._listen() if options.source == "listen" else \
+            HistorySource(database, read_only=options.read_only, reconnect_window=self.reconnect_window)
         self.outside = Bounded(options.remember)
         self.outside_count = 0
         self.writes = 0
         self.gave_up = 0
         self.started = threading.Event()
         """Set once the window is fixed (LISTEN is on): writes from then on are judged."""
+        self.readers: list[Callable[[list[Write]], None]] = []
+        """Handed each batch of writes of the jobs followed, before they are judged (the step latencies)."""
+        self.turns: list[Callable[[Watch], None]] = []
+        """Called after each read and tick, on the watch's thread (the metrics, the progress line)."""
+        self.opened: list[Callable[[Watch], None]] = []
+        """Called once the source is open and chosen (the banner says which)."""
 
     def run(self) -> Totals:
-        self.source.open(self.options.since, self.options.once)
+        try:
+            self.source.open(self.options.since, self.options.once)
+        except NoHistory:
+            if self.options.source != "auto":
+                raise
+            self.source = self._listen()
+            self.source.open(self.options.since, self.options.once)
+        for opened in self.opened:
+            opened(self)
         self.started.set()
         ends = time.monotonic() + self.options.duration if self.options.duration is not None else None
         gaps_since: float | None = None
@@ -71,6 +90,8 @@ class Watch:
                 writes = self.source.poll(self._timeout(ends), self.stop)
                 self._take(writes)
                 self._emit(self.judge.tick(self._now()))
+                for turn in self.turns:
+                    turn(self)
                 if self.options.once:
                     if self.source.done:
                         break
@@ -88,7 +109,14 @@ class Watch:
         return Totals(outcomes=judge.outcomes.copy(), kinds=judge.kinds.copy(),
                       seeded=judge.seeded, in_flight=judge.in_flight(), at_steps=judge.at_steps(),
                       outside=self.outside_count, writes=self.writes, queries=self.source.queries,
-                      reconnects=self.source.reconnects, gave_up=self.gave_up, notes=list(self.source.notes))
+                      reconnects=self.source.reconnects, gave_up=self.gave_up,
+                      notes=[f"source: {self.source.description}", *self.source.notes])
+
+    def _listen(self) -> ListenSource:
+        """Without the history table: the notifications, and reads of the rows of the jobs in flight."""
+        return ListenSource(self.database, read_only=self.options.read_only, reconnect_window=self.reconnect_window,
+                            in_flight=lambda: self.judge.facts,
+                            known=lambda job_id: self.judge.knows(job_id) or job_id in self.outside)
 
     # --- one read -----------------------------------------------------------------------
 
@@ -117,6 +145,10 @@ class Watch:
                 self.outside_count += 1
         for facts in self.source.facts(self.judge.unknown_variants(writes)).values():
             self.judge.learn(facts)
+        if self.readers:
+            followed = [w for w in writes if w.job_id in self.judge.facts]
+            for reader in self.readers:
+                reader(followed)
         self._emit(self.judge.apply(writes, self._now()))
 
     def _in_scope(self, facts: JobFacts) -> bool:

@@ -44,6 +44,7 @@ def record(verdict: JobVerdict) -> dict:
         "first_write": _time(verdict.first_write), "last_write": _time(verdict.last_write),
         "job_row": list(verdict.end_state) if verdict.end_state else None,
         "retries": {str(order): steps for order, steps in verdict.retries.items()},
+        "judged_before_as": verdict.after_end,
         "violations": [{"kind": str(f.kind), "step": f.step, "variant": f.creation_order,
                         "variant_id": f.variant_id, "message": f.message, "detail": f.detail,
                         "broke": verdict.broke[i]} for i, f in enumerate(verdict.violations)],

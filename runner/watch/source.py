@@ -38,6 +38,9 @@ BATCH = 5000
 """History rows one read returns at most; a full batch is followed by another read at once."""
 MAX_GAPS = 10_000
 """Unresolved gaps kept at most (a burst of rollbacks): past it, the oldest are given up, with a note."""
+FOREVER = 100 * 365 * 86400.0
+"""The reconnect window of a watch that waits for ever (finite: `reconnect.Window.connect_timeout` rounds the time
+left up to an int, and an infinite one raised OverflowError at the first reconnect)."""
 READ_ONLY = "-c default_transaction_read_only=on -c statement_timeout=60s"
 INSTALL_HINT = ("install it with `ye-run db init --runner-only --database-url URL` (as a role that may create "
                 "tables and triggers: it adds ye-run's own ye_run_* objects and leaves the pipeline's tables as they "
@@ -67,9 +70,12 @@ SELECT q.job_id::text, j.tenant_id, f.id, f.changed_at,
 FROM unnest(%s::uuid[]) AS q(job_id)
 LEFT JOIN jobs j ON j.job_id = q.job_id
 LEFT JOIN LATERAL (SELECT h.id, h.changed_at FROM ye_run_history h WHERE h.job_id = q.job_id
-                   ORDER BY h.id LIMIT 1) f ON true
+                   ORDER BY h.id + 0 LIMIT 1) f ON true
 """
-"""Per job: its tenant, its variants (creation order), and its first recorded write (is it in the window?)."""
+"""Per job: its tenant, its variants (creation order), and its first recorded write (is it in the window?). `h.id + 0`
+keeps the lookup on the job_id index (the job's few rows, sorted): ordered by the bare id, the planner walks the
+primary key from the oldest row, filtering on job_id, and a new job's first write is among the newest, so every
+lookup read the whole table (bench/watch.py: verdict lag growing to seconds within a minute)."""
 
 _SEEDED = ("SELECT DISTINCT row_key ->> 0 FROM ye_run_seeded WHERE table_name = 'jobs' "
            "AND row_key ->> 0 = ANY(%s::text[])")
@@ -87,6 +93,9 @@ class Write:
     status: str
     retry_count: int | None
     changed_at: datetime
+    source: str = "history"
+    """How it was learned: history, notify, or reconcile (seen only by a reconciling read: the writes before it may
+    be missing, so the checker does not judge its jump as a skip)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +126,14 @@ class Window:
         return self.since is None or (facts.first_at is not None and facts.first_at >= self.since)
 
 
+class NoHistory(InputError):
+    """The database has no history table (`--source auto` then watches with LISTEN alone)."""
+
+
 class HistorySource:
     """The history table read forward from a window's start; `poll` returns the next writes."""
+
+    description = "history table"
 
     def __init__(self, database: Database, name: str = "ye-run watch", read_only: bool = True,
                  channels: tuple[str, ...] = (VARIANT_CHANNEL, JOB_CHANNEL), batch: int = BATCH,
@@ -200,8 +215,8 @@ class HistorySource:
             history, seeded = cur.fetchone()
             if not history:
                 self.close()
-                raise InputError(f"{self.database.display} has no ye_run_history table: {INSTALL_HINT}. "
-                                 "(Watching with LISTEN alone is not supported by this version.)")
+                raise NoHistory(f"{self.database.display} has no ye_run_history table: {INSTALL_HINT}. "
+                                "(Or watch with LISTEN alone, less complete: --source listen.)")
             cur.execute("SELECT has_table_privilege('ye_run_history', 'SELECT'), "
                         "has_table_privilege('jobs', 'SELECT') AND has_table_privilege('jobs_variants', 'SELECT')")
             history_ok, jobs_ok = cur.fetchone()
@@ -316,7 +331,7 @@ class HistorySource:
 
     def _reopen(self, stop: object = None) -> psycopg2.extensions.connection | None:
         stops = (stop,) if stop is not None else ()
-        window = reconnect.Window(self.reconnect_window if self.reconnect_window is not None else float("inf"),
+        window = reconnect.Window(self.reconnect_window if self.reconnect_window is not None else FOREVER,
                                   stops)  # type: ignore[arg-type]
         try:
             conn = reconnect.retry(lambda _timeout: self._connect(), window,

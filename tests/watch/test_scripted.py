@@ -60,3 +60,31 @@ def test_a_healthy_job_completes_and_each_broken_one_is_reported_at_its_row_and_
     diff = verdicts[unknown_step.job_id].violations[0].detail
     assert "expected (-) vs observed (+)" in diff and "+ vlm_analyse running" in diff
     assert verdicts[unknown_step.job_id].broke == ["built-in: $.variant_steps"]
+
+
+def test_a_job_level_step_run_again_after_the_job_ended_is_reported_then(setup, stack):
+    """The deployment's double trigger: the second run of a job-level step can land after the job's end state, when
+    the job has been judged completed and forgotten. It is judged again, violated, once; its report replaces the
+    earlier verdict; a job left alone after its end stays completed."""
+    database, app = setup
+    watching = Watching(database, stack, settle=0.5)
+    twice, alone, variant_again = (app.create_job() for _ in range(3))
+    for job in (twice, alone, variant_again):
+        app.move(job, WALK)
+        app.move_job(job, JOB_STEPS)
+    watching.until(watching.judged([twice.job_id, alone.job_id, variant_again.job_id]))
+    assert {v.outcome for v in watching.verdicts} == {"completed"}
+    app.move_job(twice, [("ad_copy_gen_kor", "done")])  # the second trigger's run, after the end
+    app.move(variant_again, [("iou_eval", "running")], variants=(1,))
+    watching.until(lambda verdicts: sum(v.outcome == "violated" for v in verdicts) == 2)
+    again = {v.job_id: v for v in watching.verdicts if v.outcome == "violated"}
+    assert set(again) == {twice.job_id, variant_again.job_id}
+    doubled = again[twice.job_id]
+    assert doubled.after_end == "completed"
+    assert [(str(f.kind), f.step) for f in doubled.violations] == [(FailureKind.DUPLICATE_TERMINAL, "ad_copy_gen_kor")]
+    assert "after the job had ended" in doubled.violations[0].message
+    assert [str(f.kind) for f in again[variant_again.job_id].violations] == [FailureKind.BACKWARDS]
+    app.move_job(twice, [("instagram_feed_gen", "done")])  # reported once: later writes are not new verdicts
+    totals = watching.stop()
+    assert totals.outcomes["completed"] == 1 and totals.outcomes["violated"] == 2
+    assert sum(v.job_id == twice.job_id and v.outcome == "violated" for v in watching.verdicts) == 1
