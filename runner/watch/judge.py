@@ -34,9 +34,10 @@ from runner.watch.source import JobFacts, Write
 
 REMEMBER = 100_000
 """Judged job ids kept (about 10 MB): a write of one of them is not a new job."""
-AFTER_END = 10_000
-"""Jobs judged within the contract whose rows' last states are kept: a write to one of them afterwards (the
-double-triggered job-level step running again once the job has ended) is a violation, reported then."""
+AFTER_END = 2_000
+"""Jobs judged within the contract whose rows' last states are kept (about 2.5 kB each): a write to one of them
+afterwards (the double-triggered job-level step running again once the job has ended, seconds later) is a
+violation, reported then. About a minute of jobs at 2,000 writes/s; older ones are only ids in `judged`."""
 SETTLE = 10.0
 """Seconds the job row may lag behind its variants once they are all at rest (the aggregate trigger's work)."""
 

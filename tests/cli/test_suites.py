@@ -141,18 +141,42 @@ def test_an_invalid_file_is_an_error_entry_in_every_report_and_the_night_goes_on
 
 
 def test_a_report_that_cannot_be_written_is_one_error_and_the_others_still_land(db: Database, tmp_path: Path):
-    suite = write_suite(tmp_path, {"healthy": FAULTS["healthy"]})
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("")
+    """Writable when the run started (that is checked first), not when it ended (here its folder became a file):
+    one error line, exit 2, and the other reports still land."""
+    slow = "mode: {type: interval, jobs: 4, interval: 300ms}\nreference_pipeline: {latency: {default: 5ms}}\n"
+    suite = write_suite(tmp_path, {"healthy": slow})
+    later = tmp_path / "later"
+    later.mkdir()
     junit = tmp_path / "junit.xml"
-    result = invoke("run", str(suite), "--database-url", url(db), "--reference-pipeline",
-                    "--json", str(blocker / "report.json"), "--junit", str(junit))
-    assert result.exit_code == 2, result.output
-    assert "cannot write" in result.output and "report.json" in result.output
-    assert "Traceback" not in result.output
+    proc = _process(db, "run", str(suite), "--reference-pipeline", "-v", "--json", str(later / "report.json"),
+                    "--junit", str(junit), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(proc.stdout, "job 1 seeded")
+        later.rmdir()
+        later.write_text("")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    output = (out + err).decode()
+    assert proc.returncode == 2, output
+    assert "cannot write" in output and "report.json" in output
+    assert "Traceback" not in output
     JUNIT_XSD.validate(str(junit))
     cases = [c for s in JUNIT_XSD.to_dict(str(junit))["testsuite"] for c in s["testcase"]]
-    assert len(cases) == 2 and all("failure" not in case and "error" not in case for case in cases)
+    assert len(cases) == 5 and all("failure" not in case and "error" not in case for case in cases)  # 4 jobs + checks
+
+
+def test_a_report_that_cannot_be_written_is_refused_before_anything_is_seeded(db: Database, tmp_path: Path):
+    suite = write_suite(tmp_path, {"healthy": FAULTS["healthy"]}, tenant="ye_suite_unwritable_test")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    result = invoke("run", str(suite), "--database-url", url(db), "--reference-pipeline",
+                    "--json", str(blocker / "report.json"), "--junit", str(tmp_path / "junit.xml"))
+    assert result.exit_code == 2, result.output
+    assert "--json" in result.stderr and "cannot write there" in result.stderr
+    assert not (tmp_path / "junit.xml").exists()
+    with contextlib.closing(db.connect()) as conn:
+        assert count(conn, "select count(*) from jobs where tenant_id like %s", ("ye_suite_unwritable_test%",)) == 0
 
 
 def test_ctrl_c_with_four_workers_stops_cleanly(db: Database, tmp_path: Path):
