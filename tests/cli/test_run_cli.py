@@ -288,16 +288,15 @@ def test_a_second_signal_cuts_a_blocked_cleanup_short_and_still_writes_the_repor
                 cur.execute("SELECT 1 FROM jobs WHERE tenant_id = %s FOR KEY SHARE", (tenant,))
             _wait_for(proc.stdout, "job 1 PASSED")
             proc.send_signal(signal.SIGINT)
-            first = time.monotonic()
             _wait_for(proc.stderr, "SIGINT: stopping")  # the first one is handled; then the second
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
-            took = time.monotonic() - first
         finally:
             proc.kill()
             holder.rollback()
     assert proc.returncode == 130, err.decode()
-    assert took < 8, took  # well before the 10 s lock timeout
+    # cut short by the signal, not ended by the 10 s lock timeout (that would be a lock error, not this): said in
+    # the report below, so the test does not time it (it failed under load when it did)
     assert b"again: skipping what is left of cleanup" in err
     doc = json.loads(report.read_text())
     (result,) = doc["scenarios"]
