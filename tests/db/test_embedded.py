@@ -207,3 +207,41 @@ def test_a_server_that_cannot_start_is_one_clear_error_with_its_log(tmp_path: Pa
             pass
     assert str(data) in str(raised.value) and "shared_buffers" in str(raised.value)
     assert not _postmaster_running(data)
+
+
+def test_an_interrupt_while_the_command_waits_for_an_unclaimed_start_still_stops_the_server(tmp_path: Path):
+    """A second Ctrl+C cut the wait for a background start short, and the server came up with no owner; the exit
+    hook now finishes the wait (signals ignored) and stops it."""
+    data = tmp_path / "pg"
+    script = (f"from pathlib import Path\nfrom runner.db import embedded\n"
+              f"data = Path({str(data)!r})\nembedded.start_early(data)\nfuture = embedded._EARLY[data]\n"
+              "real, calls = future.exception, []\n"
+              "def interrupted(timeout=None):\n"
+              "    if not calls:\n        calls.append(1)\n        raise KeyboardInterrupt\n"
+              "    return real(timeout)\n"
+              "future.exception = interrupted\n"
+              "try:\n    embedded.forget_early()\nexcept KeyboardInterrupt:\n    pass\n"
+              "assert data in embedded._EARLY\nraise SystemExit(130)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 130, done.stderr
+    assert (data / "PG_VERSION").is_file()
+    assert not _postmaster_running(data)
+
+
+def test_a_bad_setting_is_one_line_from_the_server_log_and_no_second_try(tmp_path: Path, capfd):
+    data = tmp_path / "pg"
+    with embedded.server(data_dir=data):
+        pass
+    with open(data / "postgresql.auto.conf", "a") as conf:
+        conf.write("\nfsync = = garbage\n")
+    embedded.start_early(data)
+    from runner.errors import InfrastructureError
+
+    with pytest.raises(InfrastructureError) as raised:
+        with embedded.server(data_dir=data):
+            pass
+    message = str(raised.value)
+    assert "postgresql.auto.conf" in message and "syntax error" in message
+    assert message.count("FATAL") == 1  # one start, not a second try
+    assert "Showing contents of postgres server log" not in capfd.readouterr().err
