@@ -348,6 +348,8 @@ PIPELINE = {
                       {"$ref": "#/$defs/duration"}, "5s"),
         "max_retries": prop("A failed step is retried at most this many times, as the real system does.",
                             {"type": "integer", "minimum": 0, "maximum": 10}, 2),
+        "retry_backoff": prop("How long after a failure its retry is written (a real system's back-off between "
+                              "attempts).", {"$ref": "#/$defs/duration"}, "0s"),
         "stop_after": prop("Stop driving variants after this step (a partial deployment).",
                            {"$ref": "#/$defs/step"}),
         "latency": obj("Time each step takes between running and done.", {

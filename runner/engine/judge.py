@@ -2,7 +2,8 @@
 
 A job is judged once its variants and its job-row lane are finished and its trace is whole (the
 observer caught up), after a settle window when the job row lags behind its variants; or a grace
-after its first certain failure, without waiting for the rest of its run. A judged job leaves the
+after its first certain failure, without waiting for the rest of its run. A job that ended on a step
+failed with no retries left waits that grace too: a retry over the limit may still come. A judged job leaves the
 run's working state: its latencies go to per-step arrays, the job itself to the job log.
 """
 
@@ -87,6 +88,7 @@ class Judge:
             self.touched = candidates
             return
         self.touched = set()
+        decisions = self.tracker.decisions()
         for job_id in candidates:
             job = self.tracker.unjudged_job(job_id)
             if job is None or not self.tracker.finished(job.job_id):
@@ -94,6 +96,8 @@ class Judge:
                 if job is not None and self.tracker.decided(job_id, now, grace):
                     self._early(job, observer)
                 continue
+            if job_id in decisions and now < decisions[job_id] + grace and self.tracker.ended_failed(job_id):
+                continue  # a step failed with no retries left: a retry over the limit may still come (woken at grace)
             self._when_settled(job, observer, now)
 
     def _when_settled(self, job: JobResult, observer: Observer, now: float) -> None:

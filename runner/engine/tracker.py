@@ -197,6 +197,10 @@ class Tracker:
         self._walk_lane(state)
         return state.lane is None or state.lane.walk.finished or state.lane.timed_out is not None
 
+    def ended_failed(self, job_id: str) -> bool:
+        """Whether a lane ended at a failed step with no retries left (a retry over the limit may follow)."""
+        return any(lane.walk.outcome == "failed" for _, lane in self._lanes(self.jobs[job_id]))
+
     def unjudged_job(self, job_id: str) -> JobResult | None:
         state = self.jobs.get(job_id)
         return None if state is None else state.result

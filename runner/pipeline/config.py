@@ -59,6 +59,7 @@ class PipelineConfig:
     ye_poll: float = 0.2
     sweep: float = 5.0
     max_retries: int = 2
+    retry_backoff: float = 0.0
     stop_after: str | None = None
     default_latency: Latency = Latency()
     latency: tuple[tuple[str, Latency], ...] = ()
@@ -80,6 +81,7 @@ def build(doc: dict[str, Any] | None) -> PipelineConfig:
         ye_poll=durations.parse(doc["ye_poll"]) if "ye_poll" in doc else defaults.ye_poll,
         sweep=durations.parse(doc["sweep"]) if "sweep" in doc else defaults.sweep,
         max_retries=doc.get("max_retries", defaults.max_retries),
+        retry_backoff=durations.parse(doc["retry_backoff"]) if "retry_backoff" in doc else defaults.retry_backoff,
         stop_after=doc.get("stop_after"),
         default_latency=_latency(latency.get("default", "0")),
         latency=tuple((step, _latency(spec)) for step, spec in latency.get("steps", {}).items()),

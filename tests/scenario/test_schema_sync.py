@@ -105,6 +105,7 @@ def expected_defaults(s: model.Scenario) -> dict[str, Any]:
         "reference_pipeline.ye_poll": (pipe.ye_poll, _dur),
         "reference_pipeline.sweep": (pipe.sweep, _dur),
         "reference_pipeline.max_retries": (pipe.max_retries, int),
+        "reference_pipeline.retry_backoff": (pipe.retry_backoff, _dur),
         "reference_pipeline.latency.default": (pipe.default_latency.a, _dur),
         "reference_pipeline.latency.steps": (dict(pipe.latency), dict),
         "reference_pipeline.faults": (list(pipe.faults), list),
