@@ -265,8 +265,10 @@ class Worker:
                 self.crash = crash
                 log.error("pipeline: crashed (injected fault): %s", crash)
                 self.stopping.set()
-            except _LOST:
-                _close(conn)
+            except (*_LOST, psycopg2.DatabaseError) as exc:
+                if not isinstance(exc, _LOST) and exc.pgcode is not None:
+                    raise  # the server refused a statement: a bug to see, not a connection to replace
+                _close(conn)  # lost, also as libpq's bare "could not receive data from server" (no SQLSTATE)
                 conn = None
                 if not self.stopping.is_set():
                     self.stopping.wait(0.5)  # the server may be restarting: do not spin on it
@@ -324,6 +326,8 @@ class Worker:
             return
         if attempt >= self.config.max_retries:
             self._outcome(task, failed=True)
+            return
+        if self.config.retry_backoff and self.stopping.wait(self.config.retry_backoff):
             return
         target = self.definition.retry_target(step)
         with self._lock:  # the retry's own notification may arrive before this task returns
