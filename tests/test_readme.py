@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_AND_RUN = "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/ye-run scenarios/smoke.yaml"
-TESTS = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest"
+TESTS = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest -n 2"
 
 
 def test_set_up_holds_exactly_the_two_commands():
@@ -19,7 +19,7 @@ def test_set_up_holds_exactly_the_two_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "python3 -m venv .venv" in ci and ".venv/bin/pip install -q -e '.[test]'" in ci
-    assert ci.rstrip().splitlines()[-1] == ".venv/bin/pytest"
+    assert ci.rstrip().splitlines()[-1] == ".venv/bin/pytest -n 2"
 
 
 VARYING = re.compile(r"(\d{8}T\d{6}-[0-9a-f]{6}|\d{2}:\d{2}:\d{2}|\d+(?:\.\d+)?(?:ms|s|m)?(?![\w.]))")
