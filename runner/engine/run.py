@@ -54,7 +54,7 @@ TICK = 0.2
 """The longest the loop waits before looking at the clock again (interrupts, deadlines)."""
 CHECK_EVERY = 0.1
 """Deadlines are enforced this often: the loop's cost must not grow with the jobs in flight."""
-COALESCE = 0.01
+COALESCE = 0.005
 """History reads while writes stream in: at most one per this many seconds (a burst is one read, not one per
 notification); a state a job may be judged in is read at once, so the verdict is not held back."""
 

@@ -2,10 +2,11 @@
 
 A suite of N scenarios would otherwise hold N LISTEN connections on a server shared with the
 application. The hub holds one: its thread waits on the socket and hands each notification to
-the observer that tracks the row it names; observers run their reads on the same connection,
-one at a time, under the hub's lock. A notification that arrives while an observer's read is on
-the wire is collected by the driver into `notifies`, so the hub drains that list after every
-read as well as after every wake-up. Losing the connection is the hub's to mend (backoff,
+the observer that tracks the row it names, then lets each observer told read what it was told of,
+at once, on the hub's thread: a scenario thread busy seeding would otherwise leave the reads (and
+the observation lag) waiting. Observers run every read on the same connection, one at a time, under
+the hub's lock. A notification that arrives while a read is on the wire is collected by the driver
+into `notifies`, so the hub drains that list after every read as well as after every wake-up. Losing the connection is the hub's to mend (backoff,
 keepalives, a heartbeat); each observer is told, and reads everything again once it is back.
 """
 
@@ -33,6 +34,10 @@ class Listener(Protocol):
 
     def notified(self, note: Notified) -> None: ...
 
+    def delivered(self) -> float | None:
+        """After notifications were handed over: on the hub's thread, holding its lock. Returns when (monotonic)
+        to be asked again though nothing new came (a read put off to gather more), or None."""
+
     def lost(self, reason: str) -> None: ...
 
     def reconnected(self) -> None: ...
@@ -57,6 +62,10 @@ class ListenHub:
         self._lock = threading.RLock()
         self._routes: dict[str, Listener] = {}
         self._observers: set[Listener] = set()
+        self._told: set[Listener] = set()
+        """Observers handed notifications they have not been asked to act on yet."""
+        self._due: dict[Listener, float] = {}
+        """Observers that put a read off, and until when."""
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
@@ -83,6 +92,12 @@ class ListenHub:
         if self._thread is None or not self._thread.is_alive():  # a thread still connecting keeps its pipe
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The hub's lock: observers keep their rows under it too, so a read's cursors and what it found move
+        together, whichever thread read."""
+        return self._lock
 
     @property
     def connected(self) -> bool:
@@ -119,6 +134,8 @@ class ListenHub:
             self._observers.discard(observer)
             for row_id in [r for r, o in self._routes.items() if o is observer]:
                 del self._routes[row_id]
+            self._told.discard(observer)
+            self._due.pop(observer, None)
 
     def route(self, row_ids: list[str], observer: Listener) -> None:
         with self._lock:
@@ -142,6 +159,8 @@ class ListenHub:
                 result = read(conn)
                 self._last_traffic = time.monotonic()
                 self._deliver(conn)
+                if self._told and threading.current_thread() is not self._thread:
+                    os.write(self._wake_w, b"x")  # what came during another thread's read is acted on at once too
                 return result
             except BROKEN as exc:
                 self._lost(exc)
@@ -166,8 +185,11 @@ class ListenHub:
         if conn is None:
             self._reconnect()
             return
+        wait = min(self.heartbeat, 1.0)
+        if self._due:
+            wait = max(0.0, min(wait, min(self._due.values()) - time.monotonic()))
         try:
-            ready = select.select([conn, self._wake_r], [], [], min(self.heartbeat, 1.0))[0]
+            ready = select.select([conn, self._wake_r], [], [], wait)[0]
         except (OSError, ValueError, psycopg2.Error) as exc:  # closed under us: lost, unless a read already said so
             with self._lock:
                 if self._conn is conn:
@@ -182,12 +204,26 @@ class ListenHub:
                 if conn in ready:
                     conn.poll()
                 self._deliver(conn)
-                if time.monotonic() - self._last_traffic >= self.heartbeat:
+                self._tell()
+                if self._conn is conn and time.monotonic() - self._last_traffic >= self.heartbeat:
                     with conn.cursor() as cur:
                         cur.execute("SELECT 1")
                     self._last_traffic = time.monotonic()
             except BROKEN as exc:
                 self._lost(exc)
+
+    def _tell(self) -> None:
+        """Each observer handed notifications (or whose put-off read is due) acts on them; its reads may bring more
+        (told again) until quiet."""
+        now = time.monotonic()
+        for observer in [o for o, at in self._due.items() if at <= now]:
+            del self._due[observer]
+            self._told.add(observer)
+        while self._told and self._conn is not None:
+            observer = self._told.pop()
+            due = observer.delivered()
+            if due is not None:
+                self._due[observer] = due
 
     def _deliver(self, conn: psycopg2.extensions.connection) -> None:
         notes, conn.notifies[:] = list(conn.notifies), []
@@ -198,6 +234,7 @@ class ListenHub:
             observer = self._routes.get(parsed.row_id) if parsed is not None else None
             if observer is not None and parsed is not None:
                 observer.notified(parsed)
+                self._told.add(observer)
 
     def _lost(self, exc: BaseException) -> None:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

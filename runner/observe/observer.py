@@ -4,7 +4,9 @@ One autocommit connection LISTENs on the variant and job channels (the `ListenHu
 every scenario of a session); LISTEN comes first, then the tracked rows are read, then notifications
 are applied, and after any reconnect the same again. Where ye-run's history table exists,
 transitions are read from it with a cursor per row (a notification is only a wake-up), so the trace
-is complete even across a dropped connection. Elsewhere the notifications are the transitions, and
+is complete even across a dropped connection; the hub's thread reads what a notification names as
+it arrives (its time is when ye-run saw it), and the transitions wait, in read order, for the
+scenario's thread to take them. Elsewhere the notifications are the transitions, and
 one query for all tracked rows on a slow timer reconciles what was missed; the report then says gaps
 were possible. A heartbeat query and TCP keepalives detect a dead or half-open connection; losing it
 never fails a run by itself.
@@ -111,6 +113,10 @@ class Observer:
         self._own_hub = hub is None
         self._next_reconcile = time.monotonic() + settings.reconcile
         self._pending: list[Transition] = []
+        self._ready: list[Transition] = []
+        """History mode: what reads found, in read order, whichever thread read; taken by poll and refresh."""
+        self._lock: threading.RLock = threading.RLock()
+        """The hub's, once started: rows, cursors and `_ready` change only under it."""
         self._inbox: list[Notified] = []
         self._inbox_lock = threading.Lock()
         self._wake = threading.Event()
@@ -125,6 +131,7 @@ class Observer:
             self._hub = ListenHub(self.database, (self.settings.variant_channel, self.settings.job_channel),
                                   self.settings.heartbeat, self.name, self.settings.max_backoff)
             self._hub.start()
+        self._lock = self._hub.lock
         self._hub.attach(self)
 
     def close(self) -> None:
@@ -145,6 +152,24 @@ class Observer:
         with self._inbox_lock:
             self._inbox.append(note)
         self._wake.set()
+
+    def delivered(self) -> float | None:
+        """History mode: read the notified rows now (the hub's thread, its lock held), not when the scenario's
+        thread is next free, or, within `coalesce` of the last read and nothing urgent, when that has passed
+        (returned: the hub asks again then); listen mode: nothing (its notifications are the transitions)."""
+        if self.settings.method != "history" or self._catch_up:
+            return None
+        with self._inbox_lock:
+            notes, self._inbox = self._inbox, []
+        self._apply_notifications(notes)
+        if not self._dirty:
+            return None
+        due = self._last_read + self.settings.coalesce
+        if not self._hurry and time.monotonic() < due:
+            return due
+        self._read_dirty()
+        self._wake.set()
+        return None
 
     def lost(self, reason: str) -> None:
         self._note(f"lost the LISTEN connection ({reason})")
@@ -172,10 +197,11 @@ class Observer:
     def track(self, job_id: str, variant_ids: list[str], seed: tuple[str, str], seeded_at: datetime,
               seeded_mono: float) -> list[Transition]:
         """Follow a job's rows; returns what is already known of them (the seeded state onwards)."""
-        self._rows[job_id] = _Row(job_id, job_id, "j")
-        for variant_id in variant_ids:
-            self._rows[variant_id] = _Row(variant_id, job_id, "v")
-        self._by_job[job_id] = [job_id, *variant_ids]
+        with self._lock:
+            self._rows[job_id] = _Row(job_id, job_id, "j")
+            for variant_id in variant_ids:
+                self._rows[variant_id] = _Row(variant_id, job_id, "v")
+            self._by_job[job_id] = [job_id, *variant_ids]
         if self._hub is not None:
             self._hub.route([job_id, *variant_ids], self)
         if self.settings.method == "listen":
@@ -187,21 +213,25 @@ class Observer:
                 self._rows[transition.row_id].state = transition.state
             return out + self._read_states([job_id, *variant_ids])
         # History mode: the new rows join the next batched read instead of costing a round trip now.
-        self._dirty.update([job_id, *variant_ids])
+        with self._lock:
+            self._dirty.update([job_id, *variant_ids])
         return []
 
     def untrack(self, job_id: str) -> None:
-        rows = self._by_job.pop(job_id, [])
-        if self._hub is not None:
-            self._hub.unroute(rows)
-        for row_id in rows:
-            self._rows.pop(row_id, None)
-            self._dirty.discard(row_id)
+        with self._lock:
+            rows = self._by_job.pop(job_id, [])
+            if self._hub is not None:
+                self._hub.unroute(rows)
+            for row_id in rows:
+                self._rows.pop(row_id, None)
+                self._dirty.discard(row_id)
 
     def refresh(self, job_id: str) -> list[Transition] | None:
         """Read a job's rows once more (before judging it), whatever the notifications said; None when the
-        connection is gone (the job must wait: its trace may be missing what happened meanwhile)."""
-        return self._read(self._reader_for(), list(self._by_job.get(job_id, [])))
+        connection is gone (the job must wait: its trace may be missing what happened meanwhile). In history
+        mode what earlier reads found comes with it, first: every transition leaves in read order."""
+        found = self._read(self._reader_for(), list(self._by_job.get(job_id, [])))
+        return None if found is None else found + self._take_ready()
 
     @property
     def caught_up(self) -> bool:
@@ -212,7 +242,7 @@ class Observer:
 
     def poll(self, timeout: float) -> list[Transition]:
         """Wait up to `timeout` for activity; return the new transitions of tracked rows."""
-        out, self._pending = self._pending, []
+        out, self._pending = self._pending + self._take_ready(), []
         if not out and not self._catch_up and not (self._dirty and self.settings.method == "history"):
             self._wake.wait(max(0.0, timeout))
         self._wake.clear()
@@ -221,15 +251,26 @@ class Observer:
         # A reconnect sets the catch-up before the new connection delivers anything: the rows are read again
         # before the notifications taken with it are applied (older ones than what was read are then dropped).
         out += self._catch_up_read()
-        out += self._apply_notifications(notes)
+        with self._lock:
+            out += self._apply_notifications(notes)
         if self._dirty and self.settings.method == "history" and self._coalesced(timeout):
-            dirty, self._dirty, self._hurry = list(self._dirty), set(), False
-            self._last_read = time.monotonic()
-            out += self._read_history(dirty)
+            self._read_dirty()
         now = time.monotonic()
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.settings.reconcile
             out += self._reader(list(self._rows))
+        return out + self._take_ready()
+
+    def _read_dirty(self) -> None:
+        """History mode: one read of every row named since the last (its transitions go to `_ready`)."""
+        with self._lock:
+            dirty, self._dirty, self._hurry = list(self._dirty), set(), False
+            self._last_read = time.monotonic()
+            self._read_history(dirty)
+
+    def _take_ready(self) -> list[Transition]:
+        with self._lock:
+            out, self._ready = self._ready, []
         return out
 
     def _coalesced(self, timeout: float) -> bool:
@@ -242,7 +283,8 @@ class Observer:
             self._wake.clear()
             with self._inbox_lock:
                 notes, self._inbox = self._inbox, []
-            self._pending += self._apply_notifications(notes)
+            with self._lock:
+                self._pending += self._apply_notifications(notes)
         return self._hurry or self._catch_up or time.monotonic() >= due
 
     def _catch_up_read(self) -> list[Transition]:
@@ -312,7 +354,8 @@ class Observer:
             row.cursor = max(row.cursor, history_id)
             row.state = (step, status)
             out.append(_transition(row, step, status, changed_at, retry_count, "history"))
-        return out
+        self._ready += out  # under the hub's lock with the cursors: transitions leave in the order they were read
+        return []
 
     def _states_on(self, conn: psycopg2.extensions.connection, row_ids: list[str]) -> list[Transition]:
         """Listen mode: the current state of the given rows; a change becomes a 'reconcile' transition."""

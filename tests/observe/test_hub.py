@@ -22,11 +22,18 @@ class Recorder:
         self.notes: list[Notified] = []
         self.losses: list[str] = []
         self.reconnects = 0
+        self.turns: list[str] = []
+        """The threads `delivered` was called on, one per batch of notifications handed over."""
         self.changed = threading.Condition()
 
     def notified(self, note: Notified) -> None:
         with self.changed:
             self.notes.append(note)
+            self.changed.notify_all()
+
+    def delivered(self) -> None:
+        with self.changed:
+            self.turns.append(threading.current_thread().name)
             self.changed.notify_all()
 
     def lost(self, reason: str) -> None:
@@ -138,4 +145,22 @@ def test_a_read_without_a_connection_says_so_and_the_observer_is_not_caught_up(d
         assert observer.caught_up and observer.refresh(job) == []
     finally:
         observer.close()
+        hub.close()
+
+
+def test_an_observer_acts_on_its_notifications_on_the_hubs_thread(db: Database):
+    """Each batch handed over is followed by `delivered`, on the hub's own thread: the observer reads there rather
+    than waiting for a scenario thread that may be busy seeding."""
+    hub = ListenHub(db, (VARIANT_CHANNEL, JOB_CHANNEL))
+    mine, theirs = Recorder(), Recorder()
+    hub.start()
+    try:
+        row = str(uuid.uuid4())
+        hub.attach(mine)
+        hub.attach(theirs)
+        hub.route([row], mine)
+        _notify(db, row)
+        assert mine.wait_for(lambda: mine.turns)
+        assert mine.turns[0] == "ye-run-listen" and theirs.turns == []
+    finally:
         hub.close()
