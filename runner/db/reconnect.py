@@ -120,6 +120,36 @@ class Notified(NamedTuple):
     tenant_id: str | None = None
 
 
+class Recorded(NamedTuple):
+    """A history record as its trigger announced it (runner.sql, ye_run_announce)."""
+
+    id: int
+    kind: str
+    row_id: str
+    job_id: str
+    step: str | None
+    status: str | None
+    retry_count: int | None
+    db_time: datetime
+
+    @property
+    def cut(self) -> bool:
+        """Step or status longer than the announcement carries: the record must be read from the table."""
+        return len(self.step or "") >= 200 or len(self.status or "") >= 200
+
+
+def parse_recorded(payload: str) -> Recorded | None:
+    """An announcement on `ye_run_history`; None when it is not one (logged)."""
+    try:
+        record_id, kind, row_id, job_id, step, status, retry_count, stamp = json.loads(payload)
+        return Recorded(int(record_id), str(kind), str(row_id), str(job_id), None if step is None else str(step),
+                        None if status is None else str(status), None if retry_count is None else int(retry_count),
+                        datetime.fromisoformat(stamp))
+    except (ValueError, TypeError):
+        log.warning("ignoring a malformed history announcement: %.200s", payload)
+        return None
+
+
 def parse(payload: str, job_channel: bool) -> Notified | None:
     """The payload of `job_variant_state_changed` (or, with `job_channel`, `job_state_changed`); None when it
     is not one (logged: the trigger is someone else's, and a malformed payload must not stop a loop)."""

@@ -20,6 +20,8 @@ REFERENCE_TABLES = ("tenants", "stores", "tone_styles", "jobs", "image_assets", 
 RUNNER_TABLES = ("ye_run_runs", "ye_run_seeded", "ye_run_history")
 VARIANT_CHANNEL = "job_variant_state_changed"
 JOB_CHANNEL = "job_state_changed"
+HISTORY_CHANNEL = "ye_run_history"
+"""ye-run's history triggers announce each record here (runner.sql): a reader needs no query to see it."""
 
 
 @dataclass(frozen=True, slots=True)

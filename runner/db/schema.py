@@ -11,7 +11,7 @@ from runner.db import catalog as catalog_module
 from runner.db.requirements import REFERENCE_TABLES
 from runner.errors import SchemaMissingError
 
-SCHEMA_VERSION = "ye-run schema 5"
+SCHEMA_VERSION = "ye-run schema 6"
 """Bumped whenever runner.sql changes: `install` re-applies it (idempotently) to an older registry."""
 REFERENCE_VERSION = "ye-run reference schema 2"
 """Bumped whenever reference.sql changes: `install` re-applies it (idempotently: new tables only, nothing existing

@@ -1,7 +1,8 @@
 """One LISTEN connection for every observer in the process.
 
 A suite of N scenarios would otherwise hold N LISTEN connections on a server shared with the
-application. The hub holds one: its thread waits on the socket and hands each notification to
+application. The hub holds one, on the pipeline's channels and on `ye_run_history` (where ye-run's
+history triggers announce each record): its thread waits on the socket and hands each notification to
 the observer that tracks the row it names, then lets each observer told read what it was told of,
 at once, on the hub's thread: a scenario thread busy seeding would otherwise leave the reads (and
 the observation lag) waiting. Observers run every read on the same connection, one at a time, under
@@ -25,7 +26,8 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from runner.db.connect import Database
-from runner.db.reconnect import BROKEN, Backoff, Notified, parse
+from runner.db.reconnect import BROKEN, Backoff, Notified, Recorded, parse, parse_recorded
+from runner.db.requirements import HISTORY_CHANNEL
 
 
 
@@ -33,6 +35,9 @@ class Listener(Protocol):
     """What the hub tells the observer of a row (observer.Observer is one)."""
 
     def notified(self, note: Notified) -> None: ...
+
+    def recorded(self, record: Recorded) -> None:
+        """A history record its trigger announced: on the hub's thread, holding its lock."""
 
     def delivered(self) -> float | None:
         """After notifications were handed over: on the hub's thread, holding its lock. Returns when (monotonic)
@@ -117,7 +122,8 @@ class ListenHub:
         statements = [sql.SQL("SET statement_timeout = '15s'")]
         if rename:
             statements.append(sql.SQL("SET application_name = {}").format(sql.Literal(self.name[:63])))
-        statements += [sql.SQL("LISTEN {}").format(sql.Identifier(channel)) for channel in self.channels]
+        statements += [sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+                       for channel in (*self.channels, HISTORY_CHANNEL)]
         with conn.cursor() as cur:
             cur.execute(sql.SQL("; ").join(statements))
         self._last_traffic = time.monotonic()
@@ -230,6 +236,13 @@ class ListenHub:
         if notes:
             self._last_traffic = time.monotonic()
         for note in notes:
+            if note.channel == HISTORY_CHANNEL:
+                record = parse_recorded(note.payload)
+                observer = self._routes.get(record.row_id) if record is not None else None
+                if observer is not None and record is not None:
+                    observer.recorded(record)
+                    self._told.add(observer)
+                continue
             parsed = parse(note.payload, note.channel == self.channels[1])
             observer = self._routes.get(parsed.row_id) if parsed is not None else None
             if observer is not None and parsed is not None:

@@ -4,9 +4,11 @@ One autocommit connection LISTENs on the variant and job channels (the `ListenHu
 every scenario of a session); LISTEN comes first, then the tracked rows are read, then notifications
 are applied, and after any reconnect the same again. Where ye-run's history table exists,
 transitions are read from it with a cursor per row (a notification is only a wake-up), so the trace
-is complete even across a dropped connection; the hub's thread reads what a notification names as
-it arrives (its time is when ye-run saw it), and the transitions wait, in read order, for the
-scenario's thread to take them. Elsewhere the notifications are the transitions, and
+is complete even across a dropped connection. ye-run's history triggers announce each record on
+a channel of their own: the hub's thread turns it into the transition as it arrives, with no
+query; a pipeline notification the records have not answered (triggers from an older ye-run)
+makes the hub's thread read the row instead. Either way the transitions wait, in the order they
+were seen, for the scenario's thread to take them. Elsewhere the notifications are the transitions, and
 one query for all tracked rows on a slow timer reconciles what was missed; the report then says gaps
 were possible. A heartbeat query and TCP keepalives detect a dead or half-open connection; losing it
 never fails a run by itself.
@@ -27,7 +29,7 @@ import psycopg2.extensions
 from runner.db.connect import Database
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.observe.hub import ListenHub, Lost
-from runner.db.reconnect import Notified
+from runner.db.reconnect import Notified, Recorded
 from runner.trace import Transition
 
 Method = Literal["history", "listen"]
@@ -69,6 +71,8 @@ class _Row:
     kind: str
     cursor: int = 0
     state: tuple[str, str] | None = None
+    noted: tuple[str, str] | None = None
+    """History mode: the state a pipeline notification named, not yet seen in a record (the row is read)."""
     at: datetime | None = None
     """Listen mode: the database time of the state held (a notification older than it is stale)."""
 
@@ -122,6 +126,9 @@ class Observer:
         self._wake = threading.Event()
         self._catch_up = False
         self._dropped = 0
+        self._announcing = False
+        """History mode: the history triggers announce their records (a pipeline notification is then redundant:
+        the record it stands for is announced in the same commit; before, each one means a read)."""
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -151,14 +158,41 @@ class Observer:
     def notified(self, note: Notified) -> None:
         with self._inbox_lock:
             self._inbox.append(note)
-        self._wake.set()
+        if self.settings.method != "history" or self._catch_up:
+            self._wake.set()  # history mode: `delivered`, after the batch, wakes the scenario's thread if need be
+
+    def recorded(self, record: Recorded) -> None:
+        """History mode: a record its trigger announced is the transition itself, seen without a read (one at or
+        before the row's cursor was read already). While a catch-up read is due, or when the announcement cut the
+        step or status short, the row is read instead: a cursor moved past what the loss hid would skip it."""
+        row = self._rows.get(record.row_id)
+        if self.settings.method != "history" or row is None:
+            return
+        self.report.notifications += 1
+        self._announcing = True
+        if self._catch_up or record.cut or row.cursor == 0:  # row.cursor 0: its earlier records are not read yet
+            self._dirty.add(row.row_id)
+            self._hurry = True
+            return
+        if record.id <= row.cursor:
+            return
+        row.cursor, row.state = record.id, (record.step, record.status)
+        if row.noted == row.state:  # what the pipeline's notification named: no read needed for it any more
+            self._dirty.discard(row.row_id)
+            row.noted = None
+        self._ready.append(_transition(row, record.step, record.status, record.db_time, record.retry_count,
+                                       "history"))
 
     def delivered(self) -> float | None:
-        """History mode: read the notified rows now (the hub's thread, its lock held), not when the scenario's
-        thread is next free, or, within `coalesce` of the last read and nothing urgent, when that has passed
-        (returned: the hub asks again then); listen mode: nothing (its notifications are the transitions)."""
+        """History mode, after a batch (the hub's thread, its lock held): wake the scenario's thread for the records
+        announced, and read the rows still to read (no record answered their notification, or they were never
+        read) now, not when the scenario's thread is next free; within `coalesce` of the last read and nothing
+        urgent, once that has passed (returned: the hub asks again then). Listen mode: nothing (its notifications
+        are the transitions, taken by poll)."""
         if self.settings.method != "history" or self._catch_up:
             return None
+        if self._ready:
+            self._wake.set()  # once for the whole batch the hub handed over
         with self._inbox_lock:
             notes, self._inbox = self._inbox, []
         self._apply_notifications(notes)
@@ -305,6 +339,9 @@ class Observer:
             if row is None:
                 continue
             if self.settings.method == "history":
+                if self._announcing or row.state == (note.step, note.status):
+                    continue  # every record is announced (its own is on its way), or the newest already says so
+                row.noted = (note.step, note.status)
                 self._dirty.add(note.row_id)
                 self._hurry = self._hurry or self._urgent is None or self._urgent(note)
             elif _older(note.db_time, row.at):
@@ -348,6 +385,8 @@ class Observer:
             cur.execute(_HISTORY, ([r.row_id for r in rows], [r.cursor for r in rows]))
             fetched = cur.fetchall()
         self.report.queries += 1
+        for row in rows:
+            row.noted = None
         out = []
         for history_id, _, row_id, _, step, status, retry_count, changed_at in fetched:
             row = self._rows[row_id]

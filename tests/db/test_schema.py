@@ -106,7 +106,8 @@ def test_a_deployment_without_the_ad_copy_tables_is_not_given_them(database_with
     assert not after.has("txt_ad_copy_generations") and not after.has("instagram_feeds")
 
 
-RUNNER_SQL = {"ye-run schema 5": "3ee40a34aace9eaab850c742850efcd9fbf55e9108489dd2244c67917e0e13ee"}
+RUNNER_SQL = {"ye-run schema 5": "3ee40a34aace9eaab850c742850efcd9fbf55e9108489dd2244c67917e0e13ee",
+              "ye-run schema 6": "a6b04dd3de6f2f32f818ffafb8232334eecedbf63db9253a213ea2335223b9df"}
 """runner.sql's sha256 at each SCHEMA_VERSION: a change to runner.sql without a new version would never reach a
 registry an older ye-run installed (the embedded default's, reused run after run)."""
 

@@ -54,20 +54,39 @@ CREATE INDEX IF NOT EXISTS ye_run_history_job_idx ON ye_run_history (job_id);
 -- SECURITY DEFINER (with the installer's search_path, fixed): whoever writes jobs or jobs_variants (the
 -- application's own role) records the history without any grant on ye-run's table, so installing it can never
 -- make the application's writes fail with "permission denied".
+--
+-- Each record is also announced on the ye_run_history channel (delivered at commit, in commit
+-- order), so a reader sees it without a query; a reader that missed some (not connected) reads
+-- the table by its cursors. The payload stays far below NOTIFY's 8000 bytes: step and status
+-- are cut to 200 characters there (a reader sees the cut and reads the row instead). Written out
+-- in each function, not shared through one taking the table's row type: that would make the
+-- table impossible to drop on its own.
 CREATE OR REPLACE FUNCTION ye_run_record_variant() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    recorded_id bigint;
+    recorded_at timestamptz;
+    retries integer := (to_jsonb(NEW) ->> 'retry_count')::integer;
 BEGIN
     INSERT INTO ye_run_history (kind, row_id, job_id, current_step, status, retry_count)
-    VALUES ('v', NEW.job_variants_id, NEW.job_id, NEW.current_step, NEW.status,
-            (to_jsonb(NEW) ->> 'retry_count')::integer);
+    VALUES ('v', NEW.job_variants_id, NEW.job_id, NEW.current_step, NEW.status, retries)
+    RETURNING id, changed_at INTO recorded_id, recorded_at;
+    PERFORM pg_notify('ye_run_history', json_build_array(recorded_id, 'v', NEW.job_variants_id, NEW.job_id,
+        left(NEW.current_step::text, 200), left(NEW.status::text, 200), retries, recorded_at)::text);
     RETURN NEW;
 END $$;
 
 CREATE OR REPLACE FUNCTION ye_run_record_job() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    recorded_id bigint;
+    recorded_at timestamptz;
 BEGIN
     INSERT INTO ye_run_history (kind, row_id, job_id, current_step, status)
-    VALUES ('j', NEW.job_id, NEW.job_id, NEW.current_step, NEW.status);
+    VALUES ('j', NEW.job_id, NEW.job_id, NEW.current_step, NEW.status)
+    RETURNING id, changed_at INTO recorded_id, recorded_at;
+    PERFORM pg_notify('ye_run_history', json_build_array(recorded_id, 'j', NEW.job_id, NEW.job_id,
+        left(NEW.current_step::text, 200), left(NEW.status::text, 200), NULL, recorded_at)::text);
     RETURN NEW;
 END $$;
 
