@@ -21,7 +21,6 @@ with the database's clock when they are received (a payload's updated_at is the 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
@@ -41,9 +40,12 @@ from runner.db import reconnect
 from runner.db.connect import Database
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.errors import InfrastructureError, InputError
-from runner.watch.source import _SEEDED, FOREVER, INSTALL_HINT, READ_ONLY, JobFacts, Write
+from runner.watch.link import Link, pairs
+from runner.watch.source import INSTALL_HINT, READ_ONLY, JobFacts, Write
 
 log = logging.getLogger("ye_run.watch")
+BACK = ("reconnected; reading every row in flight again (what happened meanwhile is seen only as where it "
+        "led)")
 DESCRIPTION = ("LISTEN + reconciling reads (writes between two reads can be missed: install the history with "
                "`ye-run db init --runner-only` for a complete trace)")
 RECONCILE = 5.0
@@ -172,7 +174,7 @@ class _Barrier:
     """After a reconnect: the notifications that came before the token, handed on once the read is settled."""
 
 
-class ListenSource:
+class ListenSource(Link):
     """The pipeline's notifications read forward from the moment the watch LISTENs; `poll` returns the next writes."""
 
     description = DESCRIPTION
@@ -181,13 +183,8 @@ class ListenSource:
                  channels: tuple[str, ...] = (VARIANT_CHANNEL, JOB_CHANNEL), reconnect_window: float | None = None,
                  in_flight: Callable[[], Collection[str]] = frozenset,
                  known: Callable[[str], bool] = lambda job_id: False, reconcile: float = RECONCILE):
-        self.database = database
-        self.name = name
-        self.read_only = read_only
-        self.channels = channels
+        super().__init__(database, name, read_only, channels, reconnect_window)
         self.job_channel = channels[-1]
-        self.reconnect_window = reconnect_window
-        """Seconds a lost server is waited for before giving up; None: for ever."""
         self.in_flight = in_flight
         """The jobs the loop follows: their rows are the ones read again."""
         self.known = known
@@ -197,17 +194,9 @@ class ListenSource:
         self.after = 0
         self.gaps: dict[int, int] = {}
         self.done = False
-        self.db_now: datetime | None = None
-        self.read_mono = 0.0
-        self.queries = 0
-        """Every statement this source sends (LISTENs included)."""
         self.notifications = 0
         self.reconciled = 0
         """Writes only a reconciling read saw."""
-        self.reconnects = 0
-        self.notes: list[str] = []
-        self.seeded_readable = False
-        self._conn: psycopg2.extensions.connection | None = None
         self._sync = f"ye_run_watch_{uuid.uuid4().hex[:12]}"
         self._tokens = itertools.count(1)
         self._jobs: dict[str, _Job] = {}
@@ -242,19 +231,8 @@ class ListenSource:
         self._next_read = time.monotonic() + self.reconcile
         return self.window
 
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg2.Error):
-                conn.close()
-
     def give_up_gaps(self) -> int:
         return 0
-
-    def now(self) -> datetime:
-        """The database's clock, as of the last read plus the time since (the judge's timeouts run on it)."""
-        assert self.db_now is not None
-        return self.db_now + timedelta(seconds=time.monotonic() - self.read_mono)
 
     def _connect(self) -> psycopg2.extensions.connection:
         extra = {"options": READ_ONLY} if self.read_only else {}
@@ -308,7 +286,7 @@ class ListenSource:
         self._facts.clear()
         while True:
             try:
-                conn = self._conn or self._reopen(stop)
+                conn = self._conn or self._reopen(BACK, stop)
                 if conn is None:
                     break
                 if self._catch_up:
@@ -483,7 +461,7 @@ class ListenSource:
         missing = [j for j in ids if j not in out]
         while missing:
             try:
-                conn = self._conn or self._reopen()
+                conn = self._conn or self._reopen(BACK)
                 assert conn is not None
                 out.update(self._facts_on(conn, missing))
                 break
@@ -494,19 +472,9 @@ class ListenSource:
         return out
 
     def _facts_on(self, conn: psycopg2.extensions.connection, ids: list[str]) -> dict[str, JobFacts]:
-        with conn.cursor() as cur:
-            cur.execute(_FACTS, (ids,))
-            rows = cur.fetchall()
-            seeded: set[str] = set()
-            if self.seeded_readable:
-                cur.execute(_SEEDED, (ids,))
-                seeded = {r[0] for r in cur.fetchall()}
-        self.queries += 1 + self.seeded_readable
-        out = {}
-        for job_id, tenant, created_at, variants in rows:
-            pairs = tuple((item.rsplit(":", 1)[0], int(item.rsplit(":", 1)[1])) for item in variants)
-            out[job_id] = JobFacts(job_id, tenant, None, created_at, pairs, job_id in seeded)
-        return out
+        rows, seeded = self._jobs_read(conn, _FACTS, ids)
+        return {job_id: JobFacts(job_id, tenant, None, created_at, pairs(variants), job_id in seeded)
+                for job_id, tenant, created_at, variants in rows}
 
     def _emit(self, kind: str, row_id: str, job_id: str, state: State, source: str,
               at: datetime | None = None) -> None:
@@ -521,9 +489,7 @@ class ListenSource:
     # --- losing the connection ----------------------------------------------------------
 
     def _lost(self, exc: BaseException) -> None:
-        text = str(exc).strip()
-        self._note(f"lost the connection ({text.splitlines()[0] if text else 'closed'}); reconnecting")
-        self.close()
+        super()._lost(exc)
         self._barrier = None
         if self._lost_at is None:
             self._lost_at = self._contact
@@ -534,24 +500,3 @@ class ListenSource:
                 row.since.clear()
         self._catch_up = True
 
-    def _reopen(self, stop: object = None) -> psycopg2.extensions.connection | None:
-        stops = (stop,) if stop is not None else ()
-        window = reconnect.Window(self.reconnect_window if self.reconnect_window is not None else FOREVER,
-                                  stops)  # type: ignore[arg-type]
-        try:
-            conn = reconnect.retry(lambda _timeout: self._connect(), window,
-                                   lambda exc: isinstance(exc, InfrastructureError) or
-                                   (isinstance(exc, psycopg2.Error) and reconnect.lost(exc)))
-        except (InfrastructureError, psycopg2.Error):
-            if window.stopped:
-                return None
-            raise
-        self.reconnects += 1
-        self._note("reconnected; reading every row in flight again (what happened meanwhile is seen only as where "
-                   "it led)")
-        return conn
-
-    def _note(self, text: str) -> None:
-        log.warning("watch: %s", text)
-        if len(self.notes) < 20:
-            self.notes.append(text)

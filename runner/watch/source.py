@@ -16,7 +16,6 @@ the window?), and whether ye-run seeded it (`ye_run_seeded`). A lost connection 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import select
 import time
@@ -32,16 +31,15 @@ from runner.db import reconnect
 from runner.db.connect import Database
 from runner.db.requirements import JOB_CHANNEL, VARIANT_CHANNEL
 from runner.errors import InfrastructureError, InputError
+from runner.watch.link import Link, pairs
 
 log = logging.getLogger("ye_run.watch")
 BATCH = 5000
 """History rows one read returns at most; a full batch is followed by another read at once."""
 MAX_GAPS = 10_000
 """Unresolved gaps kept at most (a burst of rollbacks): past it, the oldest are given up, with a note."""
-FOREVER = 100 * 365 * 86400.0
-"""The reconnect window of a watch that waits for ever (finite: `reconnect.Window.connect_timeout` rounds the time
-left up to an int, and an infinite one raised OverflowError at the first reconnect)."""
 READ_ONLY = "-c default_transaction_read_only=on -c statement_timeout=60s"
+BACK = "reconnected; reading on from the history where it left off"
 INSTALL_HINT = ("install it with `ye-run db init --runner-only --database-url URL` (as a role that may create "
                 "tables and triggers: it adds ye-run's own ye_run_* objects and leaves the pipeline's tables as they "
                 "are); watch reads every write from it")
@@ -76,10 +74,6 @@ LEFT JOIN LATERAL (SELECT h.id, h.changed_at FROM ye_run_history h WHERE h.job_i
 keeps the lookup on the job_id index (the job's few rows, sorted): ordered by the bare id, the planner walks the
 primary key from the oldest row, filtering on job_id, and a new job's first write is among the newest, so every
 lookup read the whole table (bench/watch.py: verdict lag growing to seconds within a minute)."""
-
-_SEEDED = ("SELECT DISTINCT row_key ->> 0 FROM ye_run_seeded WHERE table_name = 'jobs' "
-           "AND row_key ->> 0 = ANY(%s::text[])")
-
 
 @dataclass(frozen=True, slots=True)
 class Write:
@@ -130,7 +124,7 @@ class NoHistory(InputError):
     """The database has no history table (`--source auto` then watches with LISTEN alone)."""
 
 
-class HistorySource:
+class HistorySource(Link):
     """The history table read forward from a window's start; `poll` returns the next writes."""
 
     description = "history table"
@@ -138,26 +132,14 @@ class HistorySource:
     def __init__(self, database: Database, name: str = "ye-run watch", read_only: bool = True,
                  channels: tuple[str, ...] = (VARIANT_CHANNEL, JOB_CHANNEL), batch: int = BATCH,
                  reconnect_window: float | None = None):
-        self.database = database
-        self.name = name
-        self.read_only = read_only
-        self.channels = channels
+        super().__init__(database, name, read_only, channels, reconnect_window)
         self.batch = batch
-        self.reconnect_window = reconnect_window
-        """Seconds a lost server is waited for before giving up; None: for ever (a watch that runs for days)."""
         self.window: Window | None = None
         self.after = 0
         """Every write with an id up to here was read, except the gaps."""
         self.gaps: dict[int, int] = {}
         """Ids skipped over, not seen yet -> the next transaction id when first skipped (the open transaction that
         holds it is older: once the oldest open one is newer than this, the gap is final)."""
-        self.db_now: datetime | None = None
-        self.read_mono = 0.0
-        self.queries = 0
-        self.reconnects = 0
-        self.notes: list[str] = []
-        self.seeded_readable = False
-        self._conn: psycopg2.extensions.connection | None = None
         self._full = False
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -179,22 +161,11 @@ class HistorySource:
         self.after = start_id - 1
         return self.window
 
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg2.Error):
-                conn.close()
-
     @property
     def done(self) -> bool:
         """--once: the window's every write was read (gaps resolved or given up)."""
         window = self.window
         return window is not None and window.end_id is not None and self.after >= window.end_id and not self.gaps
-
-    def now(self) -> datetime:
-        """The database's clock, as of the last read plus the time since (the judge's timeouts run on it)."""
-        assert self.db_now is not None
-        return self.db_now + timedelta(seconds=time.monotonic() - self.read_mono)
 
     def _connect(self) -> psycopg2.extensions.connection:
         extra = {"options": READ_ONLY} if self.read_only else {}
@@ -258,7 +229,7 @@ class HistorySource:
         a lost connection is waited out, and what happened meanwhile is read then."""
         while True:
             try:
-                conn = self._conn or self._reopen(stop)
+                conn = self._conn or self._reopen(BACK, stop)
                 if conn is None:
                     return []
                 if not self._full and not self.done:
@@ -324,32 +295,6 @@ class HistorySource:
 
     # --- losing the connection ----------------------------------------------------------
 
-    def _lost(self, exc: BaseException) -> None:
-        self._note(f"lost the connection ({str(exc).strip().splitlines()[0] if str(exc).strip() else 'closed'}); "
-                   "reconnecting")
-        self.close()
-
-    def _reopen(self, stop: object = None) -> psycopg2.extensions.connection | None:
-        stops = (stop,) if stop is not None else ()
-        window = reconnect.Window(self.reconnect_window if self.reconnect_window is not None else FOREVER,
-                                  stops)  # type: ignore[arg-type]
-        try:
-            conn = reconnect.retry(lambda _timeout: self._connect(), window,
-                                   lambda exc: isinstance(exc, InfrastructureError) or
-                                   (isinstance(exc, psycopg2.Error) and reconnect.lost(exc)))
-        except (InfrastructureError, psycopg2.Error):
-            if window.stopped:
-                return None
-            raise
-        self.reconnects += 1
-        self._note("reconnected; reading on from the history where it left off")
-        return conn
-
-    def _note(self, text: str) -> None:
-        log.warning("watch: %s", text)
-        if len(self.notes) < 20:
-            self.notes.append(text)
-
     # --- what a job is ------------------------------------------------------------------
 
     def facts(self, job_ids: Iterable[str]) -> dict[str, JobFacts]:
@@ -359,7 +304,7 @@ class HistorySource:
             return {}
         while True:
             try:
-                conn = self._conn or self._reopen()
+                conn = self._conn or self._reopen(BACK)
                 assert conn is not None
                 return self._facts_on(conn, ids)
             except psycopg2.Error as exc:
@@ -368,19 +313,9 @@ class HistorySource:
                 self._lost(exc)
 
     def _facts_on(self, conn: psycopg2.extensions.connection, ids: list[str]) -> dict[str, JobFacts]:
-        with conn.cursor() as cur:
-            cur.execute(_JOBS, (ids,))
-            rows = cur.fetchall()
-            seeded: set[str] = set()
-            if self.seeded_readable:
-                cur.execute(_SEEDED, (ids,))
-                seeded = {r[0] for r in cur.fetchall()}
-        self.queries += 1 + self.seeded_readable
-        out = {}
-        for job_id, tenant, first_id, first_at, variants in rows:
-            pairs = tuple((item.rsplit(":", 1)[0], int(item.rsplit(":", 1)[1])) for item in variants)
-            out[job_id] = JobFacts(job_id, tenant, first_id, first_at, pairs, job_id in seeded)
-        return out
+        rows, seeded = self._jobs_read(conn, _JOBS, ids)
+        return {job_id: JobFacts(job_id, tenant, first_id, first_at, pairs(variants), job_id in seeded)
+                for job_id, tenant, first_id, first_at, variants in rows}
 
 
 def _widen(xid32: int, near: int) -> int:
