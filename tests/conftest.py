@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -166,3 +168,15 @@ def password_user(embedded_server: Database):
     with contextlib.closing(embedded_server.connect(autocommit=True)) as conn, conn.cursor() as cur:
         hba.write_text(original)
         cur.execute("SELECT pg_reload_conf()")
+
+
+@pytest.fixture(scope="module")
+def restartable() -> Iterator[tuple[Database, object]]:
+    """A server of the module's own, that its tests may stop and start (`tests.engine.test_restart.control`)."""
+    holder = Path(tempfile.mkdtemp(prefix="ye-run-restart-"))
+    handle = embedded._start(holder / "pg", "delete")
+    try:
+        yield embedded._prepare(handle.get_uri()), handle
+    finally:
+        handle.cleanup()
+        shutil.rmtree(holder, ignore_errors=True)

@@ -6,34 +6,17 @@ The server is an embedded one of this module's own, so the test can restart and 
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from runner.cli.main import cli
-from runner.db import embedded
-from runner.db.connect import Database
 from runner.engine.events import JobSeeded, Note
 from tests.cli.test_run_cli import url
 from tests.db.helpers import count
 from tests.engine.helpers import run
-
-
-@pytest.fixture(scope="module")
-def restartable() -> Iterator[tuple[Database, object]]:
-    holder = Path(tempfile.mkdtemp(prefix="ye-run-restart-"))
-    handle = embedded._start(holder / "pg", "delete")
-    try:
-        yield embedded._prepare(handle.get_uri()), handle
-    finally:
-        handle.cleanup()
-        shutil.rmtree(holder, ignore_errors=True)
 
 
 def control(handle, *args: str) -> None:  # type: ignore[no-untyped-def]

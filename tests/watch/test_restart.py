@@ -11,16 +11,10 @@ faults here are in jobs judged before the stop and created after the reconnect.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from runner.db import embedded
-from runner.db.connect import Database
 from runner.pipeline import config as pipeline_config
 from runner.pipeline.scope import Scope
 from runner.pipeline.worker import Worker
@@ -33,17 +27,6 @@ VIOLATED = {2: "yolo_detect", 11: "yolo_detect"}
 """Job ordinals (in the pipeline's order) given the `skip` fault: judged violated (skipped_step) at that step."""
 FAILED = {3, 12}
 """Job ordinals given the `fail` fault at ocr_eval (no retry; the watch allows none): judged failed."""
-
-
-@pytest.fixture(scope="module")
-def restartable() -> Iterator[tuple[Database, object]]:
-    holder = Path(tempfile.mkdtemp(prefix="ye-run-watch-restart-"))
-    handle = embedded._start(holder / "pg", "delete")
-    try:
-        yield embedded._prepare(handle.get_uri()), handle
-    finally:
-        handle.cleanup()
-        shutil.rmtree(holder, ignore_errors=True)
 
 
 @pytest.fixture
