@@ -86,8 +86,11 @@ def findings(catalog: Catalog, variant_channel: str = VARIANT_CHANNEL,
     for table in OPTIONAL_TABLES:
         out.append(Finding(f"table {table}", catalog.has(table), False,
                            "" if catalog.has(table) else "optional; not seeded"))
+    announced = all(catalog.notifies(table, HISTORY_CHANNEL) for table in ("jobs", "jobs_variants"))
     out.append(Finding("ye-run history (ye_run_history + triggers)", history_available(catalog), False,
-                       "complete traces" if history_available(catalog)
+                       ("complete traces" if announced else "complete traces; its triggers are an older ye-run's "
+                        "and announce nothing, so each notification costs a read (`ye-run db init` updates them)")
+                       if history_available(catalog)
                        else "absent: LISTEN + reconciling reads, gaps possible (ye-run db init installs it)"))
     out.append(Finding("ye-run run registry (ye_run_runs, ye_run_seeded)", registry_available(catalog), False,
                        "" if registry_available(catalog) else

@@ -199,3 +199,25 @@ def test_the_applications_role_writes_its_rows_without_any_grant_on_the_history(
             cur.execute("DELETE FROM jobs WHERE job_id = %s", (job,))
             cur.execute(f'DROP OWNED BY "{role}"')
             cur.execute(f'DROP ROLE "{role}"')
+
+
+OLD_TRIGGER = """
+CREATE OR REPLACE FUNCTION ye_run_record_variant() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ye_run_history (kind, row_id, job_id, current_step, status)
+    VALUES ('v', NEW.job_variants_id, NEW.job_id, NEW.current_step, NEW.status);
+    RETURN NEW;
+END $$;
+COMMENT ON TABLE ye_run_runs IS 'ye-run schema 5';
+"""
+"""The variant trigger as schema 5 had it: it records, and announces nothing."""
+
+
+def test_check_says_when_the_history_triggers_announce_nothing_and_init_updates_them(database_with):
+    database = database_with(OLD_TRIGGER)
+    before = CliRunner().invoke(cli, ["db", "check", "--database-url", _url(database)])
+    assert before.exit_code == 0
+    assert "its triggers are an older ye-run's and announce nothing" in before.stdout
+    assert CliRunner().invoke(cli, ["db", "init", "--runner-only", "--database-url", _url(database)]).exit_code == 0
+    after = CliRunner().invoke(cli, ["db", "check", "--database-url", _url(database)])
+    assert "announce nothing" not in after.stdout and "complete traces" in after.stdout
