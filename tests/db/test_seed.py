@@ -90,6 +90,18 @@ def test_registry_records_the_root_rows_of_a_run(db: Database, tmp_path: Path, s
     assert loaded is not None and loaded.job_ids == [job.job_id] and loaded.tenant_id == s.record.tenant_id
 
 
+def test_without_a_registry_the_definitions_seed_rows_are_seeded_and_nothing_is_recorded(db: Database, tmp_path: Path,
+                                                                                            stack):
+    """Was: with no registry to write, the statement after the seed rows was empty and seeding failed ("can't
+    execute an empty query"; bench/pipeline.py seeds that way)."""
+    s = seeding(db, load(tmp_path, "name: s\nvariants: 3\n"), tmp_path, stack=stack)
+    s.seeder.registry = False
+    job = s.seeder.seed_job(1)
+    assert job_row_counts(s.conn, job.job_id)["jobs"] == 1
+    assert [t for t, _ in job.rows].count("txt_ad_copy_generations") == 1
+    assert rows(s.conn, "select 1 from ye_run_seeded where run_id = %s", (s.record.run_id,)) == []
+
+
 def test_failure_after_the_variants_insert_leaves_nothing(db: Database, tmp_path: Path, stack):
     # The fixture is inserted after the variants; its CHECK-violating row makes the seed fail there.
     scenario = load(tmp_path, """
